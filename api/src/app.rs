@@ -1,0 +1,147 @@
+//! Assembles the HTTP application: OpenAPI service, docs, auth data, limits, error mapping.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::http::header::CONTENT_LENGTH;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Route, Server};
+use poem_openapi::OpenApiService;
+use sea_orm::DatabaseConnection;
+
+use wirehook_worker::engine::Engine;
+use wirehook_worker::http_client::{ClientConfig, DeliveryClient};
+
+use crate::auth::JwtVerifier;
+use crate::config::JwtConfig;
+use crate::error::json_error;
+use crate::routes::{configs::ConfigsApi, events::EventsApi, health::HealthApi};
+
+/// Largest request body the API reads (1 MiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+type Apis = (ConfigsApi, EventsApi, HealthApi);
+
+/// The OpenAPI service for `db`; with a disconnected database it still renders the spec.
+pub fn openapi_service(
+    db: DatabaseConnection,
+    engine: Option<Arc<Engine>>,
+) -> OpenApiService<Apis, ()> {
+    let apis = (
+        ConfigsApi {
+            db: db.clone(),
+            engine,
+        },
+        EventsApi { db: db.clone() },
+        HealthApi {
+            db,
+            metrics: crate::metrics::handle(),
+        },
+    );
+    OpenApiService::new(apis, "wirehook", env!("CARGO_PKG_VERSION")).description(
+        "Receives provider webhooks (SignalWire, ElevenLabs), delivers signed events to configured \
+         endpoints, and exposes configuration and history. Errors are always \
+         `{\"success\": false, \"error\": {\"code\", \"message\"}}`.",
+    )
+}
+
+/// Why the application could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("JWT_SECRET is unusable: {0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    #[error("cannot build the delivery HTTP client: {0}")]
+    Client(#[from] wirehook_worker::http_client::ClientBuildError),
+}
+
+/// A running-ready application: database, auth and the delivery engine (for test deliveries).
+pub struct App {
+    db: DatabaseConnection,
+    verifier: Arc<JwtVerifier>,
+    engine: Arc<Engine>,
+}
+
+impl App {
+    /// Prepares the application.
+    pub fn new(
+        db: DatabaseConnection,
+        jwt: &JwtConfig,
+        delivery: ClientConfig,
+    ) -> Result<Self, AppError> {
+        let client = DeliveryClient::new(delivery)?;
+        Ok(Self {
+            verifier: Arc::new(JwtVerifier::new(jwt)?),
+            engine: Arc::new(Engine {
+                db: db.clone(),
+                client,
+            }),
+            db,
+        })
+    }
+
+    /// The complete endpoint with docs, limits and the uniform JSON error mapping.
+    pub fn endpoint(&self) -> impl Endpoint + 'static {
+        let service = openapi_service(self.db.clone(), Some(self.engine.clone()));
+        let docs = service.swagger_ui();
+        let spec = service.spec_endpoint();
+        Route::new()
+            .nest("/docs", docs)
+            .at("/openapi.json", spec)
+            .nest("/", service.into_endpoint())
+            .before(limit_body)
+            .catch_all_error(json_error)
+            .around(|ep, req| async move {
+                let method = req.method().to_string();
+                let result = ep.get_response(req).await;
+                metrics::counter!("wirehook_http_requests_total",
+                    "method" => method, "status" => result.status().as_u16().to_string())
+                .increment(1);
+                Ok(result)
+            })
+            .data(self.verifier.clone())
+    }
+
+    /// Serves on `acceptor` until `shutdown` resolves, then drains for up to 10 s.
+    pub async fn serve(
+        self,
+        acceptor: TcpAcceptor,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(self.endpoint(), shutdown, Some(Duration::from_secs(10)))
+            .await
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port) and returns the acceptor and its real address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpAcceptor, SocketAddr)> {
+    let acceptor = TcpListener::bind(addr).into_acceptor().await?;
+    let local = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .ok_or_else(|| std::io::Error::other("listener has no socket address"))?;
+    Ok((acceptor, local))
+}
+
+/// Refuses bodies over [`MAX_BODY_BYTES`] with 413: by `Content-Length` before reading, and
+/// chunked bodies by reading at most one byte past the limit.
+async fn limit_body(mut req: Request) -> poem::Result<Request> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > MAX_BODY_BYTES as u64 => Err(poem::Error::from_status(
+            poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+        )),
+        Some(_) => Ok(req),
+        None => {
+            let body = req.take_body().into_bytes_limit(MAX_BODY_BYTES).await?;
+            req.set_body(body);
+            Ok(req)
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Domain types parsed from request DTOs at the edge: past this module, a value that exists is valid.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use entity::{EventType, EventTypes, Filters, Headers, RetryPolicy};
+use poem::http::{HeaderName, HeaderValue};
+use url::Url;
+
+use crate::error::ApiError;
+
+/// Headers wirehook sets itself; a configuration may not override them.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+];
+
+const MAX_HEADERS: usize = 32;
+const MAX_URL_LEN: usize = 2048;
+const MAX_FILTER_VALUES: usize = 1000;
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::Validation(msg.into())
+}
+
+/// A configuration name: 1–255 characters, not blank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigName(String);
+
+impl TryFrom<String> for ConfigName {
+    type Error = ApiError;
+
+    fn try_from(name: String) -> Result<Self, ApiError> {
+        let len = name.chars().count();
+        if name.trim().is_empty() || len > 255 {
+            return Err(invalid("`name` must be 1 to 255 characters and not blank"));
+        }
+        Ok(Self(name))
+    }
+}
+
+impl ConfigName {
+    /// The name as stored.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// An absolute http(s) URL with a host, where deliveries are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetUrl(Url);
+
+impl TryFrom<String> for TargetUrl {
+    type Error = ApiError;
+
+    fn try_from(raw: String) -> Result<Self, ApiError> {
+        if raw.len() > MAX_URL_LEN {
+            return Err(invalid(format!(
+                "`url` must be at most {MAX_URL_LEN} characters"
+            )));
+        }
+        let url = Url::parse(raw.trim())
+            .map_err(|e| invalid(format!("`url` is not an absolute URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("`url` must use http or https"));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("`url` must have a host"));
+        }
+        Ok(Self(url))
+    }
+}
+
+impl TargetUrl {
+    /// The normalized URL text.
+    pub fn into_inner(self) -> String {
+        self.0.into()
+    }
+}
+
+/// Subscribed event types: at least one, duplicates removed, catalog order kept as given.
+pub fn event_types(types: Vec<EventType>) -> Result<EventTypes, ApiError> {
+    if types.is_empty() {
+        return Err(invalid("`eventTypes` must name at least one event type"));
+    }
+    let mut seen = BTreeSet::new();
+    let names = types
+        .into_iter()
+        .filter(|t| seen.insert(*t))
+        .map(|t| t.as_str().to_owned())
+        .collect();
+    Ok(EventTypes(names))
+}
+
+/// Custom headers: valid names and values, not reserved, at most 32.
+pub fn custom_headers(headers: BTreeMap<String, String>) -> Result<Headers, ApiError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(invalid(format!(
+            "`headers` may hold at most {MAX_HEADERS} entries"
+        )));
+    }
+    let mut out = BTreeMap::new();
+    for (name, value) in headers {
+        let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            invalid(format!(
+                "header name `{}` is not a valid HTTP header name",
+                name.escape_debug()
+            ))
+        })?;
+        if RESERVED_HEADERS.contains(&parsed.as_str()) {
+            return Err(invalid(format!(
+                "header `{name}` is set by wirehook and cannot be overridden"
+            )));
+        }
+        HeaderValue::from_str(&value).map_err(|_| {
+            invalid(format!(
+                "the value of header `{name}` contains characters not allowed in HTTP headers"
+            ))
+        })?;
+        if out.insert(parsed.as_str().to_owned(), value).is_some() {
+            return Err(invalid(format!(
+                "header `{name}` is given twice (names are case-insensitive)"
+            )));
+        }
+    }
+    Ok(Headers(out))
+}
+
+/// A retry policy within bounds: 1–50 attempts, delays 1 s–7 days, maxDelay ≥ initialDelay, factor 1–10.
+pub fn retry_policy(p: RetryPolicy) -> Result<RetryPolicy, ApiError> {
+    const WEEK: u32 = 7 * 86_400;
+    if !(1..=50).contains(&p.max_attempts) {
+        return Err(invalid(
+            "`retryConfig.maxAttempts` must be between 1 and 50",
+        ));
+    }
+    if !(1..=WEEK).contains(&p.initial_delay) {
+        return Err(invalid(
+            "`retryConfig.initialDelay` must be between 1 and 604800 seconds",
+        ));
+    }
+    if !(1..=WEEK).contains(&p.max_delay) {
+        return Err(invalid(
+            "`retryConfig.maxDelay` must be between 1 and 604800 seconds",
+        ));
+    }
+    if p.max_delay < p.initial_delay {
+        return Err(invalid(
+            "`retryConfig.maxDelay` must be at least `initialDelay`",
+        ));
+    }
+    if !(p.backoff_factor.is_finite() && (1.0..=10.0).contains(&p.backoff_factor)) {
+        return Err(invalid(
+            "`retryConfig.backoffFactor` must be between 1 and 10",
+        ));
+    }
+    Ok(p)
+}
+
+/// Filters: each given list non-empty, values non-blank.
+pub fn filters(f: Filters) -> Result<Filters, ApiError> {
+    for (key, values) in [
+        ("campaigns", &f.campaigns),
+        ("outcomes", &f.outcomes),
+        ("agents", &f.agents),
+    ] {
+        if let Some(values) = values {
+            if values.is_empty() || values.len() > MAX_FILTER_VALUES {
+                return Err(invalid(format!(
+                    "`filters.{key}` must hold 1 to {MAX_FILTER_VALUES} values; omit the key to match all"
+                )));
+            }
+            if values.iter().any(|v| v.trim().is_empty()) {
+                return Err(invalid(format!(
+                    "`filters.{key}` must not contain blank values"
+                )));
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// Metadata: any JSON object up to 16 KiB.
+pub fn metadata(m: BTreeMap<String, serde_json::Value>) -> Result<serde_json::Value, ApiError> {
+    let value = serde_json::Value::Object(m.into_iter().collect());
+    if value.to_string().len() > MAX_METADATA_BYTES {
+        return Err(invalid("`metadata` must be at most 16 KiB of JSON"));
+    }
+    Ok(value)
+}
+
+/// A signing secret: the given one if Standard Webhooks can use it, else a generated one.
+pub fn secret(given: Option<String>) -> Result<String, ApiError> {
+    match given {
+        None => Ok(wirehook_worker::signing::generate_secret()),
+        Some(s) => {
+            wirehook_worker::signing::SigningKey::from_secret(&s).map_err(|e| {
+                invalid(format!(
+                    "`secret` {e}; use `whsec_` followed by base64, or omit it to have one generated"
+                ))
+            })?;
+            Ok(s)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_name_is_refused() {
+        assert!(ConfigName::try_from("   ".to_owned()).is_err());
+        assert!(ConfigName::try_from("x".repeat(256)).is_err());
+        assert!(ConfigName::try_from("é".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn target_url_must_be_absolute_http() {
+        assert!(TargetUrl::try_from("ftp://example.com".to_owned()).is_err());
+        assert!(TargetUrl::try_from("/relative".to_owned()).is_err());
+        assert!(TargetUrl::try_from("https://example.com/hook".to_owned()).is_ok());
+    }
+
+    #[test]
+    fn reserved_and_crlf_headers_are_refused() {
+        let one = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        assert!(custom_headers(one("Webhook-Signature", "x")).is_err());
+        assert!(custom_headers(one("Content-Type", "text/plain")).is_err());
+        assert!(custom_headers(one("X-Ok", "a\r\nInjected: yes")).is_err());
+        assert!(custom_headers(one("Bad Name", "x")).is_err());
+        assert!(custom_headers(one("X-API-Key", "abc")).is_ok());
+    }
+
+    #[test]
+    fn retry_policy_bounds_hold() {
+        let ok = RetryPolicy::default();
+        assert!(retry_policy(ok).is_ok());
+        assert!(
+            retry_policy(RetryPolicy {
+                max_attempts: 0,
+                ..ok
+            })
+            .is_err()
+        );
+        assert!(
+            retry_policy(RetryPolicy {
+                max_attempts: 51,
+                ..ok
+            })
+            .is_err()
+        );
+        assert!(
+            retry_policy(RetryPolicy {
+                initial_delay: 0,
+                ..ok
+            })
+            .is_err()
+        );
+        assert!(
+            retry_policy(RetryPolicy {
+                max_delay: 10,
+                initial_delay: 20,
+                ..ok
+            })
+            .is_err()
+        );
+        assert!(
+            retry_policy(RetryPolicy {
+                backoff_factor: 0.5,
+                ..ok
+            })
+            .is_err()
+        );
+        assert!(
+            retry_policy(RetryPolicy {
+                backoff_factor: f64::NAN,
+                ..ok
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn duplicate_event_types_collapse() {
+        let t = event_types(vec![EventType::CallCompleted, EventType::CallCompleted]).unwrap();
+        assert_eq!(t.0, vec!["call.completed".to_owned()]);
+        assert!(event_types(vec![]).is_err());
+    }
+
+    #[test]
+    fn empty_filter_list_is_refused() {
+        let f = Filters {
+            campaigns: Some(vec![]),
+            ..Filters::default()
+        };
+        assert!(filters(f).is_err());
+    }
+}

@@ -1,0 +1,249 @@
+//! The one error type of the api and its single mapping to HTTP responses.
+//!
+//! Handlers return [`ApiResult`]; poem's own rejections (bad JSON, unknown route, wrong method,
+//! missing token, body too large) are turned into the same JSON shape by [`json_error`].
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::error::{ParseParamError, ParsePathError, ParseRequestPayloadError};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+use sea_orm::{DbErr, SqlErr};
+
+/// Result of every handler.
+pub type ApiResult<T> = Result<T, ErrorResponse>;
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A field or parameter has a value the API does not accept.
+    #[error("{0}")]
+    Validation(String),
+    /// Authentication failed.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated, but not allowed (e.g. source IP not on the allow list).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The named resource does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request conflicts with the resource's current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is larger than the route accepts.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A dependency (the database, a missing provider key) is not available.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; details are logged, never returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Stable machine-readable code for the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation_failed",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// HTTP status for the variant.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Message safe to show to a client.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "internal server error".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<DbErr> for ApiError {
+    fn from(err: DbErr) -> Self {
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(detail)) => {
+                tracing::debug!(%detail, "unique violation");
+                return Self::Conflict("a record with the same unique value already exists".into());
+            }
+            Some(SqlErr::ForeignKeyConstraintViolation(detail)) => {
+                tracing::debug!(%detail, "foreign key violation");
+                return Self::Conflict("the request refers to a record that does not exist".into());
+            }
+            _ => {}
+        }
+        match err {
+            DbErr::ConnectionAcquire(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::Unavailable("the database is unavailable; try again shortly".into())
+            }
+            DbErr::Conn(e) => {
+                tracing::warn!(error = %e, "database connection error");
+                Self::Unavailable("the database is unavailable; try again shortly".into())
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Body of every error response.
+#[derive(Debug, Object)]
+pub struct ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    pub error: ErrorDetail,
+}
+
+/// Machine code and human message of an error.
+#[derive(Debug, Object)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `validation_failed`, `not_found`.
+    pub code: String,
+    /// What went wrong, for humans.
+    pub message: String,
+}
+
+/// Error responses, one variant per status the API uses.
+#[derive(Debug, ApiResponse)]
+pub enum ErrorResponse {
+    /// Invalid input: malformed JSON, a parameter or field with a value the API refuses.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing, malformed, expired or wrongly signed credentials.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// Not allowed.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such resource.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The resource's state does not allow this.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// Body too large.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// Unexpected failure.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// A dependency is unavailable; retry later.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn body(code: &str, message: String) -> Json<ErrorBody> {
+    Json(ErrorBody {
+        success: false,
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message,
+        },
+    })
+}
+
+impl From<ApiError> for ErrorResponse {
+    fn from(err: ApiError) -> Self {
+        let b = body(err.code(), err.public_message());
+        match err {
+            ApiError::Validation(_) => Self::BadRequest(b),
+            ApiError::Unauthorized(_) => Self::Unauthorized(b),
+            ApiError::Forbidden(_) => Self::Forbidden(b),
+            ApiError::NotFound(_) => Self::NotFound(b),
+            ApiError::Conflict(_) => Self::Conflict(b),
+            ApiError::PayloadTooLarge(_) => Self::PayloadTooLarge(b),
+            ApiError::Unavailable(_) => Self::Unavailable(b),
+            ApiError::Internal(_) => Self::Internal(b),
+        }
+    }
+}
+
+impl From<DbErr> for ErrorResponse {
+    fn from(err: DbErr) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
+/// Turns any poem error into the JSON error shape; responses already in that shape pass through.
+pub async fn json_error(err: poem::Error) -> Response {
+    let status = err.status();
+    let (code, message) = classify(&err, status);
+    let response = err.into_response();
+    let is_json = response
+        .headers()
+        .get(poem::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let mut out = Json(ErrorBody {
+        success: false,
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message,
+        },
+    })
+    .into_response();
+    out.set_status(status);
+    for (name, value) in response.headers() {
+        if name == poem::http::header::ALLOW || name == poem::http::header::WWW_AUTHENTICATE {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+fn classify(err: &poem::Error, status: StatusCode) -> (&'static str, String) {
+    match status {
+        StatusCode::NOT_FOUND => ("not_found", "no route matches this path".into()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this path does not accept that method".into(),
+        ),
+        StatusCode::UNAUTHORIZED => (
+            "unauthorized",
+            "a valid `Authorization: Bearer <JWT>` header is required".into(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload_too_large", "the request body is too large".into())
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", err.to_string()),
+        StatusCode::BAD_REQUEST if err.is::<ParseRequestPayloadError>() => {
+            ("invalid_body", err.to_string())
+        }
+        StatusCode::BAD_REQUEST if err.is::<ParseParamError>() || err.is::<ParsePathError>() => {
+            ("invalid_parameter", err.to_string())
+        }
+        StatusCode::BAD_REQUEST => ("bad_request", err.to_string()),
+        s if s.is_server_error() => {
+            tracing::error!(error = %err, "unhandled server error");
+            ("internal_error", "internal server error".into())
+        }
+        _ => ("error", err.to_string()),
+    }
+}

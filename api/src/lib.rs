@@ -1,0 +1,12 @@
+//! The wirehook api: configuration and history REST API, inbound provider webhooks, OpenAPI.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+
+pub use app::{App, openapi_service};
+pub use config::ApiConfig;

@@ -1,0 +1,111 @@
+//! `api`: serve the HTTP API, apply migrations, issue tokens, print the OpenAPI document.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
+use wirehook_api::config::{self, ApiConfig, JwtConfig, ProcessEnv};
+use wirehook_api::{App, auth, openapi_service};
+use wirehook_worker::http_client::ClientConfig;
+use wirehook_worker::process;
+
+#[derive(Parser)]
+#[command(
+    name = "api",
+    version,
+    about = "wirehook api: webhook configuration, history and inbound provider webhooks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Apply all migrations (tables and the apalis job storage); safe to run concurrently.
+    Migrate,
+    /// Print a JWT for the REST API, signed with JWT_SECRET.
+    Token {
+        /// Subject (who the token is for).
+        #[arg(long)]
+        sub: String,
+        /// Lifetime, e.g. 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command.unwrap_or(Command::Serve)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("api: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Openapi => {
+            println!(
+                "{}",
+                openapi_service(DatabaseConnection::default(), None).spec()
+            );
+            Ok(())
+        }
+        Command::Token { sub, ttl } => {
+            let jwt = JwtConfig::from_env(&ProcessEnv).map_err(|e| e.to_string())?;
+            let ttl = auth::parse_ttl(&ttl).map_err(|e| format!("--ttl {e}"))?;
+            let token = auth::issue_token(&jwt, &sub, ttl)
+                .map_err(|e| format!("cannot sign token: {e}"))?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Migrate => {
+            process::init_tracing();
+            let url = config::database_url(&ProcessEnv).map_err(|e| e.to_string())?;
+            let db = process::connect(url.expose_secret(), 32).await?;
+            migration::migrate(&db)
+                .await
+                .map_err(|e| format!("migration failed: {e}"))?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            process::init_tracing();
+            let cfg = ApiConfig::from_env(&ProcessEnv).map_err(|e| e.to_string())?;
+            let db = process::connect(cfg.database_url.expose_secret(), 32).await?;
+            let pending = migration::pending(&db)
+                .await
+                .map_err(|e| format!("cannot read migrations: {e}"))?;
+            if !pending.is_empty() {
+                return Err(format!(
+                    "{} migration(s) pending ({}); run `api migrate` first",
+                    pending.len(),
+                    pending.join(", ")
+                ));
+            }
+            let (acceptor, addr) = wirehook_api::app::bind(cfg.api_addr)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", cfg.api_addr))?;
+            tracing::info!(%addr, "api listening");
+            let delivery = ClientConfig {
+                timeout: cfg.delivery_timeout,
+                allow_private_targets: cfg.allow_private_targets,
+                user_agent: format!("wirehook/{}", env!("CARGO_PKG_VERSION")),
+            };
+            let app = App::new(db, &cfg.jwt, delivery).map_err(|e| e.to_string())?;
+            app.serve(acceptor, process::shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! `/api/webhooks/events`: event history.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::{
+    Direction, EventStatus, ResponseData, Source, webhook_attempts, webhook_configs, webhook_events,
+};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select,
+};
+use serde_json::Value;
+
+use sea_orm::TransactionTrait;
+use wirehook_worker::queue::{self, RetryRefused};
+
+use super::ApiTags;
+use crate::auth::BearerAuth;
+use crate::error::{ApiError, ApiResult};
+
+/// A webhook event, inbound or outbound.
+#[derive(Debug, Object)]
+#[oai(rename = "WebhookEvent", rename_all = "camelCase")]
+pub struct EventOut {
+    pub id: i64,
+    /// Public message id, sent to receivers as `webhook-id`; stable across retries.
+    pub message_id: String,
+    pub direction: Direction,
+    pub source: Source,
+    pub event_type: String,
+    pub status: EventStatus,
+    /// Inbound: the provider's payload. Outbound: the `data` delivered.
+    pub payload: Value,
+    /// Delivery attempts made so far (outbound).
+    pub attempts: i32,
+    #[oai(skip_serializing_if_is_none)]
+    pub webhook_config_id: Option<i64>,
+    /// The receiver's answer to the latest attempt (outbound).
+    #[oai(skip_serializing_if_is_none)]
+    pub response_data: Option<ResponseData>,
+    /// The inbound or published event this delivery came from.
+    #[oai(skip_serializing_if_is_none)]
+    pub parent_event_id: Option<i64>,
+    /// When the next attempt is due (pending outbound events).
+    #[oai(skip_serializing_if_is_none)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why the latest attempt failed, or why the request was rejected.
+    #[oai(skip_serializing_if_is_none)]
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<webhook_events::Model> for EventOut {
+    fn from(m: webhook_events::Model) -> Self {
+        Self {
+            id: m.id,
+            message_id: m.message_id,
+            direction: m.direction,
+            source: m.source,
+            event_type: m.event_type,
+            status: m.status,
+            payload: m.payload,
+            attempts: m.attempts,
+            webhook_config_id: m.webhook_config_id,
+            response_data: m.response_data,
+            parent_event_id: m.parent_event_id,
+            next_attempt_at: m.next_attempt_at,
+            last_error: m.last_error,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// One outbound HTTP attempt.
+#[derive(Debug, Object)]
+#[oai(rename = "DeliveryAttempt", rename_all = "camelCase")]
+pub struct AttemptOut {
+    pub attempt: i32,
+    #[oai(skip_serializing_if_is_none)]
+    pub status_code: Option<i32>,
+    pub duration_ms: i32,
+    /// Error kind (`timeout`, `connect`, `http_status`, …) when the attempt failed.
+    #[oai(skip_serializing_if_is_none)]
+    pub error_kind: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+    /// Headers sent, signature redacted.
+    pub request_headers: Value,
+    #[oai(skip_serializing_if_is_none)]
+    pub response_headers: Option<Value>,
+    #[oai(skip_serializing_if_is_none)]
+    pub response_body: Option<String>,
+    /// True when the stored body was cut at 32 KiB.
+    pub truncated: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<webhook_attempts::Model> for AttemptOut {
+    fn from(m: webhook_attempts::Model) -> Self {
+        Self {
+            attempt: m.attempt,
+            status_code: m.status_code,
+            duration_ms: m.duration_ms,
+            error_kind: m.error_kind,
+            error: m.error_message,
+            request_headers: m.request_headers,
+            response_headers: m.response_headers,
+            response_body: m.response_body,
+            truncated: m.truncated,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// The configuration an event belongs to, in brief.
+#[derive(Debug, Object)]
+#[oai(rename = "WebhookConfigSummary", rename_all = "camelCase")]
+pub struct ConfigSummary {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct EventListResponse {
+    pub success: bool,
+    /// Events on this page.
+    pub count: u64,
+    /// Events matching the filters.
+    pub total: u64,
+    pub page: u64,
+    /// Pages at this limit (0 when nothing matches).
+    pub pages: u64,
+    pub events: Vec<EventOut>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct EventDetailsResponse {
+    pub success: bool,
+    pub event: EventOut,
+    /// The related configuration, when the event has one that still exists.
+    #[oai(skip_serializing_if_is_none)]
+    pub webhook_config: Option<ConfigSummary>,
+    /// Every outbound attempt, oldest first.
+    pub delivery_attempts: Vec<AttemptOut>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct RetryResponse {
+    pub success: bool,
+    pub message: String,
+    pub event: EventOut,
+}
+
+impl From<RetryRefused> for ApiError {
+    fn from(e: RetryRefused) -> Self {
+        match e {
+            RetryRefused::NotFound(_) => {
+                ApiError::NotFound(e.to_string().trim_end_matches(" not found").to_owned())
+            }
+            RetryRefused::Db(db) => db.into(),
+            other => ApiError::Conflict(other.to_string()),
+        }
+    }
+}
+
+/// Event history handlers.
+pub struct EventsApi {
+    pub db: DatabaseConnection,
+}
+
+/// Parses an ISO 8601 timestamp, or a date; `end_of_day` makes a date mean the end of that day.
+fn parse_date(name: &str, raw: &str, end_of_day: bool) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| if end_of_day { d.and_hms_milli_opt(23, 59, 59, 999) } else { d.and_hms_opt(0, 0, 0) })
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            ApiError::Validation(format!(
+                "`{name}` must be an ISO 8601 date or date-time, e.g. 2023-07-29 or 2023-07-29T10:00:00Z"
+            ))
+        })
+}
+
+/// History filters as parsed from the query string.
+struct HistoryFilter {
+    direction: Option<Direction>,
+    source: Option<Source>,
+    event_type: Option<String>,
+    status: Option<EventStatus>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    config_id: Option<i64>,
+}
+
+impl HistoryFilter {
+    fn apply(&self, mut q: Select<webhook_events::Entity>) -> Select<webhook_events::Entity> {
+        use webhook_events::Column as C;
+        if let Some(d) = self.direction {
+            q = q.filter(C::Direction.eq(d));
+        }
+        if let Some(s) = self.source {
+            q = q.filter(C::Source.eq(s));
+        }
+        if let Some(t) = &self.event_type {
+            q = q.filter(C::EventType.eq(t.as_str()));
+        }
+        if let Some(s) = self.status {
+            q = q.filter(C::Status.eq(s));
+        }
+        if let Some(f) = self.from {
+            q = q.filter(C::CreatedAt.gte(f));
+        }
+        if let Some(t) = self.to {
+            q = q.filter(C::CreatedAt.lte(t));
+        }
+        if let Some(c) = self.config_id {
+            q = q.filter(C::WebhookConfigId.eq(c));
+        }
+        q
+    }
+}
+
+#[OpenApi(prefix_path = "/api/webhooks/events", tag = "ApiTags::Events")]
+impl EventsApi {
+    /// List webhook events, newest first
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/", method = "get", operation_id = "events.list")]
+    async fn list_events(
+        &self,
+        _auth: BearerAuth,
+        /// Page number, from 1.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u64>>,
+        /// Items per page, 1–100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u64>>,
+        direction: Query<Option<Direction>>,
+        source: Query<Option<Source>>,
+        /// Event type, e.g. `call.completed`.
+        #[oai(name = "eventType", validator(min_length = 1, max_length = 100))]
+        event_type: Query<Option<String>>,
+        status: Query<Option<EventStatus>>,
+        /// Events created at or after this ISO 8601 date or date-time.
+        #[oai(name = "fromDate")]
+        from_date: Query<Option<String>>,
+        /// Events created at or before this ISO 8601 date-time (a date means the end of that day).
+        #[oai(name = "toDate")]
+        to_date: Query<Option<String>>,
+        /// Only events of this configuration.
+        #[oai(name = "webhookConfigId")]
+        webhook_config_id: Query<Option<i64>>,
+    ) -> ApiResult<Json<EventListResponse>> {
+        let page = page.0.unwrap_or(1);
+        let limit = limit.0.unwrap_or(20);
+        let filter = HistoryFilter {
+            direction: direction.0,
+            source: source.0,
+            event_type: event_type.0,
+            status: status.0,
+            from: from_date
+                .0
+                .as_deref()
+                .map(|d| parse_date("fromDate", d, false))
+                .transpose()?,
+            to: to_date
+                .0
+                .as_deref()
+                .map(|d| parse_date("toDate", d, true))
+                .transpose()?,
+            config_id: webhook_config_id.0,
+        };
+        if let (Some(f), Some(t)) = (filter.from, filter.to)
+            && f > t
+        {
+            return Err(
+                ApiError::Validation("`fromDate` must not be after `toDate`".into()).into(),
+            );
+        }
+        let total = filter
+            .apply(webhook_events::Entity::find())
+            .count(&self.db)
+            .await?;
+        let events = filter
+            .apply(webhook_events::Entity::find())
+            .order_by_desc(webhook_events::Column::CreatedAt)
+            .order_by_desc(webhook_events::Column::Id)
+            .offset((page - 1) * limit)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(Json(EventListResponse {
+            success: true,
+            count: events.len() as u64,
+            total,
+            page,
+            pages: total.div_ceil(limit),
+            events: events.into_iter().map(EventOut::from).collect(),
+        }))
+    }
+
+    /// Get one webhook event with its configuration and delivery attempts
+    #[oai(path = "/:id", method = "get", operation_id = "events.get")]
+    async fn get_event(
+        &self,
+        _auth: BearerAuth,
+        id: Path<i64>,
+    ) -> ApiResult<Json<EventDetailsResponse>> {
+        let (event, config) = webhook_events::Entity::find_by_id(id.0)
+            .find_also_related(webhook_configs::Entity)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("webhook event {}", id.0)))?;
+        let attempts = webhook_attempts::Entity::find()
+            .filter(webhook_attempts::Column::EventId.eq(event.id))
+            .order_by_asc(webhook_attempts::Column::Attempt)
+            .order_by_asc(webhook_attempts::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(Json(EventDetailsResponse {
+            success: true,
+            event: event.into(),
+            webhook_config: config.map(|c| ConfigSummary {
+                id: c.id,
+                name: c.name,
+                url: c.url,
+            }),
+            delivery_attempts: attempts.into_iter().map(AttemptOut::from).collect(),
+        }))
+    }
+
+    /// Retry a failed outbound delivery
+    ///
+    /// Queues one attempt now; if it fails, a fresh backoff series of up to `maxAttempts` more
+    /// follows. `attempts` keeps counting. Only `failed` events, or `cancelled` ones whose
+    /// configuration is active, can be retried (409 otherwise).
+    #[oai(path = "/:id/retry", method = "post", operation_id = "events.retry")]
+    async fn retry_event(
+        &self,
+        _auth: BearerAuth,
+        id: Path<i64>,
+    ) -> ApiResult<Json<RetryResponse>> {
+        let txn = self.db.begin().await?;
+        let event = queue::requeue(&txn, id.0).await.map_err(ApiError::from)?;
+        txn.commit().await?;
+        tracing::info!(event_id = id.0, "manual retry queued");
+        Ok(Json(RetryResponse {
+            success: true,
+            message: "Webhook delivery retry queued".into(),
+            event: event.into(),
+        }))
+    }
+}

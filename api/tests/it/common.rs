@@ -1,0 +1,338 @@
+//! Test harness: a fresh database per test, the real app on port 0, an authorized client.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::{Direction, EventStatus, Source, webhook_events};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, DatabaseConnection, Set};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use wirehook_api::App;
+use wirehook_api::config::JwtConfig;
+
+pub const JWT_SECRET: &str = "integration-test-jwt-secret";
+
+/// A database created for one test and dropped when the value is dropped.
+pub struct TestDb {
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    /// Creates an empty database on the server named by `DATABASE_URL`.
+    pub async fn create() -> Self {
+        let admin_url = std::env::var("DATABASE_URL").expect(
+            "DATABASE_URL must point at a PostgreSQL server; run the tests with `just test`",
+        );
+        let name = format!(
+            "wirehook_test_{}",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
+        let admin = Database::connect(&admin_url)
+            .await
+            .expect("connect to DATABASE_URL");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let mut url = url::Url::parse(&admin_url).expect("DATABASE_URL is a URL");
+        url.set_path(&name);
+        Self {
+            url: url.into(),
+            name,
+            admin_url,
+        }
+    }
+
+    /// Connects to this database.
+    pub async fn connect(&self) -> DatabaseConnection {
+        Database::connect(&self.url)
+            .await
+            .expect("connect to test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (name, admin_url) = (self.name.clone(), self.admin_url.clone());
+        // Drop runs inside the test's runtime; use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                if let Ok(admin) = Database::connect(&admin_url).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                    admin.close().await.ok();
+                }
+            });
+            Ok::<_, std::io::Error>(())
+        })
+        .join();
+    }
+}
+
+/// The running api with its database and an authorized HTTP client.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: DatabaseConnection,
+    pub client: reqwest::Client,
+    pub token: String,
+    _database: TestDb,
+}
+
+pub fn jwt_config() -> JwtConfig {
+    JwtConfig {
+        secret: SecretString::from(JWT_SECRET),
+        issuer: None,
+        audience: None,
+    }
+}
+
+impl TestApp {
+    /// Starts the app against a freshly migrated database.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(jwt_config()).await
+    }
+
+    /// Starts the app with the given JWT settings.
+    pub async fn spawn_with(jwt: JwtConfig) -> Self {
+        if std::env::var("TEST_LOG").is_ok() {
+            wirehook_worker::process::init_tracing();
+        }
+        let database = TestDb::create().await;
+        let db = database.connect().await;
+        migration::migrate(&db)
+            .await
+            .expect("migrate test database");
+        let (acceptor, addr) = wirehook_api::app::bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let delivery = wirehook_worker::http_client::ClientConfig {
+            timeout: Duration::from_secs(2),
+            allow_private_targets: true,
+            user_agent: "wirehook-tests".into(),
+        };
+        let app = App::new(db.clone(), &jwt, delivery).expect("app");
+        tokio::spawn(app.serve(acceptor, std::future::pending()));
+        let token = wirehook_api::auth::issue_token(&jwt, "tests", Duration::from_secs(600))
+            .expect("token");
+        Self {
+            addr,
+            db,
+            client: reqwest::Client::new(),
+            token,
+
+            _database: database,
+        }
+    }
+
+    /// Starts a real worker replica (apalis runtime) in-process; it stops when the guard drops.
+    pub async fn start_worker(&self) -> WorkerGuard {
+        let url = self._database.url.clone();
+        let settings = wirehook_worker::settings::WorkerSettings::from_lookup(move |k| match k {
+            "DATABASE_URL" => Some(url.clone()),
+            "METRICS_ADDR" => Some("127.0.0.1:0".into()),
+            "WORKER_POLL_INTERVAL_MS" => Some("100".into()),
+            "DELIVERY_TIMEOUT_SECS" => Some("1".into()),
+            "WORKER_SHUTDOWN_GRACE_SECS" => Some("1".into()),
+            "WORKER_HEARTBEAT_SECS" => Some("2".into()),
+            _ => None,
+        })
+        .expect("worker settings");
+        let engine = std::sync::Arc::new(wirehook_worker::engine::Engine {
+            db: self._database.connect().await,
+            client: wirehook_worker::http_client::DeliveryClient::new(settings.client_config())
+                .expect("client"),
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            wirehook_worker::runtime::run(engine, &settings, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        WorkerGuard {
+            _stop: Some(tx),
+            _task: task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends an authorized request and returns status and JSON body (Null when not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        read(resp).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Creates a configuration from the contract's example, with `overrides` merged in; returns it.
+    pub async fn create_config(&self, overrides: Value) -> Value {
+        let mut body = example_config();
+        merge(&mut body, overrides);
+        let (status, json) = self.post("/api/webhooks/config", body).await;
+        assert_eq!(status, 201, "create config: {json}");
+        json["webhook"].clone()
+    }
+
+    /// Inserts an event row directly (until producers exist) and returns its id.
+    pub async fn insert_event(&self, e: NewEvent) -> i64 {
+        let now = e.created_at.unwrap_or_else(Utc::now);
+        webhook_events::ActiveModel {
+            message_id: Set(entity::MessageId::generate().into_inner()),
+            direction: Set(e.direction),
+            source: Set(e.source),
+            event_type: Set(e.event_type.to_owned()),
+            payload: Set(e.payload),
+            status: Set(e.status),
+            attempts: Set(e.attempts),
+            attempt_base: Set(0),
+            webhook_config_id: Set(e.config_id),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .expect("insert event")
+        .id
+    }
+}
+
+/// An event row for [`TestApp::insert_event`].
+pub struct NewEvent {
+    pub direction: Direction,
+    pub source: Source,
+    pub event_type: &'static str,
+    pub status: EventStatus,
+    pub attempts: i32,
+    pub config_id: Option<i64>,
+    pub payload: Value,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl NewEvent {
+    pub fn inbound(event_type: &'static str) -> Self {
+        Self {
+            direction: Direction::Inbound,
+            source: Source::SignalWire,
+            event_type,
+            status: EventStatus::Processed,
+            attempts: 0,
+            config_id: None,
+            payload: json!({"call_id": "CA123", "state": "completed"}),
+            created_at: None,
+        }
+    }
+
+    pub fn outbound(event_type: &'static str, config_id: i64, status: EventStatus) -> Self {
+        Self {
+            direction: Direction::Outbound,
+            source: Source::Platform,
+            event_type,
+            status,
+            attempts: 1,
+            config_id: Some(config_id),
+            payload: json!({"callId": "CA123", "status": "completed"}),
+            created_at: None,
+        }
+    }
+}
+
+pub async fn read(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The contract's "Create Webhook Configuration" example body.
+pub fn example_config() -> Value {
+    json!({
+        "name": "Marketing Platform",
+        "url": "https://marketing.example.com/webhooks/11wire",
+        "secret": "webhooksecret123",
+        "eventTypes": ["call.completed", "conversation.completed"],
+        "status": "active",
+        "headers": {"X-API-Key": "marketing-api-key-456"},
+        "retryConfig": {"maxAttempts": 3, "initialDelay": 60, "maxDelay": 1800, "backoffFactor": 2},
+        "filters": {"campaigns": ["campaign-789"], "outcomes": ["lead_qualified"]},
+        "metadata": {"owner": "marketing-team", "priority": "medium"}
+    })
+}
+
+/// Shallow-merges `extra` into `base` (objects only); a null value removes the key.
+pub fn merge(base: &mut Value, extra: Value) {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        for (k, v) in e {
+            if v.is_null() {
+                b.remove(&k);
+            } else {
+                b.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Asserts the uniform error shape and returns the error code.
+pub fn error_code(body: &Value) -> String {
+    assert_eq!(body["success"], json!(false), "not an error body: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "no message: {body}"
+    );
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned()
+}
+
+/// True when `s` is an ISO 8601 / RFC 3339 timestamp.
+pub fn is_iso8601(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|s| DateTime::parse_from_rfc3339(s).is_ok())
+}
+
+/// Keeps an in-process worker running; dropping it asks the worker to stop.
+pub struct WorkerGuard {
+    _stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _task: tokio::task::JoinHandle<Result<(), wirehook_worker::runtime::RuntimeError>>,
+}

@@ -1,0 +1,221 @@
+//! Queued deliveries through the real worker runtime (apalis on PostgreSQL) to real receivers.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wirehook_worker::queue::{self, NewDelivery};
+
+use crate::common::{TestApp, error_code};
+use crate::receiver::{Receiver, Reply};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Creates a config for `receiver` with a fast retry policy and enqueues one event to it.
+async fn enqueue_one(app: &TestApp, receiver: &Receiver, retry: Value) -> (i64, i64) {
+    let config = app
+        .create_config(json!({"url": receiver.url(), "filters": null, "retryConfig": retry}))
+        .await;
+    let config_id = config["id"].as_i64().expect("id");
+    let created = queue::enqueue(
+        &app.db,
+        vec![NewDelivery {
+            config_id,
+            event_type: "call.completed".into(),
+            payload: json!({"callId": "CA123", "status": "completed"}),
+            parent_event_id: None,
+        }],
+    )
+    .await
+    .expect("enqueue");
+    (config_id, created[0].event_id)
+}
+
+async fn event(app: &TestApp, id: i64) -> Value {
+    app.get(&format!("/api/webhooks/events/{id}")).await.1
+}
+
+/// Polls the event until its status is `status`.
+async fn wait_status(app: &TestApp, id: i64, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let e = event(app, id).await;
+        if e["event"]["status"] == status || std::time::Instant::now() > deadline {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn gaps(received: &[crate::receiver::Received]) -> Vec<f64> {
+    received
+        .windows(2)
+        .map(|w| (w[1].at - w[0].at).as_secs_f64())
+        .collect()
+}
+
+#[tokio::test]
+async fn failures_retry_until_delivered_with_the_same_message_id() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::start(vec![Reply::Status(500), Reply::Status(500)], None).await;
+    let retry = json!({"maxAttempts": 5, "initialDelay": 1, "maxDelay": 5, "backoffFactor": 1});
+    let (_, id) = enqueue_one(&app, &receiver, retry).await;
+    let details = wait_status(&app, id, "delivered").await;
+    assert_eq!(details["event"]["status"], "delivered", "{details}");
+    assert_eq!(details["event"]["attempts"], 3);
+    let codes: Vec<&Value> = details["deliveryAttempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| &a["statusCode"])
+        .collect();
+    assert_eq!(codes, [&json!(500), &json!(500), &json!(200)]);
+    let got = receiver.received();
+    assert_eq!(got.len(), 3);
+    let ids: Vec<&String> = got.iter().map(|r| &r.headers["webhook-id"]).collect();
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    assert_eq!(
+        ids[0],
+        details["event"]["messageId"].as_str().expect("messageId")
+    );
+}
+
+#[tokio::test]
+async fn an_always_failing_receiver_ends_failed_after_max_attempts() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::start(Vec::new(), Some(Reply::Status(500))).await;
+    let retry = json!({"maxAttempts": 3, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
+    let (_, id) = enqueue_one(&app, &receiver, retry).await;
+    let details = wait_status(&app, id, "failed").await;
+    assert_eq!(details["event"]["status"], "failed", "{details}");
+    assert_eq!(details["event"]["attempts"], 3);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        receiver.received().len(),
+        3,
+        "no request after the last attempt"
+    );
+}
+
+#[tokio::test]
+async fn backoff_delays_follow_the_schedule_within_jitter() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::start(Vec::new(), Some(Reply::Status(503))).await;
+    let retry = json!({"maxAttempts": 3, "initialDelay": 1, "maxDelay": 60, "backoffFactor": 2});
+    let (_, id) = enqueue_one(&app, &receiver, retry).await;
+    wait_status(&app, id, "failed").await;
+    let gaps = gaps(&receiver.received());
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    // ±20% jitter, plus the worker's poll interval and an attempt's own time as slack.
+    for (gap, expected) in gaps.iter().zip([1.0, 2.0]) {
+        assert!(
+            *gap >= expected * 0.8 && *gap <= expected * 1.2 + 0.4,
+            "gap {gap:.2}s for {expected}s"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_is_retried() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::start(vec![Reply::Hang(Duration::from_secs(3))], None).await;
+    let retry = json!({"maxAttempts": 3, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
+    let (_, id) = enqueue_one(&app, &receiver, retry).await;
+    let details = wait_status(&app, id, "delivered").await;
+    assert_eq!(details["event"]["status"], "delivered", "{details}");
+    assert_eq!(details["deliveryAttempts"][0]["errorKind"], "timeout");
+    assert_eq!(details["event"]["attempts"], 2);
+}
+
+#[tokio::test]
+async fn gone_fails_the_event_and_disables_the_configuration() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::start(vec![Reply::Status(410)], None).await;
+    let retry = json!({"maxAttempts": 5, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
+    let (config_id, id) = enqueue_one(&app, &receiver, retry).await;
+    let details = wait_status(&app, id, "failed").await;
+    assert_eq!(details["event"]["status"], "failed");
+    let (_, config) = app.get(&format!("/api/webhooks/config/{config_id}")).await;
+    assert_eq!(config["webhook"]["status"], "disabled");
+    assert!(
+        config["webhook"]["disabledReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("410"))
+    );
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::start(vec![Reply::RetryAfter(429, 2)], None).await;
+    let retry = json!({"maxAttempts": 3, "initialDelay": 1, "maxDelay": 60, "backoffFactor": 1});
+    let (_, id) = enqueue_one(&app, &receiver, retry).await;
+    wait_status(&app, id, "delivered").await;
+    let gaps = gaps(&receiver.received());
+    assert!(
+        gaps.len() == 1 && gaps[0] >= 2.0 && gaps[0] <= 2.8,
+        "{gaps:?}"
+    );
+}
+
+#[tokio::test]
+async fn manual_retry_after_failure_delivers() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::start(vec![Reply::Status(500)], None).await;
+    let retry = json!({"maxAttempts": 1, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
+    let (_, id) = enqueue_one(&app, &receiver, retry).await;
+    assert_eq!(
+        wait_status(&app, id, "failed").await["event"]["attempts"],
+        1
+    );
+    let (status, body) = app
+        .post(&format!("/api/webhooks/events/{id}/retry"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"], "Webhook delivery retry queued");
+    assert_eq!(body["event"]["status"], "pending");
+    assert_eq!(body["event"]["attempts"], 1);
+    let details = wait_status(&app, id, "delivered").await;
+    assert_eq!(details["event"]["attempts"], 2);
+}
+
+#[tokio::test]
+async fn deleting_the_configuration_stops_queued_retries() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::start(Vec::new(), Some(Reply::Status(500))).await;
+    let retry = json!({"maxAttempts": 5, "initialDelay": 2, "maxDelay": 2, "backoffFactor": 1});
+    let (config_id, id) = enqueue_one(&app, &receiver, retry).await;
+    receiver.wait_for(1, WAIT).await;
+    let (status, _) = app
+        .delete(&format!("/api/webhooks/config/{config_id}"))
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(receiver.received().len(), 1);
+    assert_eq!(event(&app, id).await["event"]["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn retry_refuses_what_cannot_be_retried() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let (_, pending) = enqueue_one(&app, &receiver, json!({})).await;
+    let inbound = app
+        .insert_event(crate::common::NewEvent::inbound("call.completed"))
+        .await;
+    for (id, expected) in [(pending, 409), (inbound, 409), (999_999, 404)] {
+        let (status, body) = app
+            .post(&format!("/api/webhooks/events/{id}/retry"), json!({}))
+            .await;
+        assert_eq!(status, expected, "{id}: {body}");
+        error_code(&body);
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real api over HTTP against a real, freshly migrated PostgreSQL database.
+
+mod auth;
+mod cli;
+mod common;
+mod configs;
+mod delivery;
+mod errors;
+mod events;
+mod migrate;
+mod openapi;
+mod receiver;
+mod test_delivery;

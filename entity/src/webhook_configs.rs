@@ -1,0 +1,45 @@
+//! `webhook_configs`: outbound webhook configurations.
+
+use sea_orm::entity::prelude::*;
+
+use crate::{ConfigStatus, EventTypes, Filters, Headers, RetryPolicy};
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "webhook_configs")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    /// Signing secret; never returned by list or details responses.
+    pub secret: String,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub event_types: EventTypes,
+    pub status: ConfigStatus,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub headers: Headers,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub retry_config: RetryPolicy,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub filters: Filters,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub metadata: Json,
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(has_many = "super::webhook_events::Entity")]
+    Events,
+}
+
+impl Related<super::webhook_events::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Events.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

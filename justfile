@@ -1,0 +1,41 @@
+# wirehook developer tasks. `just` alone lists them.
+# The local PostgreSQL lives in .dev/pg (see scripts/pg-local.sh); set
+# DATABASE_URL to use another server instead.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments
+
+# List the recipes
+default:
+    @{{ just_executable() }} --justfile {{ quote(justfile()) }} --list
+
+# Build, migrate and run api + worker against a local PostgreSQL; prints the URLs and a dev token
+dev:
+    scripts/dev.sh
+
+# Run `cargo test --workspace` against a local PostgreSQL (extra args go to cargo test)
+test *args:
+    scripts/test.sh "$@"
+
+# Write the OpenAPI document to openapi.json
+openapi:
+    cargo run -q --bin api -- openapi > openapi.json.tmp || { rm -f openapi.json.tmp; exit 1; }
+    mv openapi.json.tmp openapi.json
+    @echo "wrote openapi.json" >&2
+
+# Apply the migrations to the local PostgreSQL (or $DATABASE_URL)
+migrate:
+    DATABASE_URL="$(scripts/pg-local.sh ensure)"; export DATABASE_URL; cargo run -q --bin api -- migrate
+
+# Print a 24 h dev JWT for subject "dev" (JWT_SECRET defaults to the dev value)
+token:
+    source scripts/dev-env.sh; cargo run -q --bin api -- token --sub dev --ttl 24h
+
+# Check formatting and run clippy with warnings as errors
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Stop the local PostgreSQL started by dev/test/migrate
+db-stop:
+    scripts/pg-local.sh stop

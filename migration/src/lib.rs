@@ -1,0 +1,68 @@
+//! Schema migrations for wirehook: its tables and the apalis job storage.
+//!
+//! [`migrate`] is what `api migrate` runs; it is safe to run twice and from several hosts at
+//! once, because every run holds one PostgreSQL advisory lock while it works.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, sqlx};
+
+mod m20261129_000001_create_tables;
+
+/// Advisory lock key shared by every `migrate` run ("wirehook" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x7769_7265_686f_6f6b;
+
+/// The sea-orm migrator holding wirehook's own tables.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261129_000001_create_tables::Migration)]
+    }
+}
+
+/// Applies every pending migration and the apalis storage schema, serialized across hosts.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let pool = db.get_postgres_connection_pool();
+    // The lock lives on one dedicated session; migrations run on other pool connections.
+    let mut lock = pool.acquire().await.map_err(sqlx_err)?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *lock)
+        .await
+        .map_err(sqlx_err)?;
+    let result = apply(db).await;
+    let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *lock)
+        .await;
+    result?;
+    unlock.map_err(sqlx_err)?;
+    Ok(())
+}
+
+async fn apply(db: &DatabaseConnection) -> Result<(), DbErr> {
+    // apalis-postgres needs these contrib extensions; create them first so the error is clear.
+    db.execute_unprepared(
+        "CREATE EXTENSION IF NOT EXISTS pgcrypto; CREATE EXTENSION IF NOT EXISTS hstore;",
+    )
+    .await?;
+    Migrator::up(db, None).await?;
+    apalis_postgres::PostgresStorage::<()>::setup(db.get_postgres_connection_pool())
+        .await
+        .map_err(|e| DbErr::Migration(format!("apalis storage setup failed: {e}")))?;
+    Ok(())
+}
+
+/// Names of wirehook migrations not yet applied (empty when the database is ready).
+pub async fn pending(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    Ok(Migrator::get_pending_migrations(db)
+        .await?
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect())
+}
+
+fn sqlx_err(e: sqlx::Error) -> DbErr {
+    DbErr::Custom(format!("migration lock: {e}"))
+}

@@ -1,0 +1,10 @@
+pub mod attempt;
+pub mod engine;
+pub mod http_client;
+pub mod job;
+pub mod process;
+pub mod queue;
+pub mod retry;
+pub mod runtime;
+pub mod settings;
+pub mod signing;

@@ -1,0 +1,54 @@
+//! `worker`: run one delivery worker replica until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use secrecy::ExposeSecret;
+use wirehook_worker::engine::Engine;
+use wirehook_worker::http_client::DeliveryClient;
+use wirehook_worker::settings::WorkerSettings;
+use wirehook_worker::{process, runtime};
+
+/// wirehook worker: deliver outbound webhooks from the apalis queue. Configured by the
+/// environment (DATABASE_URL, WORKER_CONCURRENCY, DELIVERY_TIMEOUT_SECS, METRICS_ADDR, …).
+#[derive(Parser)]
+#[command(name = "worker", version)]
+struct Cli {}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    Cli::parse();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("worker: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    process::init_tracing();
+    let settings = WorkerSettings::from_env().map_err(|e| e.to_string())?;
+    let db = process::connect(
+        settings.database_url.expose_secret(),
+        settings.concurrency as u32 + 4,
+    )
+    .await?;
+    let pending = migration::pending(&db)
+        .await
+        .map_err(|e| format!("cannot read migrations: {e}"))?;
+    if !pending.is_empty() {
+        return Err(format!(
+            "{} migration(s) pending ({}); run `api migrate` first",
+            pending.len(),
+            pending.join(", ")
+        ));
+    }
+    let client = DeliveryClient::new(settings.client_config()).map_err(|e| e.to_string())?;
+    let engine = Arc::new(Engine { db, client });
+    runtime::run(engine, &settings, process::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,183 @@
+//! The one way deliveries enter the queue: outbound event rows and their apalis jobs, written
+//! together inside the caller's transaction so both commit or neither does.
+
+use chrono::{DateTime, Utc};
+use entity::{Direction, EventStatus, MessageId, Source, webhook_events};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, Statement};
+use serde_json::{Value, json};
+
+use crate::job::{DeliveryJob, QUEUE};
+
+/// apalis may re-run a job this many times when the engine itself fails (database errors);
+/// receiver failures never count here, they schedule a new job instead.
+const INFRA_MAX_ATTEMPTS: i32 = 25;
+
+/// An outbound delivery to create.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub config_id: i64,
+    pub event_type: String,
+    /// The `data` of the delivered envelope.
+    pub payload: Value,
+    /// The inbound or published event this delivery came from.
+    pub parent_event_id: Option<i64>,
+}
+
+/// An outbound event that was created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    pub event_id: i64,
+    pub message_id: String,
+}
+
+/// Inserts `pending` outbound events and one job each (due now), in one statement per table.
+pub async fn enqueue(
+    conn: &impl ConnectionTrait,
+    deliveries: Vec<NewDelivery>,
+) -> Result<Vec<Enqueued>, DbErr> {
+    let created = insert_events(conn, deliveries).await?;
+    let now = Utc::now();
+    let jobs: Vec<(i64, DateTime<Utc>)> = created.iter().map(|e| (e.event_id, now)).collect();
+    push_jobs(conn, &jobs).await?;
+    Ok(created)
+}
+
+/// Inserts `pending` outbound events without jobs (the test endpoint delivers them at once).
+pub async fn insert_events(
+    conn: &impl ConnectionTrait,
+    deliveries: Vec<NewDelivery>,
+) -> Result<Vec<Enqueued>, DbErr> {
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = Utc::now();
+    let rows = deliveries.into_iter().map(|d| webhook_events::ActiveModel {
+        message_id: Set(MessageId::generate().into_inner()),
+        direction: Set(Direction::Outbound),
+        source: Set(Source::Platform),
+        event_type: Set(d.event_type),
+        payload: Set(d.payload),
+        status: Set(EventStatus::Pending),
+        attempts: Set(0),
+        attempt_base: Set(0),
+        webhook_config_id: Set(Some(d.config_id)),
+        parent_event_id: Set(d.parent_event_id),
+        next_attempt_at: Set(Some(now)),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    });
+    let models = webhook_events::Entity::insert_many(rows)
+        .exec_with_returning(conn)
+        .await?;
+    Ok(models
+        .into_iter()
+        .map(|m| Enqueued {
+            event_id: m.id,
+            message_id: m.message_id,
+        })
+        .collect())
+}
+
+/// Inserts one delivery job per `(event id, due time)` in one statement.
+pub async fn push_jobs(
+    conn: &impl ConnectionTrait,
+    jobs: &[(i64, DateTime<Utc>)],
+) -> Result<(), DbErr> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Value> = jobs
+        .iter()
+        .map(|(event_id, run_at)| {
+            let job = serde_json::to_string(&DeliveryJob::new(*event_id)).unwrap_or_default();
+            json!({"id": ulid::Ulid::generate().to_string(), "job": job, "run_at": run_at.to_rfc3339()})
+        })
+        .collect();
+    conn.execute_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+         SELECT x->>'id', $2, convert_to(x->>'job', 'UTF8'), 'Pending', 0, $3, (x->>'run_at')::timestamptz, 0 \
+         FROM jsonb_array_elements($1::jsonb) AS x",
+        [Value::Array(rows).into(), QUEUE.into(), INFRA_MAX_ATTEMPTS.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Why an event cannot be retried by hand.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryRefused {
+    #[error("webhook event {0} not found")]
+    NotFound(i64),
+    #[error("only outbound events can be retried")]
+    NotOutbound,
+    #[error(
+        "the event is {0}; only failed events (or cancelled ones of an active configuration) can be retried"
+    )]
+    NotRetryable(&'static str),
+    #[error("the event's configuration is gone or not active")]
+    ConfigNotActive,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Sets a failed (or cancelled) outbound event back to `pending`, starts a new retry series and
+/// queues one attempt now; `attempts` keeps counting. Run it inside a transaction.
+pub async fn requeue(
+    conn: &impl ConnectionTrait,
+    event_id: i64,
+) -> Result<webhook_events::Model, RetryRefused> {
+    use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
+    // Lock the event row only: FOR UPDATE cannot apply to the nullable side of a join.
+    let event = webhook_events::Entity::find_by_id(event_id)
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .ok_or(RetryRefused::NotFound(event_id))?;
+    let config = match event.webhook_config_id {
+        Some(id) => {
+            entity::webhook_configs::Entity::find_by_id(id)
+                .one(conn)
+                .await?
+        }
+        None => None,
+    };
+    if event.direction != Direction::Outbound {
+        return Err(RetryRefused::NotOutbound);
+    }
+    let config_active = config.is_some_and(|c| c.status == entity::ConfigStatus::Active);
+    match event.status {
+        EventStatus::Failed | EventStatus::Cancelled if config_active => {}
+        EventStatus::Failed | EventStatus::Cancelled => return Err(RetryRefused::ConfigNotActive),
+        EventStatus::Pending => return Err(RetryRefused::NotRetryable("pending")),
+        EventStatus::Delivered => return Err(RetryRefused::NotRetryable("delivered")),
+        _ => return Err(RetryRefused::NotRetryable("not an outbound state")),
+    }
+    let now = Utc::now();
+    let updated = webhook_events::Entity::update_many()
+        .col_expr(
+            webhook_events::Column::Status,
+            sea_orm::sea_query::Expr::value("pending"),
+        )
+        .col_expr(
+            webhook_events::Column::AttemptBase,
+            sea_orm::sea_query::Expr::value(event.attempts + 1),
+        )
+        .col_expr(
+            webhook_events::Column::NextAttemptAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .col_expr(
+            webhook_events::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .filter(webhook_events::Column::Id.eq(event_id))
+        .exec_with_returning(conn)
+        .await?;
+    push_jobs(conn, &[(event_id, now)]).await?;
+    updated
+        .into_iter()
+        .next()
+        .ok_or(RetryRefused::NotFound(event_id))
+}

@@ -1,0 +1,427 @@
+//! The worker's configuration: one typed struct, read from the environment once and validated
+//! at start.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::http_client::ClientConfig;
+
+/// A setting that is missing or malformed; printed as one line before the worker exits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// A required variable is unset or empty.
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    /// A variable is set to a value the worker cannot use.
+    #[error("{name} is invalid: {reason}")]
+    Invalid {
+        /// The variable's name.
+        name: &'static str,
+        /// Why the value was refused.
+        reason: String,
+    },
+}
+
+/// Where the service runs; production turns the SSRF guard on by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// `WIREHOOK_ENV=development` (the default).
+    Development,
+    /// `WIREHOOK_ENV=production`.
+    Production,
+}
+
+/// Everything a worker replica needs, validated.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// `DATABASE_URL`: a `postgres://` or `postgresql://` URL.
+    pub database_url: SecretString,
+    /// `WORKER_CONCURRENCY`: jobs in flight per replica (1–1024, default 32).
+    pub concurrency: usize,
+    /// `DELIVERY_TIMEOUT_SECS`: total time for one attempt (1–300 s, default 15).
+    pub delivery_timeout: Duration,
+    /// `WIREHOOK_ENV`: `development` (default) or `production`.
+    pub environment: Environment,
+    /// `ALLOW_PRIVATE_TARGETS`: default true outside production, false in production.
+    pub allow_private_targets: bool,
+    /// `METRICS_ADDR`: where `/metrics` and `/healthz` listen (default `127.0.0.1:9091`).
+    pub metrics_addr: SocketAddr,
+    /// `WORKER_POLL_INTERVAL_MS`: how often an idle replica looks for jobs whose scheduled
+    /// time has come (10–60000 ms, default 500). New jobs wake replicas at once (LISTEN).
+    pub poll_interval: Duration,
+    /// `WORKER_HEARTBEAT_SECS`: how often the replica renews its lease (1–300 s, default 5).
+    pub heartbeat_interval: Duration,
+    /// `WORKER_SHUTDOWN_GRACE_SECS`: how long in-flight jobs may run after SIGTERM
+    /// (0–3600 s, default 30).
+    pub shutdown_grace: Duration,
+    /// `WORKER_NAME`: the replica's apalis worker id, unique among live replicas (no spaces
+    /// or `~`).
+    /// Default: host name, pid and a random suffix, so it is also unique per start.
+    pub worker_name: String,
+}
+
+impl WorkerSettings {
+    /// Reads the process environment (empty values count as unset).
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (a map in tests); empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let database_url = get("DATABASE_URL").ok_or(SettingsError::Missing("DATABASE_URL"))?;
+        let database_url = database_url.trim();
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(invalid("DATABASE_URL", "expected a postgres:// URL"));
+        }
+
+        let environment = match get("WIREHOOK_ENV").as_deref().map(str::trim) {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                return Err(invalid(
+                    "WIREHOOK_ENV",
+                    format!("`{other}` is not `development` or `production`"),
+                ));
+            }
+        };
+        let allow_private_targets = match get("ALLOW_PRIVATE_TARGETS") {
+            None => environment == Environment::Development,
+            Some(raw) => parse_bool("ALLOW_PRIVATE_TARGETS", &raw)?,
+        };
+
+        let concurrency = ranged(&get, "WORKER_CONCURRENCY", 32, 1, 1024)?;
+        let timeout_secs = ranged(&get, "DELIVERY_TIMEOUT_SECS", 15, 1, 300)?;
+        let poll_ms = ranged(&get, "WORKER_POLL_INTERVAL_MS", 500, 10, 60_000)?;
+        let heartbeat_secs = ranged(&get, "WORKER_HEARTBEAT_SECS", 5, 1, 300)?;
+        let grace_secs = ranged(&get, "WORKER_SHUTDOWN_GRACE_SECS", 30, 0, 3600)?;
+
+        let metrics_addr = match get("METRICS_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 9091)),
+            Some(raw) => raw.trim().parse().map_err(|e| {
+                invalid(
+                    "METRICS_ADDR",
+                    format!("`{raw}`: {e} (expected host:port, e.g. 0.0.0.0:9091)"),
+                )
+            })?,
+        };
+
+        let worker_name = match get("WORKER_NAME") {
+            None => default_worker_name(),
+            Some(raw) => {
+                let name = raw.trim();
+                // `~` separates the name from a restarted apalis worker's number.
+                let bad_char = |c: char| c.is_whitespace() || c.is_control() || c == '~';
+                if name.len() > 200 || name.chars().any(bad_char) {
+                    return Err(invalid(
+                        "WORKER_NAME",
+                        "use at most 200 characters, without spaces or `~`",
+                    ));
+                }
+                name.to_owned()
+            }
+        };
+
+        Ok(Self {
+            database_url: SecretString::from(database_url.to_owned()),
+            concurrency: concurrency as usize,
+            delivery_timeout: Duration::from_secs(timeout_secs),
+            environment,
+            allow_private_targets,
+            metrics_addr,
+            poll_interval: Duration::from_millis(poll_ms),
+            heartbeat_interval: Duration::from_secs(heartbeat_secs),
+            shutdown_grace: Duration::from_secs(grace_secs),
+            worker_name,
+        })
+    }
+
+    /// The delivery client's settings: these timeouts and SSRF switch, `wirehook/<version>`.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            timeout: self.delivery_timeout,
+            allow_private_targets: self.allow_private_targets,
+            user_agent: concat!("wirehook/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// `host-pid-xxxxxx`: the host name and pid say where the replica runs; the random suffix
+/// keeps a restarted process (pid 1 again in a container) from inheriting a dead one's jobs.
+pub fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_owned());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let suffix = ulid::Ulid::generate().to_string().to_lowercase();
+    // The last characters of a ULID are its random part.
+    let suffix = &suffix[suffix.len() - 6..];
+    format!("{host}-{}-{suffix}", std::process::id())
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        name,
+        reason: reason.into(),
+    }
+}
+
+fn ranged(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, SettingsError> {
+    let Some(raw) = get(name) else {
+        return Ok(default);
+    };
+    let value: u64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| invalid(name, format!("`{raw}` is not a whole number")))?;
+    if !(min..=max).contains(&value) {
+        return Err(invalid(name, format!("must be between {min} and {max}")));
+    }
+    Ok(value)
+}
+
+fn parse_bool(name: &'static str, raw: &str) -> Result<bool, SettingsError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(invalid(name, format!("`{raw}` is not true or false"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    const URL: (&str, &str) = ("DATABASE_URL", "postgres://postgres@127.0.0.1/x");
+
+    fn read(pairs: &[(&str, &str)]) -> Result<WorkerSettings, SettingsError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        WorkerSettings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    fn error_for(pairs: &[(&str, &str)]) -> String {
+        let mut all = vec![URL];
+        all.extend_from_slice(pairs);
+        read(&all).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let s = read(&[URL]).unwrap();
+        assert_eq!(
+            s.database_url.expose_secret(),
+            "postgres://postgres@127.0.0.1/x"
+        );
+        assert_eq!(s.concurrency, 32);
+        assert_eq!(s.delivery_timeout, Duration::from_secs(15));
+        assert_eq!(s.environment, Environment::Development);
+        assert!(s.allow_private_targets);
+        assert_eq!(s.metrics_addr.to_string(), "127.0.0.1:9091");
+        assert_eq!(s.poll_interval, Duration::from_millis(500));
+        assert_eq!(s.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+        let pid = format!("-{}-", std::process::id());
+        assert!(s.worker_name.contains(&pid), "{}", s.worker_name);
+    }
+
+    #[test]
+    fn default_names_differ_per_start() {
+        assert_ne!(default_worker_name(), default_worker_name());
+    }
+
+    #[test]
+    fn every_setting_can_be_overridden() {
+        let s = read(&[
+            ("DATABASE_URL", "postgresql://u:p@db:5432/wirehook"),
+            ("WORKER_CONCURRENCY", "64"),
+            ("DELIVERY_TIMEOUT_SECS", "300"),
+            ("WIREHOOK_ENV", "production"),
+            ("ALLOW_PRIVATE_TARGETS", "true"),
+            ("METRICS_ADDR", "0.0.0.0:9100"),
+            ("WORKER_POLL_INTERVAL_MS", "100"),
+            ("WORKER_HEARTBEAT_SECS", "2"),
+            ("WORKER_SHUTDOWN_GRACE_SECS", "0"),
+            ("WORKER_NAME", "pod-abc"),
+        ])
+        .unwrap();
+        assert_eq!(s.concurrency, 64);
+        assert_eq!(s.delivery_timeout, Duration::from_secs(300));
+        assert_eq!(s.environment, Environment::Production);
+        assert!(s.allow_private_targets);
+        assert_eq!(s.metrics_addr.to_string(), "0.0.0.0:9100");
+        assert_eq!(s.poll_interval, Duration::from_millis(100));
+        assert_eq!(s.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(s.shutdown_grace, Duration::ZERO);
+        assert_eq!(s.worker_name, "pod-abc");
+    }
+
+    #[test]
+    fn production_guards_private_targets_by_default() {
+        let s = read(&[URL, ("WIREHOOK_ENV", "production")]).unwrap();
+        assert!(!s.allow_private_targets);
+        let s = read(&[URL, ("ALLOW_PRIVATE_TARGETS", "false")]).unwrap();
+        assert!(!s.allow_private_targets);
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let s = read(&[URL, ("WORKER_CONCURRENCY", " "), ("WORKER_NAME", "")]).unwrap();
+        assert_eq!(s.concurrency, 32);
+        assert!(!s.worker_name.is_empty());
+    }
+
+    #[test]
+    fn client_config_carries_timeout_ssrf_switch_and_user_agent() {
+        let s = read(&[URL, ("WIREHOOK_ENV", "production")]).unwrap();
+        let c = s.client_config();
+        assert_eq!(c.timeout, Duration::from_secs(15));
+        assert!(!c.allow_private_targets);
+        assert_eq!(
+            c.user_agent,
+            concat!("wirehook/", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[test]
+    fn missing_database_url() {
+        assert_eq!(
+            read(&[]).unwrap_err().to_string(),
+            "DATABASE_URL is not set"
+        );
+        assert_eq!(
+            read(&[("DATABASE_URL", "  ")]).unwrap_err(),
+            SettingsError::Missing("DATABASE_URL")
+        );
+    }
+
+    #[test]
+    fn invalid_database_url() {
+        assert_eq!(
+            read(&[("DATABASE_URL", "mysql://x")])
+                .unwrap_err()
+                .to_string(),
+            "DATABASE_URL is invalid: expected a postgres:// URL"
+        );
+    }
+
+    #[test]
+    fn invalid_concurrency() {
+        for bad in ["0", "1025", "-1", "many", "3.5"] {
+            let e = error_for(&[("WORKER_CONCURRENCY", bad)]);
+            assert!(e.starts_with("WORKER_CONCURRENCY is invalid: "), "{e}");
+        }
+        assert_eq!(
+            error_for(&[("WORKER_CONCURRENCY", "0")]),
+            "WORKER_CONCURRENCY is invalid: must be between 1 and 1024"
+        );
+    }
+
+    #[test]
+    fn invalid_delivery_timeout() {
+        for bad in ["0", "301", "15s"] {
+            let e = error_for(&[("DELIVERY_TIMEOUT_SECS", bad)]);
+            assert!(e.starts_with("DELIVERY_TIMEOUT_SECS is invalid: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn invalid_environment() {
+        assert_eq!(
+            error_for(&[("WIREHOOK_ENV", "staging")]),
+            "WIREHOOK_ENV is invalid: `staging` is not `development` or `production`"
+        );
+    }
+
+    #[test]
+    fn invalid_allow_private_targets() {
+        assert_eq!(
+            error_for(&[("ALLOW_PRIVATE_TARGETS", "maybe")]),
+            "ALLOW_PRIVATE_TARGETS is invalid: `maybe` is not true or false"
+        );
+    }
+
+    #[test]
+    fn invalid_metrics_addr() {
+        for bad in ["localhost", "127.0.0.1", "127.0.0.1:99999"] {
+            let e = error_for(&[("METRICS_ADDR", bad)]);
+            assert!(e.starts_with("METRICS_ADDR is invalid: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn invalid_poll_interval() {
+        for bad in ["0", "9", "60001", "fast"] {
+            let e = error_for(&[("WORKER_POLL_INTERVAL_MS", bad)]);
+            assert!(e.starts_with("WORKER_POLL_INTERVAL_MS is invalid: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn invalid_heartbeat() {
+        for bad in ["0", "301", "x"] {
+            let e = error_for(&[("WORKER_HEARTBEAT_SECS", bad)]);
+            assert!(e.starts_with("WORKER_HEARTBEAT_SECS is invalid: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn invalid_shutdown_grace() {
+        for bad in ["3601", "-5", "soon"] {
+            let e = error_for(&[("WORKER_SHUTDOWN_GRACE_SECS", bad)]);
+            assert!(
+                e.starts_with("WORKER_SHUTDOWN_GRACE_SECS is invalid: "),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_worker_name() {
+        let long = "x".repeat(201);
+        for bad in ["two words", "pod~1", long.as_str()] {
+            let e = error_for(&[("WORKER_NAME", bad)]);
+            assert!(e.starts_with("WORKER_NAME is invalid: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        for e in [
+            error_for(&[("WORKER_CONCURRENCY", "0")]),
+            error_for(&[("METRICS_ADDR", "nope")]),
+            read(&[]).unwrap_err().to_string(),
+        ] {
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+}
