@@ -1,0 +1,946 @@
+//! The worker runtime against a real PostgreSQL (`DATABASE_URL`): how fast jobs start, when
+//! scheduled ones start, lease expiry, shutdown, health and metrics, and the `worker` binary.
+//!
+//! Every test gets a fresh database `wirehook_wtest_<ulid>`, dropped at the end. The engine's
+//! `run_job` is observed through apalis' own bookkeeping: a job that ran ends `Done`.
+
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sqlx::{self, PgPool, Row};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wirehook_worker::engine::Engine;
+use wirehook_worker::http_client::{ClientConfig, DeliveryClient};
+use wirehook_worker::job::QUEUE;
+use wirehook_worker::runtime::{self, RuntimeError};
+use wirehook_worker::settings::WorkerSettings;
+
+/// A database created for one test and dropped (WITH FORCE) when the value is dropped.
+struct TestDb {
+    url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    async fn create() -> Self {
+        let admin_url = std::env::var("DATABASE_URL").expect(
+            "DATABASE_URL must point at a PostgreSQL server; run the tests with `just test`",
+        );
+        let name = format!(
+            "wirehook_wtest_{}",
+            ulid::Ulid::generate().to_string().to_lowercase()
+        );
+        let admin = Database::connect(&admin_url)
+            .await
+            .expect("connect to DATABASE_URL");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let mut url = url::Url::parse(&admin_url).expect("DATABASE_URL is a URL");
+        url.set_path(&name);
+        Self {
+            url: url.into(),
+            name,
+            admin_url,
+        }
+    }
+
+    /// Creates a database and applies every migration (tables and the apalis schema).
+    async fn migrated() -> (Self, DatabaseConnection) {
+        let db = Self::create().await;
+        let conn = db.connect().await;
+        migration::migrate(&conn).await.expect("migrate");
+        (db, conn)
+    }
+
+    async fn connect(&self) -> DatabaseConnection {
+        let mut opts = sea_orm::ConnectOptions::new(self.url.clone());
+        opts.max_connections(12).sqlx_logging(false);
+        Database::connect(opts)
+            .await
+            .expect("connect to test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (name, admin_url) = (self.name.clone(), self.admin_url.clone());
+        // Drop runs inside the test's runtime; use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                if let Ok(admin) = Database::connect(&admin_url).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                    admin.close().await.ok();
+                }
+            });
+            Ok::<_, std::io::Error>(())
+        })
+        .join();
+    }
+}
+
+fn init_logs() {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            ))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Settings for `db` with the given overrides; metrics on an ephemeral port.
+fn settings(db: &TestDb, overrides: &[(&str, &str)]) -> WorkerSettings {
+    let mut vars = vec![
+        ("DATABASE_URL", db.url.as_str()),
+        ("METRICS_ADDR", "127.0.0.1:0"),
+        ("WORKER_CONCURRENCY", "8"),
+        ("WORKER_SHUTDOWN_GRACE_SECS", "5"),
+    ];
+    vars.extend_from_slice(overrides);
+    let vars: Vec<(String, String)> = vars
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    WorkerSettings::from_lookup(|name| {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("valid test settings")
+}
+
+fn engine(db: &DatabaseConnection) -> Arc<Engine> {
+    let client = DeliveryClient::new(ClientConfig {
+        timeout: Duration::from_secs(2),
+        allow_private_targets: true,
+        user_agent: "wirehook-tests".into(),
+    })
+    .expect("client");
+    Arc::new(Engine {
+        db: db.clone(),
+        client,
+    })
+}
+
+/// A runtime running in the background, stopped by [`Replica::stop`].
+struct Replica {
+    name: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), RuntimeError>>,
+}
+
+impl Replica {
+    /// Starts `run` and waits until its apalis worker has registered.
+    async fn start(db: &DatabaseConnection, settings: WorkerSettings) -> Self {
+        let (tx, rx) = oneshot::channel::<()>();
+        let name = settings.worker_name.clone();
+        let engine = engine(db);
+        let task = tokio::spawn(async move {
+            runtime::run(engine, &settings, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        let pool = pool(db);
+        wait_for(Duration::from_secs(10), "worker registration", || async {
+            sqlx::query("SELECT 1 FROM apalis.workers WHERE id = $1")
+                .bind(&name)
+                .fetch_optional(&pool)
+                .await
+                .expect("query workers")
+                .is_some()
+        })
+        .await;
+        // The LISTEN connection comes up on the worker's first poll, some time after the
+        // registration; a job inserted before it would wait for the next poll.
+        wait_for(Duration::from_secs(10), "the LISTEN connection", || async {
+            sqlx::query(
+                "SELECT 1 FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN %apalis::job::insert%'",
+            )
+            .fetch_optional(&pool)
+            .await
+            .expect("query pg_stat_activity")
+            .is_some()
+        })
+        .await;
+        Self {
+            name,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Sends the shutdown signal and returns how long `run` took to return, and its result.
+    async fn stop(mut self) -> (Duration, Result<(), RuntimeError>) {
+        let started = Instant::now();
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let result = tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("run returns after shutdown")
+            .expect("run does not panic");
+        (started.elapsed(), result)
+    }
+}
+
+fn pool(db: &DatabaseConnection) -> PgPool {
+    db.get_postgres_connection_pool().clone()
+}
+
+/// Polls `check` every 5 ms until it holds; panics after `limit`.
+async fn wait_for<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Inserts a delivery job as the api does (plain INSERT; the table's trigger NOTIFYs), due
+/// `delay_ms` from now. Returns its id.
+async fn insert_job(pool: &PgPool, event_id: i64, delay_ms: i64) -> String {
+    let id = ulid::Ulid::generate().to_string();
+    sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+         VALUES ($1, $2, convert_to($3, 'UTF8'), 'Pending', 0, 5, \
+                 now() + $4 * interval '1 millisecond', 0)",
+    )
+    .bind(&id)
+    .bind(QUEUE)
+    .bind(format!(r#"{{"v":1,"event_id":{event_id}}}"#))
+    .bind(delay_ms as f64)
+    .execute(pool)
+    .await
+    .expect("insert job");
+    id
+}
+
+/// A job row's bookkeeping, as apalis keeps it.
+#[derive(Debug)]
+struct JobRow {
+    status: String,
+    run_at: DateTime<Utc>,
+    lock_at: Option<DateTime<Utc>>,
+    done_at: Option<DateTime<Utc>>,
+    lock_by: Option<String>,
+}
+
+async fn job(pool: &PgPool, id: &str) -> JobRow {
+    let row = sqlx::query(
+        "SELECT status, run_at, lock_at, done_at, lock_by FROM apalis.jobs WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .expect("job row");
+    JobRow {
+        status: row.get("status"),
+        run_at: row.get("run_at"),
+        lock_at: row.get("lock_at"),
+        done_at: row.get("done_at"),
+        lock_by: row.get("lock_by"),
+    }
+}
+
+/// Waits until the job is `Done` and returns its row.
+async fn done(pool: &PgPool, id: &str, limit: Duration) -> JobRow {
+    wait_for(limit, "the job to be Done", || async {
+        job(pool, id).await.status == "Done"
+    })
+    .await;
+    job(pool, id).await
+}
+
+fn ms(d: chrono::TimeDelta) -> i64 {
+    d.num_milliseconds()
+}
+
+#[tokio::test]
+async fn a_new_job_starts_at_once_through_listen_notify() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    // Poll and heartbeat so slow that only the insert notification can start the job quickly.
+    let replica = Replica::start(
+        &db,
+        settings(
+            &test_db,
+            &[
+                ("WORKER_POLL_INTERVAL_MS", "60000"),
+                ("WORKER_HEARTBEAT_SECS", "60"),
+            ],
+        ),
+    )
+    .await;
+    let pool = pool(&db);
+
+    let mut observed = Vec::new();
+    for event_id in 1..=5 {
+        let inserted = Instant::now();
+        let id = insert_job(&pool, event_id, 0).await;
+        let row = done(&pool, &id, Duration::from_secs(10)).await;
+        let wall = inserted.elapsed();
+        let pickup = ms(row.lock_at.expect("locked") - row.run_at);
+        let finish = ms(row.done_at.expect("done") - row.run_at);
+        assert_eq!(row.lock_by.as_deref(), Some(replica.name.as_str()));
+        // Far below the 60 s poll: only the notification can have started it. (The latency
+        // itself, ~10 ms, is a benchmark figure, not a test bound on a shared machine.)
+        assert!(
+            wall < Duration::from_secs(2),
+            "job {event_id} took {wall:?} from INSERT to Done"
+        );
+        observed.push((pickup, finish, wall.as_millis()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "pickup latency (run_at → locked, run_at → Done in ms by the database clock; \
+         INSERT → Done seen by the test in ms): {observed:?}"
+    );
+
+    let (took, result) = replica.stop().await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(took < Duration::from_secs(3), "stopping took {took:?}");
+}
+
+#[tokio::test]
+async fn a_scheduled_job_starts_within_the_poll_interval_of_its_due_time_not_before() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let replica = Replica::start(&db, settings(&test_db, &[])).await; // 500 ms poll
+    let pool = pool(&db);
+
+    let id = insert_job(&pool, 7, 2000).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        job(&pool, &id).await.status,
+        "Pending",
+        "must not start early"
+    );
+    let row = done(&pool, &id, Duration::from_secs(5)).await;
+    let started = ms(row.lock_at.expect("locked") - row.run_at);
+    let finished = ms(row.done_at.expect("done") - row.run_at);
+    eprintln!("scheduled job: locked {started} ms and Done {finished} ms after its due time");
+    assert!(started >= 0, "started {started} ms before its due time");
+    assert!(started < 1000, "locked {started} ms after its due time");
+
+    let (_, result) = replica.stop().await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn shutdown_makes_run_return_ok_promptly() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let replica = Replica::start(&db, settings(&test_db, &[])).await;
+    let pool = pool(&db);
+    let id = insert_job(&pool, 3, 0).await;
+    done(&pool, &id, Duration::from_secs(5)).await;
+
+    let (took, result) = replica.stop().await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(took < Duration::from_secs(2), "stopping took {took:?}");
+
+    // A stopped replica claims nothing more.
+    let later = insert_job(&pool, 4, 0).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(job(&pool, &later).await.status, "Pending");
+}
+
+#[tokio::test]
+async fn jobs_of_a_dead_replica_run_again_once_its_lease_expires() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let pool = pool(&db);
+    // A replica that claimed a job and was SIGKILLed right after its last heartbeat.
+    sqlx::query(
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) \
+         VALUES ('dead-replica', $1, 'PgStorage', '', now())",
+    )
+    .bind(QUEUE)
+    .execute(&pool)
+    .await
+    .expect("insert dead worker");
+    let id = insert_job(&pool, 9, 0).await;
+    sqlx::query(
+        "UPDATE apalis.jobs SET status = 'Running', lock_by = 'dead-replica', lock_at = now() \
+         WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(&pool)
+    .await
+    .expect("claim job for the dead worker");
+    let died = Instant::now();
+
+    // 1 s heartbeat: a 2 s lease.
+    let settings = settings(&test_db, &[("WORKER_HEARTBEAT_SECS", "1")]);
+    assert_eq!(runtime::lease(&settings), Duration::from_secs(2));
+    let replica = Replica::start(&db, settings).await;
+    let row = done(&pool, &id, Duration::from_secs(10)).await;
+    let after = died.elapsed();
+    eprintln!("orphaned job Done {after:?} after its replica's last heartbeat (lease 2 s)");
+    assert_eq!(row.lock_by.as_deref(), Some(replica.name.as_str()));
+    assert!(
+        after >= Duration::from_secs(2),
+        "re-run before the lease expired"
+    );
+    assert!(
+        after < Duration::from_secs(5),
+        "re-run {after:?} after death"
+    );
+
+    let (_, result) = replica.stop().await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_running_replica_keeps_its_lease_fresh() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let pool = pool(&db);
+    let replica = Replica::start(&db, settings(&test_db, &[("WORKER_HEARTBEAT_SECS", "1")])).await;
+    // Renewed every heartbeat (1 s here), also when apalis' own heartbeat is held up.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let age: f64 = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM now() - last_seen)::float8 FROM apalis.workers WHERE id = $1",
+    )
+    .bind(&replica.name)
+    .fetch_one(&pool)
+    .await
+    .expect("worker row");
+    assert!(age < 1.5, "last_seen is {age} s old");
+    let (_, result) = replica.stop().await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_failed_apalis_worker_is_replaced_and_the_replica_keeps_delivering() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let pool = pool(&db);
+    let replica = Replica::start(
+        &db,
+        settings(&test_db, &[("WORKER_POLL_INTERVAL_MS", "100")]),
+    )
+    .await;
+    // A row apalis cannot read (its id is not a ULID) makes every fetch fail.
+    sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+         VALUES ('not-a-ulid', $1, convert_to('{}', 'UTF8'), 'Pending', 0, 5, now(), 0)",
+    )
+    .bind(QUEUE)
+    .execute(&pool)
+    .await
+    .expect("insert unreadable job");
+    let replacement = format!("{}~1", replica.name);
+    wait_for(
+        Duration::from_secs(10),
+        "a replacement apalis worker",
+        || async {
+            sqlx::query("SELECT 1 FROM apalis.workers WHERE id = $1")
+                .bind(&replacement)
+                .fetch_optional(&pool)
+                .await
+                .expect("query workers")
+                .is_some()
+        },
+    )
+    .await;
+    sqlx::query("DELETE FROM apalis.jobs WHERE id = 'not-a-ulid'")
+        .execute(&pool)
+        .await
+        .expect("delete unreadable job");
+
+    let id = insert_job(&pool, 13, 0).await;
+    let row = done(&pool, &id, Duration::from_secs(15)).await;
+    let by = row.lock_by.expect("locked");
+    assert!(by.starts_with(&format!("{}~", replica.name)), "{by}");
+    let (_, result) = replica.stop().await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn an_unreadable_job_is_killed_and_the_replica_carries_on() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let pool = pool(&db);
+    let replica = Replica::start(&db, settings(&test_db, &[])).await;
+    let bad = ulid::Ulid::generate().to_string();
+    sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+         VALUES ($1, $2, convert_to('{\"v\":1}', 'UTF8'), 'Pending', 0, 5, now(), 0)",
+    )
+    .bind(&bad)
+    .bind(QUEUE)
+    .execute(&pool)
+    .await
+    .expect("insert job without event_id");
+    wait_for(
+        Duration::from_secs(5),
+        "the unreadable job to be Killed",
+        || async { job(&pool, &bad).await.status == "Killed" },
+    )
+    .await;
+
+    let good = insert_job(&pool, 19, 0).await;
+    let row = done(&pool, &good, Duration::from_secs(5)).await;
+    assert_eq!(row.lock_by.as_deref(), Some(replica.name.as_str()));
+    let (_, result) = replica.stop().await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn deliveries_continue_after_the_database_drops_every_connection() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let replica = Replica::start(&db, settings(&test_db, &[])).await;
+    let admin = Database::connect(&test_db.admin_url)
+        .await
+        .expect("connect admin");
+    admin
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            test_db.name
+        ))
+        .await
+        .expect("terminate connections");
+    admin.close().await.ok();
+
+    let observer = test_db.connect().await;
+    let pool = pool(&observer);
+    let id = insert_job(&pool, 17, 0).await;
+    let row = done(&pool, &id, Duration::from_secs(15)).await;
+    assert!(row.lock_by.is_some());
+    let (_, result) = replica.stop().await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn jobs_left_by_an_earlier_process_with_the_same_name_are_released_at_start() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let pool = pool(&db);
+    sqlx::query(
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) \
+         VALUES ('pod-0', $1, 'PgStorage', '', now())",
+    )
+    .bind(QUEUE)
+    .execute(&pool)
+    .await
+    .expect("insert worker");
+    let id = insert_job(&pool, 11, 0).await;
+    sqlx::query("UPDATE apalis.jobs SET status = 'Running', lock_by = 'pod-0' WHERE id = $1")
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .expect("claim");
+
+    let replica = Replica::start(
+        &db,
+        settings(
+            &test_db,
+            &[("WORKER_NAME", "pod-0"), ("WORKER_HEARTBEAT_SECS", "30")],
+        ),
+    )
+    .await;
+    // Without the release, the fresh heartbeat of `pod-0` would keep the job stuck forever.
+    done(&pool, &id, Duration::from_secs(3)).await;
+    let (_, result) = replica.stop().await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_are_served_on_metrics_addr() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
+        probe.local_addr().expect("addr").port()
+    };
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let addr_text = addr.to_string();
+    let replica = Replica::start(
+        &db,
+        settings(&test_db, &[("METRICS_ADDR", addr_text.as_str())]),
+    )
+    .await;
+    let pool = pool(&db);
+    let id = insert_job(&pool, 5, 0).await;
+    done(&pool, &id, Duration::from_secs(5)).await;
+
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .expect("GET /healthz");
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.expect("body"), "ok");
+
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("body");
+    assert!(text.contains("wirehook_worker_in_flight"), "{text}");
+    assert!(
+        text.contains(r#"wirehook_worker_jobs_total{outcome="ok"}"#),
+        "{text}"
+    );
+
+    let (_, result) = replica.stop().await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn run_fails_when_metrics_addr_is_taken() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let settings = settings(&test_db, &[("METRICS_ADDR", addr.as_str())]);
+    let result = runtime::run(engine(&db), &settings, std::future::pending()).await;
+    let error = result.expect_err("port in use");
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot listen on METRICS_ADDR"),
+        "{error}"
+    );
+}
+
+// ---- the `worker` binary ----
+
+fn worker_binary(vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_worker"));
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("WORKER_NAME")
+        .env_remove("RUST_LOG")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .stdin(Stdio::null());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn the_binary_exits_1_with_one_line_when_database_url_is_missing() {
+    let output = worker_binary(&[]).output().expect("run worker");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr_of(&output), "worker: DATABASE_URL is not set\n");
+}
+
+#[test]
+fn the_binary_exits_1_with_one_line_on_a_bad_setting() {
+    let output = worker_binary(&[
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+        ("WORKER_CONCURRENCY", "0"),
+    ])
+    .output()
+    .expect("run worker");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr_of(&output),
+        "worker: WORKER_CONCURRENCY is invalid: must be between 1 and 1024\n"
+    );
+}
+
+#[tokio::test]
+async fn the_binary_refuses_to_start_on_an_unmigrated_database() {
+    let test_db = TestDb::create().await;
+    let output = worker_binary(&[("DATABASE_URL", test_db.url.as_str())])
+        .output()
+        .expect("run worker");
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("worker: "), "{stderr}");
+    assert!(stderr.contains("run `api migrate` first"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_binary_delivers_and_exits_0_on_sigterm() {
+    let (test_db, db) = TestDb::migrated().await;
+    let pool = pool(&db);
+    let mut child = worker_binary(&[
+        ("DATABASE_URL", test_db.url.as_str()),
+        ("WORKER_NAME", "binary-test"),
+        ("WORKER_CONCURRENCY", "4"),
+    ])
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start worker");
+    wait_for(
+        Duration::from_secs(20),
+        "the worker to register",
+        || async {
+            sqlx::query("SELECT 1 FROM apalis.workers WHERE id = 'binary-test'")
+                .fetch_optional(&pool)
+                .await
+                .expect("query")
+                .is_some()
+        },
+    )
+    .await;
+    let id = insert_job(&pool, 21, 0).await;
+    done(&pool, &id, Duration::from_secs(5)).await;
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if stopped.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("worker did not exit within 10 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    eprintln!("worker exited {:?} after SIGTERM", stopped.elapsed());
+}
+
+// ---- two `worker` processes, one killed ----
+
+/// An HTTP receiver on 127.0.0.1 that answers 200 after `delay` and records every
+/// `webhook-id` it was sent, duplicates included.
+struct SlowReceiver {
+    url: String,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    _server: JoinHandle<()>,
+}
+
+impl SlowReceiver {
+    async fn start(delay: Duration) -> Self {
+        use poem::{EndpointExt, Request, Route, handler, post};
+
+        #[handler]
+        async fn receive(
+            req: &Request,
+            seen: poem::web::Data<&Arc<std::sync::Mutex<Vec<String>>>>,
+            delay: poem::web::Data<&Duration>,
+        ) -> &'static str {
+            let id = req
+                .header("webhook-id")
+                .unwrap_or("missing webhook-id")
+                .to_owned();
+            seen.lock().expect("receiver log").push(id);
+            tokio::time::sleep(**delay).await;
+            "ok"
+        }
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = listener.local_addr().expect("receiver addr");
+        drop(listener);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let app = Route::new()
+            .at("/hook", post(receive))
+            .data(seen.clone())
+            .data(delay);
+        let server = tokio::spawn(async move {
+            let _ = poem::Server::new(poem::listener::TcpListener::bind(addr))
+                .run(app)
+                .await;
+        });
+        // Wait until it accepts connections.
+        wait_for(Duration::from_secs(5), "the receiver", || async {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+        })
+        .await;
+        Self {
+            url: format!("http://{addr}/hook"),
+            seen,
+            _server: server,
+        }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("receiver log").clone()
+    }
+}
+
+/// Kills the child on drop, so a failing test leaves no worker behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_sigkilled_worker_process_loses_no_delivery() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let pool = pool(&db);
+    let receiver = SlowReceiver::start(Duration::from_millis(300)).await;
+    let config_id: i64 = sqlx::query_scalar(
+        "INSERT INTO webhook_configs (name, url, secret, event_types, status, retry_config) \
+         VALUES ('kill test', $1, 'webhooksecret123', '[\"call.completed\"]', 'active', \
+                 '{\"maxAttempts\":5,\"initialDelay\":1,\"maxDelay\":2,\"backoffFactor\":2}') \
+         RETURNING id",
+    )
+    .bind(&receiver.url)
+    .fetch_one(&pool)
+    .await
+    .expect("insert config");
+
+    // Two replicas with a 1 s heartbeat (2 s lease), 4 deliveries in flight each.
+    let start = |name: &'static str| {
+        Child(
+            worker_binary(&[
+                ("DATABASE_URL", test_db.url.as_str()),
+                ("WORKER_NAME", name),
+                ("WORKER_CONCURRENCY", "4"),
+                ("WORKER_HEARTBEAT_SECS", "1"),
+                ("WORKER_POLL_INTERVAL_MS", "200"),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start worker"),
+        )
+    };
+    let mut victim = start("replica-a");
+    let _survivor = start("replica-b");
+    for name in ["replica-a", "replica-b"] {
+        wait_for(
+            Duration::from_secs(20),
+            "both workers to register",
+            || async {
+                sqlx::query("SELECT 1 FROM apalis.workers WHERE id = $1")
+                    .bind(name)
+                    .fetch_optional(&pool)
+                    .await
+                    .expect("query workers")
+                    .is_some()
+            },
+        )
+        .await;
+    }
+
+    // 40 deliveries through the one enqueue path the api uses.
+    let deliveries = (0..40)
+        .map(|n| wirehook_worker::queue::NewDelivery {
+            config_id,
+            event_type: "call.completed".into(),
+            payload: serde_json::json!({ "callId": format!("call-{n}") }),
+            parent_event_id: None,
+        })
+        .collect();
+    let txn = sea_orm::TransactionTrait::begin(&db).await.expect("begin");
+    let enqueued = wirehook_worker::queue::enqueue(&txn, deliveries)
+        .await
+        .expect("enqueue");
+    txn.commit().await.expect("commit");
+
+    // Kill replica A while it holds deliveries in flight.
+    wait_for(
+        Duration::from_secs(20),
+        "replica A to hold running jobs",
+        || async {
+            let held: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM apalis.jobs WHERE lock_by = 'replica-a' AND status = 'Running'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("count held jobs");
+            held > 0
+        },
+    )
+    .await;
+    victim.0.kill().expect("SIGKILL replica A");
+    victim.0.wait().expect("reap replica A");
+    let killed = Instant::now();
+    let orphaned: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM apalis.jobs WHERE lock_by = 'replica-a' AND status = 'Running'",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("jobs left by replica A");
+    assert!(!orphaned.is_empty(), "replica A died holding nothing");
+
+    // Every event ends delivered, the orphans by replica B.
+    wait_for(
+        Duration::from_secs(60),
+        "every event to be delivered",
+        || async {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM webhook_events WHERE status <> 'delivered'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("count undelivered");
+            open == 0
+        },
+    )
+    .await;
+    eprintln!(
+        "{} jobs orphaned by SIGKILL; all 40 delivered {:?} after the kill",
+        orphaned.len(),
+        killed.elapsed()
+    );
+    for id in &orphaned {
+        // The event may be recorded before replica B's batched ack marks the job Done.
+        let row = done(&pool, id, Duration::from_secs(10)).await;
+        assert_eq!(
+            row.lock_by.as_deref(),
+            Some("replica-b"),
+            "orphaned job {id}"
+        );
+    }
+    let seen = receiver.seen();
+    for e in &enqueued {
+        assert!(
+            seen.contains(&e.message_id),
+            "{} was never received",
+            e.message_id
+        );
+    }
+    // At least once: an attempt cut off by the kill is sent again with the same webhook-id.
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        enqueued.len(),
+        "unexpected webhook-ids: {seen:?}"
+    );
+}
