@@ -14,19 +14,22 @@ use wirehook_worker::engine::Engine;
 use wirehook_worker::http_client::{ClientConfig, DeliveryClient};
 
 use crate::auth::JwtVerifier;
-use crate::config::JwtConfig;
+use crate::config::{InboundConfig, JwtConfig};
 use crate::error::json_error;
-use crate::routes::{configs::ConfigsApi, events::EventsApi, health::HealthApi};
+use crate::routes::{
+    configs::ConfigsApi, events::EventsApi, health::HealthApi, inbound::InboundApi,
+};
 
 /// Largest request body the API reads (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-type Apis = (ConfigsApi, EventsApi, HealthApi);
+type Apis = (ConfigsApi, EventsApi, InboundApi, HealthApi);
 
 /// The OpenAPI service for `db`; with a disconnected database it still renders the spec.
 pub fn openapi_service(
     db: DatabaseConnection,
     engine: Option<Arc<Engine>>,
+    inbound: Arc<InboundConfig>,
 ) -> OpenApiService<Apis, ()> {
     let apis = (
         ConfigsApi {
@@ -34,6 +37,10 @@ pub fn openapi_service(
             engine,
         },
         EventsApi { db: db.clone() },
+        InboundApi {
+            db: db.clone(),
+            config: inbound,
+        },
         HealthApi {
             db,
             metrics: crate::metrics::handle(),
@@ -44,6 +51,13 @@ pub fn openapi_service(
          endpoints, and exposes configuration and history. Errors are always \
          `{\"success\": false, \"error\": {\"code\", \"message\"}}`.",
     )
+}
+
+/// The OpenAPI document (what `api openapi` prints and `openapi.json` holds).
+pub fn openapi_spec() -> String {
+    let base = url::Url::parse("http://127.0.0.1:8080").expect("a constant URL parses");
+    let inbound = InboundConfig::unconfigured(base);
+    openapi_service(DatabaseConnection::default(), None, Arc::new(inbound)).spec()
 }
 
 /// Why the application could not be assembled.
@@ -60,6 +74,7 @@ pub struct App {
     db: DatabaseConnection,
     verifier: Arc<JwtVerifier>,
     engine: Arc<Engine>,
+    inbound: Arc<InboundConfig>,
 }
 
 impl App {
@@ -68,9 +83,11 @@ impl App {
         db: DatabaseConnection,
         jwt: &JwtConfig,
         delivery: ClientConfig,
+        inbound: InboundConfig,
     ) -> Result<Self, AppError> {
         let client = DeliveryClient::new(delivery)?;
         Ok(Self {
+            inbound: Arc::new(inbound),
             verifier: Arc::new(JwtVerifier::new(jwt)?),
             engine: Arc::new(Engine {
                 db: db.clone(),
@@ -82,7 +99,11 @@ impl App {
 
     /// The complete endpoint with docs, limits and the uniform JSON error mapping.
     pub fn endpoint(&self) -> impl Endpoint + 'static {
-        let service = openapi_service(self.db.clone(), Some(self.engine.clone()));
+        let service = openapi_service(
+            self.db.clone(),
+            Some(self.engine.clone()),
+            self.inbound.clone(),
+        );
         let docs = service.swagger_ui();
         let spec = service.spec_endpoint();
         Route::new()

@@ -6,6 +6,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use crate::inbound::{CidrList, ELEVENLABS_EGRESS_IPS};
+
 /// A setting that is missing or malformed; printed as one line before exiting.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -85,15 +87,71 @@ pub fn database_url(env: &impl Lookup) -> Result<SecretString, ConfigError> {
     Ok(SecretString::from(url))
 }
 
+/// How the inbound provider endpoints verify requests.
+#[derive(Clone)]
+pub struct InboundConfig {
+    /// The URL providers call (`PUBLIC_BASE_URL`); SignalWire signs it.
+    pub public_base_url: Url,
+    /// `SIGNALWIRE_SIGNING_KEY`; unset answers 503.
+    pub signalwire_signing_key: Option<SecretString>,
+    /// `ELEVENLABS_WEBHOOK_SECRET`; unset answers 503.
+    pub elevenlabs_webhook_secret: Option<SecretString>,
+    /// Whether source IPs must be on the provider's allow list (production).
+    pub enforce_allow_lists: bool,
+    /// `SIGNALWIRE_ALLOWED_IPS`.
+    pub signalwire_allowed_ips: CidrList,
+    /// `ELEVENLABS_ALLOWED_IPS`, ElevenLabs' published egress IPs by default.
+    pub elevenlabs_allowed_ips: CidrList,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: CidrList,
+}
+
+impl InboundConfig {
+    /// Reads the inbound settings; `environment` decides whether allow lists are enforced.
+    pub fn from_env(
+        env: &impl Lookup,
+        public_base_url: Url,
+        environment: Environment,
+    ) -> Result<Self, ConfigError> {
+        let cidrs = |name: &'static str, default: &str| -> Result<CidrList, ConfigError> {
+            let raw = env.get(name).unwrap_or_else(|| default.to_owned());
+            raw.parse().map_err(|e| ConfigError::Invalid {
+                name,
+                reason: format!("{e}"),
+            })
+        };
+        Ok(Self {
+            public_base_url,
+            signalwire_signing_key: env.get("SIGNALWIRE_SIGNING_KEY").map(SecretString::from),
+            elevenlabs_webhook_secret: env.get("ELEVENLABS_WEBHOOK_SECRET").map(SecretString::from),
+            enforce_allow_lists: environment == Environment::Production,
+            signalwire_allowed_ips: cidrs("SIGNALWIRE_ALLOWED_IPS", "")?,
+            elevenlabs_allowed_ips: cidrs("ELEVENLABS_ALLOWED_IPS", ELEVENLABS_EGRESS_IPS)?,
+            trusted_proxies: cidrs("TRUSTED_PROXIES", "")?,
+        })
+    }
+
+    /// No provider keys, no allow lists: what `api openapi` renders the spec with.
+    pub fn unconfigured(public_base_url: Url) -> Self {
+        Self {
+            public_base_url,
+            signalwire_signing_key: None,
+            elevenlabs_webhook_secret: None,
+            enforce_allow_lists: false,
+            signalwire_allowed_ips: CidrList::default(),
+            elevenlabs_allowed_ips: CidrList::default(),
+            trusted_proxies: CidrList::default(),
+        }
+    }
+}
+
 /// Everything `api serve` needs.
 #[derive(Clone)]
 pub struct ApiConfig {
     pub database_url: SecretString,
     pub api_addr: SocketAddr,
-    pub public_base_url: Url,
     pub jwt: JwtConfig,
-    pub signalwire_signing_key: Option<SecretString>,
-    pub elevenlabs_webhook_secret: Option<SecretString>,
+    pub inbound: InboundConfig,
     pub environment: Environment,
     pub allow_private_targets: bool,
     pub delivery_timeout: Duration,
@@ -132,10 +190,8 @@ impl ApiConfig {
         Ok(Self {
             database_url: database_url(env)?,
             api_addr,
-            public_base_url,
             jwt: JwtConfig::from_env(env)?,
-            signalwire_signing_key: env.get("SIGNALWIRE_SIGNING_KEY").map(SecretString::from),
-            elevenlabs_webhook_secret: env.get("ELEVENLABS_WEBHOOK_SECRET").map(SecretString::from),
+            inbound: InboundConfig::from_env(env, public_base_url, environment)?,
             environment,
             allow_private_targets,
             delivery_timeout: Duration::from_secs(timeout_secs),
@@ -191,7 +247,13 @@ mod tests {
     fn defaults_follow_the_design() {
         let cfg = ApiConfig::from_env(&env(&BASE)).unwrap();
         assert_eq!(cfg.api_addr.to_string(), "127.0.0.1:8080");
-        assert_eq!(cfg.public_base_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(
+            cfg.inbound.public_base_url.as_str(),
+            "http://127.0.0.1:8080/"
+        );
+        assert!(!cfg.inbound.enforce_allow_lists);
+        assert!(cfg.inbound.trusted_proxies.is_empty());
+        assert!(!cfg.inbound.elevenlabs_allowed_ips.is_empty());
         assert_eq!(cfg.environment, Environment::Development);
         assert!(cfg.allow_private_targets);
         assert_eq!(cfg.delivery_timeout, Duration::from_secs(15));
@@ -217,6 +279,25 @@ mod tests {
         pairs.push(("API_ADDR", "localhost"));
         let err = ApiConfig::from_env(&env(&pairs)).err().unwrap();
         assert!(err.to_string().starts_with("API_ADDR is invalid"), "{err}");
+    }
+
+    #[test]
+    fn production_enforces_allow_lists() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("WIREHOOK_ENV", "production"));
+        let cfg = ApiConfig::from_env(&env(&pairs)).unwrap();
+        assert!(cfg.inbound.enforce_allow_lists);
+    }
+
+    #[test]
+    fn a_malformed_cidr_names_the_variable() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("TRUSTED_PROXIES", "10.0.0.0/8, not-an-ip"));
+        let err = ApiConfig::from_env(&env(&pairs)).err().unwrap();
+        assert!(
+            err.to_string().starts_with("TRUSTED_PROXIES is invalid"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -19,9 +19,15 @@ pub enum ApiError {
     /// A field or parameter has a value the API does not accept.
     #[error("{0}")]
     Validation(String),
+    /// The body cannot be read as what the route expects (e.g. a signed body that is not JSON).
+    #[error("{0}")]
+    InvalidBody(String),
     /// Authentication failed.
     #[error("{0}")]
     Unauthorized(String),
+    /// An inbound webhook's signature is missing, malformed, stale or wrong.
+    #[error("{0}")]
+    InvalidSignature(String),
     /// Authenticated, but not allowed (e.g. source IP not on the allow list).
     #[error("{0}")]
     Forbidden(String),
@@ -47,7 +53,9 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Validation(_) => "validation_failed",
+            Self::InvalidBody(_) => "invalid_body",
             Self::Unauthorized(_) => "unauthorized",
+            Self::InvalidSignature(_) => "invalid_signature",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
@@ -60,8 +68,8 @@ impl ApiError {
     /// HTTP status for the variant.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Validation(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Validation(_) | Self::InvalidBody(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) | Self::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -170,8 +178,8 @@ impl From<ApiError> for ErrorResponse {
     fn from(err: ApiError) -> Self {
         let b = body(err.code(), err.public_message());
         match err {
-            ApiError::Validation(_) => Self::BadRequest(b),
-            ApiError::Unauthorized(_) => Self::Unauthorized(b),
+            ApiError::Validation(_) | ApiError::InvalidBody(_) => Self::BadRequest(b),
+            ApiError::Unauthorized(_) | ApiError::InvalidSignature(_) => Self::Unauthorized(b),
             ApiError::Forbidden(_) => Self::Forbidden(b),
             ApiError::NotFound(_) => Self::NotFound(b),
             ApiError::Conflict(_) => Self::Conflict(b),

@@ -5,7 +5,10 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod inbound;
+pub mod ingest;
 pub mod metrics;
+pub mod raw_body;
 pub mod routes;
 
 pub use app::{App, openapi_service};

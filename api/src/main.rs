@@ -3,10 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 use wirehook_api::config::{self, ApiConfig, JwtConfig, ProcessEnv};
-use wirehook_api::{App, auth, openapi_service};
+use wirehook_api::{App, auth};
 use wirehook_worker::http_client::ClientConfig;
 use wirehook_worker::process;
 
@@ -55,10 +54,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Openapi => {
-            println!(
-                "{}",
-                openapi_service(DatabaseConnection::default(), None).spec()
-            );
+            println!("{}", wirehook_api::app::openapi_spec());
             Ok(())
         }
         Command::Token { sub, ttl } => {
@@ -102,7 +98,7 @@ async fn run(command: Command) -> Result<(), String> {
                 allow_private_targets: cfg.allow_private_targets,
                 user_agent: format!("wirehook/{}", env!("CARGO_PKG_VERSION")),
             };
-            let app = App::new(db, &cfg.jwt, delivery).map_err(|e| e.to_string())?;
+            let app = App::new(db, &cfg.jwt, delivery, cfg.inbound).map_err(|e| e.to_string())?;
             app.serve(acceptor, process::shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())

@@ -98,6 +98,17 @@ pub enum Source {
     Platform,
 }
 
+impl Source {
+    /// The name stored and shown: `signalwire`, `elevenlabs` or `11wire`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SignalWire => "signalwire",
+            Self::ElevenLabs => "elevenlabs",
+            Self::Platform => "11wire",
+        }
+    }
+}
+
 macro_rules! event_types {
     ($($variant:ident => $name:literal, $doc:literal;)*) => {
         /// The catalog of event types a configuration can subscribe to.

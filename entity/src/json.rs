@@ -66,6 +66,29 @@ pub struct Filters {
     pub agents: Option<Vec<String>>,
 }
 
+impl Filters {
+    /// Whether an event with this canonical `payload` passes every present filter key.
+    ///
+    /// `campaigns` looks at `campaignId`, `outcomes` at `outcome`, `agents` at `agentId`; strings
+    /// and numbers compare by their text. A present key never matches an event without the field.
+    pub fn matches(&self, payload: &serde_json::Value) -> bool {
+        let passes = |allowed: &Option<Vec<String>>, field: &str| match allowed {
+            None => true,
+            Some(allowed) => match payload.get(field) {
+                Some(serde_json::Value::String(s)) => allowed.iter().any(|a| a == s),
+                Some(serde_json::Value::Number(n)) => {
+                    let n = n.to_string();
+                    allowed.contains(&n)
+                }
+                _ => false,
+            },
+        };
+        passes(&self.campaigns, "campaignId")
+            && passes(&self.outcomes, "outcome")
+            && passes(&self.agents, "agentId")
+    }
+}
+
 /// What the receiver answered to the latest attempt of an outbound event.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, FromJsonQueryResult)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
@@ -91,4 +114,46 @@ pub struct ResponseData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", oai(skip_serializing_if_is_none))]
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::Filters;
+
+    fn filters(value: serde_json::Value) -> Filters {
+        serde_json::from_value(value).expect("filters")
+    }
+
+    #[test]
+    fn empty_filters_match_every_event() {
+        assert!(Filters::default().matches(&json!({})));
+    }
+
+    #[test]
+    fn a_present_key_must_match_its_field() {
+        let f = filters(json!({"campaigns": ["c-1", "c-2"]}));
+        assert!(f.matches(&json!({"campaignId": "c-2"})));
+        assert!(!f.matches(&json!({"campaignId": "c-3"})));
+    }
+
+    #[test]
+    fn a_present_key_never_matches_an_event_without_the_field() {
+        let f = filters(json!({"agents": ["agent-1"]}));
+        assert!(!f.matches(&json!({"campaignId": "c-1"})));
+    }
+
+    #[test]
+    fn every_present_key_must_match() {
+        let f = filters(json!({"campaigns": ["c-1"], "outcomes": ["lead_qualified"]}));
+        assert!(f.matches(&json!({"campaignId": "c-1", "outcome": "lead_qualified"})));
+        assert!(!f.matches(&json!({"campaignId": "c-1", "outcome": "no_answer"})));
+    }
+
+    #[test]
+    fn numeric_fields_compare_by_their_text() {
+        let f = filters(json!({"campaigns": ["42"]}));
+        assert!(f.matches(&json!({"campaignId": 42})));
+    }
 }

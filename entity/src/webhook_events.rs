@@ -31,6 +31,11 @@ pub struct Model {
     pub dedupe_key: Option<String>,
     pub next_attempt_at: Option<DateTimeUtc>,
     pub last_error: Option<String>,
+    /// Inbound from a provider: what it sent; rejected requests: a bounded copy of the body.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub provider_payload: Option<Json>,
+    /// Inbound: the client address (the socket peer, or the address a trusted proxy forwarded).
+    pub client_ip: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -43,6 +43,11 @@ CREATE TABLE webhook_events (
     dedupe_key        TEXT,
     next_attempt_at   TIMESTAMPTZ,
     last_error        TEXT,
+    -- inbound from a provider: the provider's payload as received (form fields as an object);
+    -- rejected requests: a bounded copy of the body
+    provider_payload  JSONB,
+    -- inbound: the client address the request came from (after trusted proxies)
+    client_ip         TEXT,
     created_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
     CONSTRAINT webhook_events_outbound_has_config

@@ -16,6 +16,8 @@ const INFRA_MAX_ATTEMPTS: i32 = 25;
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
     pub config_id: i64,
+    /// Where the event came from: a provider, or the platform itself.
+    pub source: Source,
     pub event_type: String,
     /// The `data` of the delivered envelope.
     pub payload: Value,
@@ -54,7 +56,7 @@ pub async fn insert_events(
     let rows = deliveries.into_iter().map(|d| webhook_events::ActiveModel {
         message_id: Set(MessageId::generate().into_inner()),
         direction: Set(Direction::Outbound),
-        source: Set(Source::Platform),
+        source: Set(d.source),
         event_type: Set(d.event_type),
         payload: Set(d.payload),
         status: Set(EventStatus::Pending),

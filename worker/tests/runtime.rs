@@ -860,6 +860,7 @@ async fn a_sigkilled_worker_process_loses_no_delivery() {
     let deliveries = (0..40)
         .map(|n| wirehook_worker::queue::NewDelivery {
             config_id,
+            source: entity::Source::Platform,
             event_type: "call.completed".into(),
             payload: serde_json::json!({ "callId": format!("call-{n}") }),
             parent_event_id: None,

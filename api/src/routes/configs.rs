@@ -502,6 +502,7 @@ impl ConfigsApi {
             &self.db,
             vec![NewDelivery {
                 config_id: config.id,
+                source: entity::Source::Platform,
                 event_type: event_type.as_str().to_owned(),
                 payload,
                 parent_event_id: None,

@@ -1,12 +1,15 @@
 //! `/api/webhooks/events`: event history.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::{
-    Direction, EventStatus, ResponseData, Source, webhook_attempts, webhook_configs, webhook_events,
+    Direction, EventStatus, EventType, ResponseData, Source, webhook_attempts, webhook_configs,
+    webhook_events,
 };
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Select,
@@ -19,6 +22,7 @@ use wirehook_worker::queue::{self, RetryRefused};
 use super::ApiTags;
 use crate::auth::BearerAuth;
 use crate::error::{ApiError, ApiResult};
+use crate::ingest::{self, Disposition, Received};
 
 /// A webhook event, inbound or outbound.
 #[derive(Debug, Object)]
@@ -31,7 +35,8 @@ pub struct EventOut {
     pub source: Source,
     pub event_type: String,
     pub status: EventStatus,
-    /// Inbound: the provider's payload. Outbound: the `data` delivered.
+    /// The platform's event payload (camelCase, normalized from the provider's for inbound
+    /// provider events); for outbound events exactly the `data` delivered.
     pub payload: Value,
     /// Delivery attempts made so far (outbound).
     pub attempts: i32,
@@ -49,6 +54,13 @@ pub struct EventOut {
     /// Why the latest attempt failed, or why the request was rejected.
     #[oai(skip_serializing_if_is_none)]
     pub last_error: Option<String>,
+    /// Inbound from a provider: the payload as the provider sent it (form fields as an object);
+    /// rejected requests: `{contentType, bytes, truncated, body}` with the first 4 KiB of the body.
+    #[oai(skip_serializing_if_is_none)]
+    pub provider_payload: Option<Value>,
+    /// Inbound: the client address (the socket peer, or what a trusted proxy forwarded).
+    #[oai(skip_serializing_if_is_none)]
+    pub client_ip: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -69,6 +81,8 @@ impl From<webhook_events::Model> for EventOut {
             parent_event_id: m.parent_event_id,
             next_attempt_at: m.next_attempt_at,
             last_error: m.last_error,
+            provider_payload: m.provider_payload,
+            client_ip: m.client_ip,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -171,6 +185,45 @@ impl From<RetryRefused> for ApiError {
     }
 }
 
+/// A platform event to publish to the configurations subscribed to its type.
+#[derive(Debug, Object)]
+#[oai(rename = "PublishEvent", rename_all = "camelCase")]
+pub struct PublishEventRequest {
+    /// One of the catalog's event types.
+    pub event_type: EventType,
+    /// The event's data: what subscribers receive as `data`.
+    pub payload: BTreeMap<String, Value>,
+    /// Makes publishing safe to retry: a key seen before returns the event first published with
+    /// it, and nothing is published again (1–255 characters).
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub idempotency_key: Option<String>,
+}
+
+/// A published platform event.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct PublishedEvent {
+    pub success: bool,
+    pub message: String,
+    /// The recorded event (for a duplicate, the one first published with the key).
+    pub event: EventOut,
+    /// The idempotency key was seen before.
+    pub duplicate: bool,
+    /// Deliveries queued to configured endpoints.
+    pub deliveries: u32,
+}
+
+/// Answers to a publish.
+#[derive(Debug, ApiResponse)]
+pub enum PublishResponse {
+    /// Recorded and queued for every matching configuration.
+    #[oai(status = 201)]
+    Created(Json<PublishedEvent>),
+    /// The idempotency key was seen before: the first event, nothing published again.
+    #[oai(status = 200)]
+    Duplicate(Json<PublishedEvent>),
+}
+
 /// Event history handlers.
 pub struct EventsApi {
     pub db: DatabaseConnection,
@@ -233,6 +286,64 @@ impl HistoryFilter {
 
 #[OpenApi(prefix_path = "/api/webhooks/events", tag = "ApiTags::Events")]
 impl EventsApi {
+    /// Publish a platform event
+    ///
+    /// Records the event (source `11wire`) and, in the same transaction, queues a delivery to
+    /// every active configuration subscribed to its type whose filters match the payload
+    /// (`campaignId`, `outcome`, `agentId`). With an `idempotencyKey` seen before, answers 200
+    /// with the first event and `duplicate: true`.
+    #[oai(path = "/", method = "post", operation_id = "events.publish")]
+    async fn publish_event(
+        &self,
+        _auth: BearerAuth,
+        body: Json<PublishEventRequest>,
+    ) -> ApiResult<PublishResponse> {
+        let body = body.0;
+        let idempotency_key = match body.idempotency_key {
+            Some(key) if key.trim().is_empty() => {
+                return Err(
+                    ApiError::Validation("`idempotencyKey` must not be blank".into()).into(),
+                );
+            }
+            other => other,
+        };
+        let recorded = ingest::record(
+            &self.db,
+            Received {
+                source: Source::Platform,
+                disposition: Disposition::Deliver(body.event_type),
+                payload: Value::Object(body.payload.into_iter().collect()),
+                provider_payload: None,
+                dedupe_key: idempotency_key,
+                client_ip: None,
+            },
+        )
+        .await?;
+        let published = PublishedEvent {
+            success: true,
+            message: if recorded.duplicate {
+                "Event already published with this idempotency key".into()
+            } else {
+                "Event published".into()
+            },
+            duplicate: recorded.duplicate,
+            deliveries: u32::try_from(recorded.deliveries).unwrap_or(u32::MAX),
+            event: recorded.event.into(),
+        };
+        tracing::info!(
+            event_id = published.event.id,
+            event_type = %published.event.event_type,
+            duplicate = published.duplicate,
+            deliveries = published.deliveries,
+            "platform event"
+        );
+        Ok(if published.duplicate {
+            PublishResponse::Duplicate(Json(published))
+        } else {
+            PublishResponse::Created(Json(published))
+        })
+    }
+
     /// List webhook events, newest first
     #[allow(clippy::too_many_arguments)]
     #[oai(path = "/", method = "get", operation_id = "events.list")]

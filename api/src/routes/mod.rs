@@ -3,6 +3,7 @@
 pub mod configs;
 pub mod events;
 pub mod health;
+pub mod inbound;
 
 use poem_openapi::Tags;
 
@@ -11,8 +12,10 @@ use poem_openapi::Tags;
 pub enum ApiTags {
     /// Outbound webhook configurations.
     Configs,
-    /// Webhook event history.
+    /// Webhook event history, publishing platform events, retries.
     Events,
+    /// Webhooks received from providers (SignalWire, ElevenLabs).
+    Inbound,
     /// Liveness, readiness and metrics.
     Operations,
 }

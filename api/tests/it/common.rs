@@ -9,9 +9,13 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, DatabaseConnection, S
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wirehook_api::App;
-use wirehook_api::config::JwtConfig;
+use wirehook_api::config::{InboundConfig, JwtConfig};
 
 pub const JWT_SECRET: &str = "integration-test-jwt-secret";
+/// `SIGNALWIRE_SIGNING_KEY` of the test app.
+pub const SIGNALWIRE_KEY: &str = "PSKtest1234567890abcdef";
+/// `ELEVENLABS_WEBHOOK_SECRET` of the test app.
+pub const ELEVENLABS_SECRET: &str = "wsec_test_elevenlabs_secret";
 
 /// A database created for one test and dropped when the value is dropped.
 pub struct TestDb {
@@ -85,6 +89,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub client: reqwest::Client,
     pub token: String,
+    /// `PUBLIC_BASE_URL` of the app (its own address unless a test changes it).
+    pub public_base_url: String,
     _database: TestDb,
 }
 
@@ -104,6 +110,15 @@ impl TestApp {
 
     /// Starts the app with the given JWT settings.
     pub async fn spawn_with(jwt: JwtConfig) -> Self {
+        Self::spawn_configured(jwt, |_| {}).await
+    }
+
+    /// Starts the app with both provider keys set and `inbound` applied to the inbound settings.
+    pub async fn spawn_inbound(inbound: impl FnOnce(&mut InboundConfig)) -> Self {
+        Self::spawn_configured(jwt_config(), inbound).await
+    }
+
+    async fn spawn_configured(jwt: JwtConfig, inbound: impl FnOnce(&mut InboundConfig)) -> Self {
         if std::env::var("TEST_LOG").is_ok() {
             wirehook_worker::process::init_tracing();
         }
@@ -120,7 +135,18 @@ impl TestApp {
             allow_private_targets: true,
             user_agent: "wirehook-tests".into(),
         };
-        let app = App::new(db.clone(), &jwt, delivery).expect("app");
+        let public_base_url = format!("http://{addr}");
+        let mut inbound_config =
+            InboundConfig::unconfigured(url::Url::parse(&public_base_url).expect("base URL"));
+        inbound_config.signalwire_signing_key = Some(SecretString::from(SIGNALWIRE_KEY));
+        inbound_config.elevenlabs_webhook_secret = Some(SecretString::from(ELEVENLABS_SECRET));
+        inbound(&mut inbound_config);
+        let public_base_url = inbound_config
+            .public_base_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
+        let app = App::new(db.clone(), &jwt, delivery, inbound_config).expect("app");
         tokio::spawn(app.serve(acceptor, std::future::pending()));
         let token = wirehook_api::auth::issue_token(&jwt, "tests", Duration::from_secs(600))
             .expect("token");
@@ -129,6 +155,7 @@ impl TestApp {
             db,
             client: reqwest::Client::new(),
             token,
+            public_base_url,
 
             _database: database,
         }

@@ -20,6 +20,7 @@ async fn enqueue_one(app: &TestApp, receiver: &Receiver, retry: Value) -> (i64, 
         &app.db,
         vec![NewDelivery {
             config_id,
+            source: entity::Source::Platform,
             event_type: "call.completed".into(),
             payload: json!({"callId": "CA123", "status": "completed"}),
             parent_event_id: None,

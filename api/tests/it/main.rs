@@ -7,6 +7,7 @@ mod configs;
 mod delivery;
 mod errors;
 mod events;
+mod inbound;
 mod migrate;
 mod openapi;
 mod receiver;
