@@ -76,7 +76,10 @@ fn provider_webhooks_document_their_signature_ip_and_configuration_errors() {
     for path in PROVIDER_PATHS {
         let op = &spec["paths"][path]["post"];
         assert!(op.is_object(), "POST {path} is documented");
-        assert!(op.get("security").is_none(), "POST {path} needs no bearer token");
+        assert!(
+            op.get("security").is_none(),
+            "POST {path} needs no bearer token"
+        );
         for status in ["200", "400", "401", "403", "503"] {
             assert!(
                 op["responses"].get(status).is_some(),
