@@ -17,13 +17,14 @@ use crate::auth::JwtVerifier;
 use crate::config::{InboundConfig, JwtConfig};
 use crate::error::json_error;
 use crate::routes::{
-    configs::ConfigsApi, events::EventsApi, health::HealthApi, inbound::InboundApi,
+    config_ops::ConfigOpsApi, configs::ConfigsApi, events::EventsApi, health::HealthApi,
+    inbound::InboundApi,
 };
 
 /// Largest request body the API reads (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-type Apis = (ConfigsApi, EventsApi, InboundApi, HealthApi);
+type Apis = (ConfigsApi, ConfigOpsApi, EventsApi, InboundApi, HealthApi);
 
 /// The OpenAPI service for `db`; with a disconnected database it still renders the spec.
 pub fn openapi_service(
@@ -36,6 +37,7 @@ pub fn openapi_service(
             db: db.clone(),
             engine,
         },
+        ConfigOpsApi { db: db.clone() },
         EventsApi { db: db.clone() },
         InboundApi {
             db: db.clone(),
@@ -89,10 +91,7 @@ impl App {
         Ok(Self {
             inbound: Arc::new(inbound),
             verifier: Arc::new(JwtVerifier::new(jwt)?),
-            engine: Arc::new(Engine {
-                db: db.clone(),
-                client,
-            }),
+            engine: Arc::new(Engine::new(db.clone(), client)),
             db,
         })
     }

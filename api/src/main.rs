@@ -37,6 +37,13 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Delete events in a final state older than the given age (with their attempts), in
+    /// batches of 1,000; prints how many. Pending events are never deleted.
+    Purge {
+        /// Age, e.g. 30d, 12h.
+        #[arg(long)]
+        older_than: String,
+    },
 }
 
 #[tokio::main]
@@ -63,6 +70,16 @@ async fn run(command: Command) -> Result<(), String> {
             let token = auth::issue_token(&jwt, &sub, ttl)
                 .map_err(|e| format!("cannot sign token: {e}"))?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Purge { older_than } => {
+            let age = auth::parse_ttl(&older_than).map_err(|e| format!("--older-than {e}"))?;
+            let url = config::database_url(&ProcessEnv).map_err(|e| e.to_string())?;
+            let db = process::connect(url.expose_secret(), 4).await?;
+            let purged = wirehook_worker::maintenance::purge(&db, age)
+                .await
+                .map_err(|e| format!("purge failed: {e}"))?;
+            println!("{purged}");
             Ok(())
         }
         Command::Migrate => {

@@ -26,6 +26,15 @@ pub struct Model {
     pub metadata: Json,
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<DateTimeUtc>,
+    /// The secret replaced by the latest rotation; it still signs until it expires.
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<DateTimeUtc>,
+    /// Since when every attempt to this endpoint failed; `None` while it is healthy.
+    pub failing_since: Option<DateTimeUtc>,
+    /// Attempts failed since `failing_since`.
+    pub failed_attempts: i32,
+    /// While failing, the one attempt in flight holds the endpoint until this time.
+    pub probe_until: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -19,6 +19,14 @@ CREATE TABLE webhook_configs (
     metadata        JSONB NOT NULL DEFAULT '{}',
     disabled_reason TEXT,
     disabled_at     TIMESTAMPTZ,
+    -- secret rotation: the replaced secret still signs until it expires
+    previous_secret            TEXT,
+    previous_secret_expires_at TIMESTAMPTZ,
+    -- endpoint health: since when every attempt failed, and how many attempts failed since
+    failing_since   TIMESTAMPTZ,
+    failed_attempts INTEGER NOT NULL DEFAULT 0 CHECK (failed_attempts >= 0),
+    -- pacing of a failing endpoint: the one attempt in flight holds this lease
+    probe_until     TIMESTAMPTZ,
     created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
 );

@@ -12,7 +12,7 @@ use entity::{
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, TransactionTrait,
+    DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
 };
 use serde::Serialize;
 
@@ -44,6 +44,9 @@ pub enum Mode {
 pub enum Processed {
     /// The event was no longer pending (already delivered by a duplicate job, or cancelled).
     Skipped,
+    /// The endpoint is failing and another attempt to it is in flight: the delivery waits, no
+    /// attempt is counted, and a new job runs at `retry_at`.
+    Paced { retry_at: DateTime<Utc> },
     /// The configuration is gone or not active; the event is now `cancelled`.
     Cancelled,
     /// An attempt was made and recorded.
@@ -63,13 +66,61 @@ struct Envelope<'a> {
     data: &'a serde_json::Value,
 }
 
+/// When a failing endpoint is disabled: after failing continuously for `after`, with at least
+/// `min_failures` failed attempts. A delivered attempt resets the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoDisable {
+    pub after: Duration,
+    pub min_failures: i32,
+}
+
+impl Default for AutoDisable {
+    /// 120 hours (as Svix does) and 10 failed attempts.
+    fn default() -> Self {
+        Self {
+            after: Duration::from_secs(120 * 3600),
+            min_failures: 10,
+        }
+    }
+}
+
+/// How long a paced delivery waits before it looks again whether its endpoint is free.
+const PACE_RECHECK: Duration = Duration::from_secs(2);
+
 /// What a worker (or the api's test endpoint) needs to run deliveries.
 pub struct Engine {
     pub db: DatabaseConnection,
     pub client: DeliveryClient,
+    /// `None` never disables a failing endpoint (it is still paced).
+    pub auto_disable: Option<AutoDisable>,
 }
 
 impl Engine {
+    /// The engine a worker replica runs with `settings`: its delivery client and its
+    /// `AUTO_DISABLE_AFTER_HOURS` policy.
+    pub fn from_settings(
+        db: DatabaseConnection,
+        settings: &crate::settings::WorkerSettings,
+    ) -> Result<Self, crate::http_client::ClientBuildError> {
+        Ok(Self {
+            db,
+            client: DeliveryClient::new(settings.client_config())?,
+            auto_disable: settings.auto_disable_after.map(|after| AutoDisable {
+                after,
+                ..AutoDisable::default()
+            }),
+        })
+    }
+
+    /// An engine with the default [`AutoDisable`] policy.
+    pub fn new(db: DatabaseConnection, client: DeliveryClient) -> Self {
+        Self {
+            db,
+            client,
+            auto_disable: Some(AutoDisable::default()),
+        }
+    }
+
     /// Runs one queued job; `Err` only when the database failed (apalis then re-runs the job).
     pub async fn run_job(&self, job: DeliveryJob) -> Result<(), EngineError> {
         self.deliver(job.event_id, Mode::Queued).await.map(|_| ())
@@ -92,15 +143,68 @@ impl Engine {
             config.filter(|c| mode == Mode::Once || c.status == ConfigStatus::Active)
         else {
             self.cancel(&event).await?;
-            metrics::counter!("wirehook_deliveries_total", "result" => "cancelled").increment(1);
+            metrics::counter!(crate::metrics::DELIVERIES_TOTAL, "result" => "cancelled")
+                .increment(1);
             return Ok(Processed::Cancelled);
         };
-        let request = build_request(&event, &config);
+        if mode == Mode::Queued
+            && config.failing_since.is_some()
+            && !self.claim_probe(config.id).await?
+        {
+            return self.pace(&event).await;
+        }
+        let request = build_request(&event, &config, Utc::now());
         let outcome = match &request {
             Ok(req) => attempt(&self.client, req).await,
             Err(e) => AttemptOutcome::failed_before_sending(e.to_string()),
         };
+        metrics::histogram!(
+            crate::metrics::ATTEMPT_DURATION,
+            "status_class" => crate::metrics::status_class(outcome.status_code)
+        )
+        .record(outcome.duration.as_secs_f64());
         self.record(&event, &config, outcome, mode).await
+    }
+
+    /// Takes the failing endpoint's single in-flight slot; `false` when another attempt holds
+    /// it. The lease outlives the longest attempt, so a dead worker's claim expires by itself.
+    async fn claim_probe(&self, config_id: i64) -> Result<bool, EngineError> {
+        let lease = self.client.timeout() + Duration::from_secs(15);
+        let claimed = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE webhook_configs \
+                 SET probe_until = now() + $2 * interval '1 millisecond' \
+                 WHERE id = $1 AND (failing_since IS NULL OR probe_until IS NULL OR probe_until < now())",
+                [config_id.into(), (millis(lease) as f64).into()],
+            ))
+            .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    /// Puts the delivery back in the queue without an attempt: its endpoint is busy failing.
+    async fn pace(&self, event: &webhook_events::Model) -> Result<Processed, EngineError> {
+        let jitter = rand::random_range(0..1000);
+        let retry_at = Utc::now()
+            + chrono::Duration::from_std(PACE_RECHECK).unwrap_or_default()
+            + chrono::Duration::milliseconds(jitter);
+        let txn = self.db.begin().await?;
+        txn.execute_unprepared("SET LOCAL synchronous_commit = off")
+            .await?;
+        let updated = webhook_events::Entity::update_many()
+            .col_expr(webhook_events::Column::NextAttemptAt, Expr::value(retry_at))
+            .filter(webhook_events::Column::Id.eq(event.id))
+            .filter(webhook_events::Column::Status.eq(EventStatus::Pending))
+            .filter(webhook_events::Column::Attempts.eq(event.attempts))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 1 {
+            push_jobs(&txn, &[(event.id, retry_at)]).await?;
+        }
+        txn.commit().await?;
+        metrics::counter!(crate::metrics::DELIVERIES_TOTAL, "result" => "paced").increment(1);
+        Ok(Processed::Paced { retry_at })
     }
 
     async fn cancel(&self, event: &webhook_events::Model) -> Result<(), EngineError> {
@@ -216,6 +320,12 @@ impl Engine {
         }
         if won && verdict == Verdict::Gone {
             disable_config(&txn, config.id, "the endpoint answered 410 Gone").await?;
+            metrics::counter!(crate::metrics::CONFIGS_DISABLED_TOTAL, "reason" => "gone")
+                .increment(1);
+        }
+        if won && mode == Mode::Queued {
+            self.track_health(&txn, config, verdict == Verdict::Delivered, now)
+                .await?;
         }
         txn.commit().await?;
 
@@ -225,7 +335,7 @@ impl Engine {
             (true, EventStatus::Pending) => "retry_scheduled",
             (true, _) => "failed",
         };
-        metrics::counter!("wirehook_deliveries_total", "result" => result).increment(1);
+        metrics::counter!(crate::metrics::DELIVERIES_TOTAL, "result" => result).increment(1);
         tracing::debug!(
             event_id = event.id,
             attempt = attempt_no,
@@ -240,11 +350,123 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Records an attempt's effect on the endpoint's health, in the attempt's transaction.
+    ///
+    /// A delivery clears the failing clock and frees the probe slot (one statement, only when
+    /// the endpoint was failing). A failure starts the clock or counts on it, frees the slot, and
+    /// disables the configuration once it has failed for [`AutoDisable::after`] with at least
+    /// [`AutoDisable::min_failures`] attempts.
+    async fn track_health(
+        &self,
+        txn: &impl ConnectionTrait,
+        config: &webhook_configs::Model,
+        delivered: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), sea_orm::DbErr> {
+        if delivered {
+            if config.failing_since.is_some() || config.probe_until.is_some() {
+                txn.execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "UPDATE webhook_configs \
+                     SET failing_since = NULL, failed_attempts = 0, probe_until = NULL \
+                     WHERE id = $1",
+                    [config.id.into()],
+                ))
+                .await?;
+                tracing::info!(config_id = config.id, "endpoint recovered");
+            }
+            return Ok(());
+        }
+        // Without a policy, a cutoff before any failure never disables.
+        let (cutoff, min_failures, reason) = match self.auto_disable {
+            Some(policy) => (
+                chrono::Duration::from_std(policy.after)
+                    .ok()
+                    .and_then(|after| now.checked_sub_signed(after))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
+                policy.min_failures,
+                format!(
+                    "every delivery failed for {} hours (at least {} attempts)",
+                    fmt_hours(policy.after),
+                    policy.min_failures
+                ),
+            ),
+            None => (DateTime::<Utc>::MIN_UTC, i32::MAX, String::new()),
+        };
+        let row = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                // SET expressions see the row as locked (its latest version when attempts race),
+                // so the decision is made on current values.
+                "UPDATE webhook_configs \
+                 SET failing_since = COALESCE(failing_since, $2), \
+                     failed_attempts = failed_attempts + 1, \
+                     probe_until = NULL, \
+                     status = CASE WHEN {DUE} THEN 'disabled' ELSE status END, \
+                     disabled_reason = CASE WHEN {DUE} THEN $5 ELSE disabled_reason END, \
+                     disabled_at = CASE WHEN {DUE} THEN $2 ELSE disabled_at END, \
+                     updated_at = CASE WHEN {DUE} THEN $2 ELSE updated_at END \
+                 WHERE id = $1 \
+                 RETURNING status = 'disabled' AND disabled_at = $2 AS disable"
+                    .replace(
+                        "{DUE}",
+                        "(status = 'active' AND failed_attempts + 1 >= $3 AND failing_since <= $4)",
+                    ),
+                [
+                    config.id.into(),
+                    now.into(),
+                    min_failures.into(),
+                    cutoff.into(),
+                    reason.into(),
+                ],
+            ))
+            .await?;
+        let disabled = row
+            .map(|r| r.try_get::<bool>("", "disable"))
+            .transpose()?
+            .unwrap_or(false);
+        if disabled {
+            metrics::counter!(crate::metrics::CONFIGS_DISABLED_TOTAL, "reason" => "failing")
+                .increment(1);
+            tracing::warn!(
+                config_id = config.id,
+                "webhook config disabled: failing continuously"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Hours as a short decimal: `120`, `0.5`.
+fn fmt_hours(d: Duration) -> String {
+    let hours = d.as_secs_f64() / 3600.0;
+    let text = format!("{hours:.6}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// The signing keys of `config` at `now`: the current secret, then the previous one while its
+/// rotation overlap lasts.
+fn signing_keys(
+    config: &webhook_configs::Model,
+    now: DateTime<Utc>,
+) -> Result<Vec<SigningKey>, crate::signing::SecretError> {
+    let mut keys = vec![SigningKey::from_secret(&config.secret)?];
+    if let (Some(previous), Some(until)) =
+        (&config.previous_secret, config.previous_secret_expires_at)
+        && until > now
+    {
+        keys.push(SigningKey::from_secret(previous)?);
+    }
+    Ok(keys)
+}
+
 fn build_request(
     event: &webhook_events::Model,
     config: &webhook_configs::Model,
+    now: DateTime<Utc>,
 ) -> Result<DeliveryRequest, crate::signing::SecretError> {
-    let keys = vec![SigningKey::from_secret(&config.secret)?];
+    let keys = signing_keys(config, now)?;
     let envelope = Envelope {
         event_type: &event.event_type,
         timestamp: event
@@ -255,7 +477,7 @@ fn build_request(
     Ok(DeliveryRequest {
         url: config.url.clone(),
         msg_id: event.message_id.clone(),
-        timestamp: Utc::now().timestamp(),
+        timestamp: now.timestamp(),
         body: serde_json::to_vec(&envelope).unwrap_or_default().into(),
         keys,
         headers: config.headers.0.clone(),
@@ -298,4 +520,16 @@ fn status_text(status: EventStatus) -> &'static str {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_print_as_short_decimals() {
+        assert_eq!(fmt_hours(Duration::from_secs(120 * 3600)), "120");
+        assert_eq!(fmt_hours(Duration::from_secs(1800)), "0.5");
+        assert_eq!(fmt_hours(Duration::from_secs_f64(1.8)), "0.0005");
+    }
 }

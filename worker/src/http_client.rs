@@ -68,6 +68,11 @@ pub struct DeliveryClient {
 }
 
 impl DeliveryClient {
+    /// The total timeout of one attempt.
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
     /// Builds the client: rustls, `config.timeout`, no redirects, keep-alive pooling, no proxy,
     /// and the SSRF-checking resolver unless `config.allow_private_targets`.
     pub fn new(config: ClientConfig) -> Result<Self, ClientBuildError> {

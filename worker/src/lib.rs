@@ -2,6 +2,8 @@ pub mod attempt;
 pub mod engine;
 pub mod http_client;
 pub mod job;
+pub mod maintenance;
+pub mod metrics;
 pub mod process;
 pub mod queue;
 pub mod retry;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use clap::Parser;
 use secrecy::ExposeSecret;
 use wirehook_worker::engine::Engine;
-use wirehook_worker::http_client::DeliveryClient;
 use wirehook_worker::settings::WorkerSettings;
 use wirehook_worker::{process, runtime};
 
@@ -46,8 +45,7 @@ async fn run() -> Result<(), String> {
             pending.join(", ")
         ));
     }
-    let client = DeliveryClient::new(settings.client_config()).map_err(|e| e.to_string())?;
-    let engine = Arc::new(Engine { db, client });
+    let engine = Arc::new(Engine::from_settings(db, &settings).map_err(|e| e.to_string())?);
     runtime::run(engine, &settings, process::shutdown_signal())
         .await
         .map_err(|e| e.to_string())

@@ -183,3 +183,45 @@ pub async fn requeue(
         .next()
         .ok_or(RetryRefused::NotFound(event_id))
 }
+
+/// Sets back to `pending`, oldest first, up to `limit` `failed` outbound events of `config_id`
+/// created in `[since, until]`, each with a new retry series (keeping its message id and attempt
+/// count, as a manual retry does) and one job due now; returns their ids. Run it inside a
+/// transaction; call it again until it returns fewer than `limit`.
+pub async fn requeue_failed(
+    conn: &impl ConnectionTrait,
+    config_id: i64,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<i64>, DbErr> {
+    let now = Utc::now();
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "UPDATE webhook_events \
+             SET status = 'pending', attempt_base = attempts + 1, next_attempt_at = $5, \
+                 updated_at = $5 \
+             WHERE id IN ( \
+               SELECT id FROM webhook_events \
+               WHERE webhook_config_id = $1 AND direction = 'outbound' AND status = 'failed' \
+                 AND created_at >= $2 AND created_at <= $3 \
+               ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING id",
+            [
+                config_id.into(),
+                since.into(),
+                until.into(),
+                i64::from(limit).into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    let ids = rows
+        .iter()
+        .map(|r| r.try_get::<i64>("", "id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let jobs: Vec<(i64, DateTime<Utc>)> = ids.iter().map(|id| (*id, now)).collect();
+    push_jobs(conn, &jobs).await?;
+    Ok(ids)
+}

@@ -20,7 +20,7 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ use apalis::prelude::{
 };
 use apalis_postgres::{Config, PgConnection, PgPool, PostgresStorage};
 use futures::{FutureExt, StreamExt};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data as PoemData;
 use poem::{Endpoint, EndpointExt, Response, Route, Server, get, handler};
@@ -115,7 +115,7 @@ pub async fn run(
     let mut stop = StopSignal(stop_rx);
 
     let pool = engine.db.get_postgres_connection_pool().clone();
-    let metrics = metrics_handle();
+    let metrics = crate::metrics::handle();
     metrics::gauge!(IN_FLIGHT).increment(0.0);
 
     let acceptor = TcpListener::bind(settings.metrics_addr)
@@ -169,6 +169,16 @@ pub async fn run(
         "worker started"
     );
 
+    let maintenance = AbortOnDrop(tokio::spawn(crate::maintenance::run(
+        pool.clone(),
+        engine.db.clone(),
+        crate::maintenance::Schedule {
+            sample_every: settings.queue_sample_interval,
+            retention: settings.retention,
+            purge_every: settings.retention_interval,
+        },
+    )));
+
     let mut generation = 0u32;
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -209,6 +219,7 @@ pub async fn run(
         }
     }
 
+    drop(maintenance);
     drop(signal);
     drop(server);
     tracing::info!(worker = %base, "worker stopped");
@@ -221,21 +232,6 @@ pub fn health_and_metrics(handle: PrometheusHandle) -> impl Endpoint + 'static {
         .at("/healthz", get(healthz))
         .at("/metrics", get(render_metrics))
         .data(handle)
-}
-
-/// The process-wide Prometheus recorder's handle, installing the recorder on first use.
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
-            }
-            handle
-        })
-        .clone()
 }
 
 #[handler]

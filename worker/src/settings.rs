@@ -60,6 +60,16 @@ pub struct WorkerSettings {
     /// or `~`).
     /// Default: host name, pid and a random suffix, so it is also unique per start.
     pub worker_name: String,
+    /// `AUTO_DISABLE_AFTER_HOURS`: decimal hours an endpoint may fail continuously (with at
+    /// least 10 failed attempts) before it is disabled (default 120; 0 never disables).
+    pub auto_disable_after: Option<Duration>,
+    /// `RETENTION_DAYS`: final-state events older than this are purged (default 30; 0 keeps
+    /// everything).
+    pub retention: Option<Duration>,
+    /// `RETENTION_INTERVAL_SECS`: how often one replica purges (60–86400 s, default 3600).
+    pub retention_interval: Duration,
+    /// `QUEUE_SAMPLE_SECS`: how often one replica samples the queue gauges (1–3600 s, default 5).
+    pub queue_sample_interval: Duration,
 }
 
 impl WorkerSettings {
@@ -98,6 +108,21 @@ impl WorkerSettings {
         let poll_ms = ranged(&get, "WORKER_POLL_INTERVAL_MS", 500, 10, 60_000)?;
         let heartbeat_secs = ranged(&get, "WORKER_HEARTBEAT_SECS", 5, 1, 300)?;
         let grace_secs = ranged(&get, "WORKER_SHUTDOWN_GRACE_SECS", 30, 0, 3600)?;
+        let retention_days = ranged(&get, "RETENTION_DAYS", 30, 0, 36_500)?;
+        let retention_interval = ranged(&get, "RETENTION_INTERVAL_SECS", 3600, 60, 86_400)?;
+        let sample_secs = ranged(&get, "QUEUE_SAMPLE_SECS", 5, 1, 3600)?;
+        let auto_disable_hours = match get("AUTO_DISABLE_AFTER_HOURS") {
+            None => 120.0,
+            Some(raw) => match raw.trim().parse::<f64>() {
+                Ok(h) if (0.0..=87_600.0).contains(&h) => h,
+                _ => {
+                    return Err(invalid(
+                        "AUTO_DISABLE_AFTER_HOURS",
+                        format!("`{raw}`: expected hours between 0 and 87600, e.g. 120 or 0.5"),
+                    ));
+                }
+            },
+        };
 
         let metrics_addr = match get("METRICS_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 9091)),
@@ -136,6 +161,11 @@ impl WorkerSettings {
             heartbeat_interval: Duration::from_secs(heartbeat_secs),
             shutdown_grace: Duration::from_secs(grace_secs),
             worker_name,
+            auto_disable_after: (auto_disable_hours > 0.0)
+                .then(|| Duration::from_secs_f64(auto_disable_hours * 3600.0)),
+            retention: (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400)),
+            retention_interval: Duration::from_secs(retention_interval),
+            queue_sample_interval: Duration::from_secs(sample_secs),
         })
     }
 
@@ -250,8 +280,37 @@ mod tests {
         assert_eq!(s.poll_interval, Duration::from_millis(500));
         assert_eq!(s.heartbeat_interval, Duration::from_secs(5));
         assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(s.auto_disable_after, Some(Duration::from_secs(120 * 3600)));
+        assert_eq!(s.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(s.retention_interval, Duration::from_secs(3600));
+        assert_eq!(s.queue_sample_interval, Duration::from_secs(5));
         let pid = format!("-{}-", std::process::id());
         assert!(s.worker_name.contains(&pid), "{}", s.worker_name);
+    }
+
+    #[test]
+    fn auto_disable_hours_are_decimal_and_zero_turns_it_off() {
+        let half = read(&[URL, ("AUTO_DISABLE_AFTER_HOURS", "0.5")]).unwrap();
+        assert_eq!(half.auto_disable_after, Some(Duration::from_secs(1800)));
+        let off = read(&[URL, ("AUTO_DISABLE_AFTER_HOURS", "0")]).unwrap();
+        assert_eq!(off.auto_disable_after, None);
+    }
+
+    #[test]
+    fn invalid_auto_disable_hours() {
+        for bad in ["-1", "soon", "NaN"] {
+            let err = error_for(&[("AUTO_DISABLE_AFTER_HOURS", bad)]);
+            assert!(
+                err.starts_with("AUTO_DISABLE_AFTER_HOURS is invalid"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_retention_days_keeps_everything() {
+        let s = read(&[URL, ("RETENTION_DAYS", "0")]).unwrap();
+        assert_eq!(s.retention, None);
     }
 
     #[test]

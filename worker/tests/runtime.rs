@@ -134,10 +134,7 @@ fn engine(db: &DatabaseConnection) -> Arc<Engine> {
         user_agent: "wirehook-tests".into(),
     })
     .expect("client");
-    Arc::new(Engine {
-        db: db.clone(),
-        client,
-    })
+    Arc::new(Engine::new(db.clone(), client))
 }
 
 /// A runtime running in the background, stopped by [`Replica::stop`].

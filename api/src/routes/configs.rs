@@ -125,6 +125,15 @@ pub struct ConfigOut {
     pub disabled_reason: Option<String>,
     #[oai(skip_serializing_if_is_none)]
     pub disabled_at: Option<DateTime<Utc>>,
+    /// Since when every delivery to this endpoint failed (absent while healthy). While failing,
+    /// deliveries go one at a time; after `AUTO_DISABLE_AFTER_HOURS` the service disables it.
+    #[oai(skip_serializing_if_is_none)]
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Attempts failed since `failingSince`.
+    pub failed_attempts: i32,
+    /// Until when the secret replaced by the latest rotation still signs deliveries.
+    #[oai(skip_serializing_if_is_none)]
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -143,6 +152,11 @@ impl From<webhook_configs::Model> for ConfigOut {
             metadata: m.metadata,
             disabled_reason: m.disabled_reason,
             disabled_at: m.disabled_at,
+            failing_since: m.failing_since,
+            failed_attempts: m.failed_attempts,
+            previous_secret_expires_at: m
+                .previous_secret_expires_at
+                .filter(|until| *until > Utc::now()),
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -268,7 +282,8 @@ fn sample_payload(event_type: EventType) -> Value {
     })
 }
 
-fn not_found(id: i64) -> ApiError {
+/// The 404 for configuration `id`.
+pub(crate) fn not_found(id: i64) -> ApiError {
     ApiError::NotFound(format!("webhook config {id}"))
 }
 
@@ -400,6 +415,9 @@ impl ConfigsApi {
         }
         if let Some(secret) = patch.secret {
             row.secret = Set(domain::secret(Some(secret))?);
+            // Replaced at once: the old secret stops signing (rotate-secret keeps an overlap).
+            row.previous_secret = Set(None);
+            row.previous_secret_expires_at = Set(None);
         }
         if let Some(types) = patch.event_types {
             row.event_types = Set(domain::event_types(types)?);
@@ -421,6 +439,10 @@ impl ConfigsApi {
             if status == UserStatus::Active {
                 row.disabled_reason = Set(None);
                 row.disabled_at = Set(None);
+                // A fresh start: no failing clock carried over from before.
+                row.failing_since = Set(None);
+                row.failed_attempts = Set(0);
+                row.probe_until = Set(None);
             } else {
                 cancel_pending(&txn, id.0, "configuration deactivated").await?;
             }
@@ -494,8 +516,9 @@ impl ConfigsApi {
             .into());
         }
         let payload = match body.0.test_payload {
-            Some(p) => domain::metadata(p)
-                .map_err(|_| ApiError::Validation("`testPayload` must be at most 16 KiB".into()))?,
+            Some(p) => domain::metadata(p).map_err(|e| {
+                ApiError::Validation(e.to_string().replacen("`metadata`", "`testPayload`", 1))
+            })?,
             None => sample_payload(event_type),
         };
         let created = queue::insert_events(

@@ -24,8 +24,8 @@ use crate::inbound::{self, CidrList, Normalized, SignalWireSignature, SignatureE
 use crate::ingest::{self, Disposition, Received, Recorded, Rejected};
 use crate::raw_body::RawBody;
 
-/// Counter: inbound provider requests, labelled `source` and `outcome` = `processed` |
-/// `ignored` | `duplicate` | `rejected`.
+/// Counter: inbound provider requests, labelled `source` and `result` = `accepted` |
+/// `duplicate` | `ignored` | `rejected_signature` | `rejected_ip` | `invalid` | `unconfigured`.
 pub const INBOUND_TOTAL: &str = "wirehook_inbound_requests_total";
 
 /// The answer to a provider.
@@ -88,7 +88,13 @@ impl Inbound<'_> {
                 "inbound request rejected and its audit row could not be written"
             ),
         }
-        metrics::counter!(INBOUND_TOTAL, "source" => self.source.as_str().to_owned(), "outcome" => "rejected")
+        let result = match &error {
+            ApiError::InvalidSignature(_) => "rejected_signature",
+            ApiError::Forbidden(_) => "rejected_ip",
+            ApiError::Unavailable(_) => "unconfigured",
+            _ => "invalid",
+        };
+        metrics::counter!(INBOUND_TOTAL, "source" => self.source.as_str().to_owned(), "result" => result)
             .increment(1);
         error
     }
@@ -310,9 +316,9 @@ fn answer(source: Source, recorded: &Recorded) -> InboundResponse {
             ),
         )
     } else {
-        ("processed", "Webhook received and processed".to_owned())
+        ("accepted", "Webhook received and processed".to_owned())
     };
-    metrics::counter!(INBOUND_TOTAL, "source" => source.as_str().to_owned(), "outcome" => outcome)
+    metrics::counter!(INBOUND_TOTAL, "source" => source.as_str().to_owned(), "result" => outcome)
         .increment(1);
     tracing::info!(
         source = source.as_str(),

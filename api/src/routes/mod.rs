@@ -1,5 +1,6 @@
 //! HTTP routes, one module per resource.
 
+pub mod config_ops;
 pub mod configs;
 pub mod events;
 pub mod health;

@@ -110,15 +110,25 @@ impl TestApp {
 
     /// Starts the app with the given JWT settings.
     pub async fn spawn_with(jwt: JwtConfig) -> Self {
-        Self::spawn_configured(jwt, |_| {}).await
+        Self::spawn_configured(jwt, |_| {}, true).await
     }
 
     /// Starts the app with both provider keys set and `inbound` applied to the inbound settings.
     pub async fn spawn_inbound(inbound: impl FnOnce(&mut InboundConfig)) -> Self {
-        Self::spawn_configured(jwt_config(), inbound).await
+        Self::spawn_configured(jwt_config(), inbound, true).await
     }
 
-    async fn spawn_configured(jwt: JwtConfig, inbound: impl FnOnce(&mut InboundConfig)) -> Self {
+    /// Starts the app as production delivers: the delivery client's SSRF guard is on
+    /// (`ALLOW_PRIVATE_TARGETS=false`), so test deliveries to private addresses are refused.
+    pub async fn spawn_guarded() -> Self {
+        Self::spawn_configured(jwt_config(), |_| {}, false).await
+    }
+
+    async fn spawn_configured(
+        jwt: JwtConfig,
+        inbound: impl FnOnce(&mut InboundConfig),
+        allow_private_targets: bool,
+    ) -> Self {
         if std::env::var("TEST_LOG").is_ok() {
             wirehook_worker::process::init_tracing();
         }
@@ -132,7 +142,7 @@ impl TestApp {
             .expect("bind");
         let delivery = wirehook_worker::http_client::ClientConfig {
             timeout: Duration::from_secs(2),
-            allow_private_targets: true,
+            allow_private_targets,
             user_agent: "wirehook-tests".into(),
         };
         let public_base_url = format!("http://{addr}");
@@ -163,22 +173,39 @@ impl TestApp {
 
     /// Starts a real worker replica (apalis runtime) in-process; it stops when the guard drops.
     pub async fn start_worker(&self) -> WorkerGuard {
+        self.start_worker_with(&[]).await
+    }
+
+    /// [`start_worker`](Self::start_worker) with extra worker environment variables (which win).
+    pub async fn start_worker_with(&self, vars: &[(&str, &str)]) -> WorkerGuard {
         let url = self._database.url.clone();
-        let settings = wirehook_worker::settings::WorkerSettings::from_lookup(move |k| match k {
-            "DATABASE_URL" => Some(url.clone()),
-            "METRICS_ADDR" => Some("127.0.0.1:0".into()),
-            "WORKER_POLL_INTERVAL_MS" => Some("100".into()),
-            "DELIVERY_TIMEOUT_SECS" => Some("1".into()),
-            "WORKER_SHUTDOWN_GRACE_SECS" => Some("1".into()),
-            "WORKER_HEARTBEAT_SECS" => Some("2".into()),
-            _ => None,
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let settings = wirehook_worker::settings::WorkerSettings::from_lookup(move |k| {
+            if let Some((_, v)) = vars.iter().find(|(name, _)| name == k) {
+                return Some(v.clone());
+            }
+            match k {
+                "DATABASE_URL" => Some(url.clone()),
+                "METRICS_ADDR" => Some("127.0.0.1:0".into()),
+                "WORKER_POLL_INTERVAL_MS" => Some("100".into()),
+                "DELIVERY_TIMEOUT_SECS" => Some("1".into()),
+                "WORKER_SHUTDOWN_GRACE_SECS" => Some("1".into()),
+                "WORKER_HEARTBEAT_SECS" => Some("2".into()),
+                "QUEUE_SAMPLE_SECS" => Some("1".into()),
+                _ => None,
+            }
         })
         .expect("worker settings");
-        let engine = std::sync::Arc::new(wirehook_worker::engine::Engine {
-            db: self._database.connect().await,
-            client: wirehook_worker::http_client::DeliveryClient::new(settings.client_config())
-                .expect("client"),
-        });
+        let engine = std::sync::Arc::new(
+            wirehook_worker::engine::Engine::from_settings(
+                self._database.connect().await,
+                &settings,
+            )
+            .expect("engine"),
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             wirehook_worker::runtime::run(engine, &settings, async {
@@ -190,6 +217,11 @@ impl TestApp {
             _stop: Some(tx),
             _task: task,
         }
+    }
+
+    /// The test database's URL (for the binaries).
+    pub fn database_url(&self) -> &str {
+        &self._database.url
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -10,5 +10,6 @@ mod events;
 mod inbound;
 mod migrate;
 mod openapi;
+mod operations;
 mod receiver;
 mod test_delivery;

@@ -1,0 +1,649 @@
+//! Operations beyond the contract: secret rotation, bulk recovery, endpoint health (pacing and
+//! auto-disable), retention and metrics, against the real worker and real receivers.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use entity::{EventStatus, webhook_events};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+use standardwebhooks::Webhook;
+
+use crate::common::{NewEvent, TestApp, error_code};
+use crate::receiver::{Received, Receiver, Reply};
+
+const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const NEW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+/// Whether a receiver holding `secret` accepts the delivery.
+fn verifies(secret: &str, req: &Received) -> bool {
+    let mut headers = http::HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        headers.insert(name, req.headers[name].parse().expect("header"));
+    }
+    Webhook::new(secret)
+        .expect("secret")
+        .verify(&req.body, &headers)
+        .is_ok()
+}
+
+async fn config(app: &TestApp, receiver: &Receiver, overrides: Value) -> i64 {
+    let mut body = json!({
+        "url": receiver.url(),
+        "secret": OLD_SECRET,
+        "eventTypes": ["call.completed"],
+        "filters": null,
+        "headers": null,
+        "retryConfig": {"maxAttempts": 3, "initialDelay": 1, "maxDelay": 2, "backoffFactor": 1},
+    });
+    crate::common::merge(&mut body, overrides);
+    app.create_config(body).await["id"].as_i64().expect("id")
+}
+
+/// Sends a test delivery and returns what the receiver got.
+async fn test_delivery(app: &TestApp, id: i64, receiver: &Receiver) -> Received {
+    let before = receiver.received().len();
+    let (status, body) = app
+        .post(
+            &format!("/api/webhooks/config/{id}/test"),
+            json!({"eventType": "call.completed"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let got = receiver.wait_for(before + 1, Duration::from_secs(5)).await;
+    got[before].clone()
+}
+
+async fn config_details(app: &TestApp, id: i64) -> Value {
+    let (status, body) = app.get(&format!("/api/webhooks/config/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["webhook"].clone()
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes; returns whether it held.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---- secret rotation ----
+
+#[tokio::test]
+async fn during_the_overlap_both_secrets_verify_and_after_it_only_the_new_one() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let id = config(&app, &receiver, json!({})).await;
+    let (status, body) = app
+        .post(
+            &format!("/api/webhooks/config/{id}/rotate-secret"),
+            json!({"secret": NEW_SECRET, "overlapSeconds": 2}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["webhook"]["secret"], NEW_SECRET);
+    assert!(
+        body["webhook"]["previousSecretExpiresAt"].is_string(),
+        "{body}"
+    );
+
+    let during = test_delivery(&app, id, &receiver).await;
+    assert_eq!(during.headers["webhook-signature"].split(' ').count(), 2);
+    assert!(
+        verifies(NEW_SECRET, &during),
+        "new secret during the overlap"
+    );
+    assert!(
+        verifies(OLD_SECRET, &during),
+        "old secret during the overlap"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = test_delivery(&app, id, &receiver).await;
+    assert_eq!(after.headers["webhook-signature"].split(' ').count(), 1);
+    assert!(verifies(NEW_SECRET, &after), "new secret after the overlap");
+    assert!(
+        !verifies(OLD_SECRET, &after),
+        "old secret after the overlap"
+    );
+    assert!(
+        config_details(&app, id)
+            .await
+            .get("previousSecretExpiresAt")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn rotating_without_overlap_drops_the_old_secret_at_once() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let id = config(&app, &receiver, json!({})).await;
+    let (status, body) = app
+        .post(
+            &format!("/api/webhooks/config/{id}/rotate-secret"),
+            json!({"overlapSeconds": 0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let generated = body["webhook"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert!(generated.starts_with("whsec_"), "{generated}");
+    let got = test_delivery(&app, id, &receiver).await;
+    assert!(verifies(&generated, &got));
+    assert!(!verifies(OLD_SECRET, &got));
+}
+
+#[tokio::test]
+async fn rotating_again_during_an_overlap_makes_the_current_secret_the_old_one() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let id = config(&app, &receiver, json!({})).await;
+    let path = format!("/api/webhooks/config/{id}/rotate-secret");
+    let (_, first) = app.post(&path, json!({"secret": NEW_SECRET})).await;
+    assert_eq!(first["webhook"]["secret"], NEW_SECRET);
+    let (status, second) = app.post(&path, json!({})).await;
+    assert_eq!(status, 200, "{second}");
+    let third = second["webhook"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let got = test_delivery(&app, id, &receiver).await;
+    assert!(verifies(&third, &got));
+    assert!(verifies(NEW_SECRET, &got));
+    assert!(!verifies(OLD_SECRET, &got), "the first secret is gone");
+}
+
+#[tokio::test]
+async fn the_rotated_secret_is_never_returned_again() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let id = config(&app, &receiver, json!({})).await;
+    app.post(
+        &format!("/api/webhooks/config/{id}/rotate-secret"),
+        json!({"secret": NEW_SECRET}),
+    )
+    .await;
+    let details = config_details(&app, id).await.to_string();
+    assert!(
+        !details.contains("MfKQ9r8G") && !details.contains("C2FVsBQI"),
+        "{details}"
+    );
+}
+
+#[tokio::test]
+async fn rotate_secret_refuses_bad_input() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let id = config(&app, &receiver, json!({})).await;
+    let path = format!("/api/webhooks/config/{id}/rotate-secret");
+    for (body, code) in [
+        (json!({"overlapSeconds": 604_801}), "invalid_body"),
+        (json!({"secret": "not base64!"}), "validation_failed"),
+        (json!({"secret": OLD_SECRET}), "validation_failed"),
+        (json!({"unknown": 1}), "invalid_body"),
+    ] {
+        let (status, answer) = app.post(&path, body.clone()).await;
+        assert_eq!(status, 400, "{body} → {answer}");
+        assert_eq!(error_code(&answer), code, "{body} → {answer}");
+    }
+    let (status, answer) = app
+        .post("/api/webhooks/config/999999/rotate-secret", json!({}))
+        .await;
+    assert_eq!(status, 404, "{answer}");
+}
+
+// ---- bulk recovery ----
+
+async fn failed_event(app: &TestApp, config_id: i64, hours_ago: i64) -> i64 {
+    app.insert_event(NewEvent {
+        attempts: 3,
+        created_at: Some(Utc::now() - chrono::Duration::hours(hours_ago)),
+        ..NewEvent::outbound("call.completed", config_id, EventStatus::Failed)
+    })
+    .await
+}
+
+async fn message_id(app: &TestApp, id: i64) -> String {
+    let (_, body) = app.get(&format!("/api/webhooks/events/{id}")).await;
+    body["event"]["messageId"]
+        .as_str()
+        .expect("messageId")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn recover_redelivers_exactly_the_failed_events_in_the_window() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::ok().await;
+    let other_receiver = Receiver::ok().await;
+    let id = config(&app, &receiver, json!({})).await;
+    let other = config(&app, &other_receiver, json!({})).await;
+    let in_window = [
+        failed_event(&app, id, 2).await,
+        failed_event(&app, id, 3).await,
+    ];
+    let too_old = failed_event(&app, id, 30).await;
+    let delivered = app
+        .insert_event(NewEvent {
+            created_at: Some(Utc::now() - chrono::Duration::hours(2)),
+            ..NewEvent::outbound("call.completed", id, EventStatus::Delivered)
+        })
+        .await;
+    let other_config = failed_event(&app, other, 2).await;
+
+    let since = (Utc::now() - chrono::Duration::hours(5)).to_rfc3339();
+    let (status, body) = app
+        .post(
+            &format!("/api/webhooks/config/{id}/recover"),
+            json!({"since": since}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["count"], 2);
+
+    let got = receiver.wait_for(2, Duration::from_secs(15)).await;
+    let mut seen: Vec<String> = got
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    seen.sort();
+    let mut expected = vec![
+        message_id(&app, in_window[0]).await,
+        message_id(&app, in_window[1]).await,
+    ];
+    expected.sort();
+    assert_eq!(seen, expected, "each keeps its message id");
+    for event in in_window {
+        let (_, details) = app.get(&format!("/api/webhooks/events/{event}")).await;
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                app.get(&format!("/api/webhooks/events/{event}")).await.1["event"]["status"]
+                    == "delivered"
+            })
+            .await,
+            "{details}"
+        );
+        let (_, details) = app.get(&format!("/api/webhooks/events/{event}")).await;
+        assert_eq!(
+            details["event"]["attempts"], 4,
+            "the attempt count continues"
+        );
+    }
+    for untouched in [too_old, other_config] {
+        let (_, details) = app.get(&format!("/api/webhooks/events/{untouched}")).await;
+        assert_eq!(details["event"]["status"], "failed", "{details}");
+    }
+    let (_, details) = app.get(&format!("/api/webhooks/events/{delivered}")).await;
+    assert_eq!(details["event"]["status"], "delivered", "{details}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 2);
+    assert!(other_receiver.received().is_empty());
+}
+
+#[tokio::test]
+async fn recover_refuses_a_window_in_the_future_or_reversed() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let id = config(&app, &receiver, json!({})).await;
+    let path = format!("/api/webhooks/config/{id}/recover");
+    let future = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (status, body) = app.post(&path, json!({"since": future})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "validation_failed");
+    let since = Utc::now() - chrono::Duration::hours(1);
+    let until = since - chrono::Duration::hours(1);
+    let (status, body) = app
+        .post(
+            &path,
+            json!({"since": since.to_rfc3339(), "until": until.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = app.post(&path, json!({"since": "yesterday"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "invalid_body");
+}
+
+#[tokio::test]
+async fn recover_needs_an_active_configuration() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let id = config(&app, &receiver, json!({"status": "inactive"})).await;
+    let since = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let (status, body) = app
+        .post(
+            &format!("/api/webhooks/config/{id}/recover"),
+            json!({"since": since}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(error_code(&body), "conflict");
+    let (status, _) = app
+        .post(
+            "/api/webhooks/config/999999/recover",
+            json!({"since": since}),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+// ---- endpoint health ----
+
+async fn enqueue(app: &TestApp, config_id: i64, n: usize) -> Vec<i64> {
+    let deliveries = (0..n)
+        .map(|i| wirehook_worker::queue::NewDelivery {
+            config_id,
+            source: entity::Source::Platform,
+            event_type: "call.completed".into(),
+            payload: json!({"callId": format!("call-{i}")}),
+            parent_event_id: None,
+        })
+        .collect();
+    wirehook_worker::queue::enqueue(&app.db, deliveries)
+        .await
+        .expect("enqueue")
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect()
+}
+
+async fn count_status(app: &TestApp, ids: &[i64], status: EventStatus) -> usize {
+    webhook_events::Entity::find()
+        .filter(webhook_events::Column::Id.is_in(ids.to_vec()))
+        .filter(webhook_events::Column::Status.eq(status))
+        .all(&app.db)
+        .await
+        .expect("events")
+        .len()
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_is_paced_and_does_not_slow_a_healthy_one() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker_with(&[("WORKER_CONCURRENCY", "4")]).await;
+    // Hangs past the 1 s delivery timeout of the test worker.
+    let dead = Receiver::start(Vec::new(), Some(Reply::Hang(Duration::from_secs(3)))).await;
+    let healthy = Receiver::ok().await;
+    let retry = json!({"maxAttempts": 10, "initialDelay": 30, "maxDelay": 60, "backoffFactor": 1});
+    let dead_id = config(&app, &dead, json!({"retryConfig": retry})).await;
+    let healthy_id = config(&app, &healthy, json!({})).await;
+
+    enqueue(&app, dead_id, 40).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let healthy_events = enqueue(&app, healthy_id, 20).await;
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            count_status(&app, &healthy_events, EventStatus::Delivered).await == 20
+        })
+        .await
+    );
+    let took = started.elapsed();
+    let dead_attempts = dead.received().len();
+    eprintln!("healthy deliveries done {took:?} after enqueue; dead endpoint saw {dead_attempts}");
+    // Each dead attempt holds its slot for the 1 s timeout. Unpaced, the 40 dead deliveries,
+    // queued first, take all 4 slots: ~4 attempts per second, and the healthy ones wait behind
+    // them. Paced: the first wave (one per slot), then one attempt at a time, at most one per
+    // second, while the healthy ones flow through the other slots.
+    let paced_bound = 4 + took.as_secs() as usize + 2;
+    assert!(
+        dead_attempts <= paced_bound,
+        "{dead_attempts} dead attempts in {took:?} (paced bound {paced_bound})"
+    );
+    assert!(dead_attempts < 40, "the dead backlog was not paced");
+    let details = config_details(&app, dead_id).await;
+    assert!(details["failingSince"].is_string(), "{details}");
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_past_the_threshold_is_disabled_and_can_be_reenabled() {
+    let app = TestApp::spawn().await;
+    // 0.0005 h = 1.8 s, with at least 10 failed attempts.
+    let _worker = app
+        .start_worker_with(&[("AUTO_DISABLE_AFTER_HOURS", "0.0005")])
+        .await;
+    let failing = Receiver::start(Vec::new(), Some(Reply::Status(500))).await;
+    let retry = json!({"maxAttempts": 50, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
+    let id = config(&app, &failing, json!({"retryConfig": retry})).await;
+    enqueue(&app, id, 4).await;
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            config_details(&app, id).await["status"] == "disabled"
+        })
+        .await,
+        "{}",
+        config_details(&app, id).await
+    );
+    let details = config_details(&app, id).await;
+    assert!(
+        details["failedAttempts"].as_i64().expect("count") >= 10,
+        "{details}"
+    );
+    assert!(
+        details["disabledReason"]
+            .as_str()
+            .expect("reason")
+            .contains("failed for 0.0005 hours"),
+        "{details}"
+    );
+    assert!(details["disabledAt"].is_string());
+
+    let (status, body) = app
+        .put(
+            &format!("/api/webhooks/config/{id}"),
+            json!({"status": "active"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["webhook"]["status"], "active");
+    assert_eq!(body["webhook"]["failedAttempts"], 0);
+    assert!(body["webhook"].get("failingSince").is_none(), "{body}");
+    assert!(body["webhook"].get("disabledReason").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn a_success_resets_the_failing_clock() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::start(vec![Reply::Status(500), Reply::Status(500)], None).await;
+    let retry = json!({"maxAttempts": 5, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
+    let id = config(&app, &receiver, json!({"retryConfig": retry})).await;
+    let events = enqueue(&app, id, 1).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            count_status(&app, &events, EventStatus::Delivered).await == 1
+        })
+        .await
+    );
+    let details = config_details(&app, id).await;
+    assert_eq!(details["failedAttempts"], 0, "{details}");
+    assert!(details.get("failingSince").is_none(), "{details}");
+    assert_eq!(details["status"], "active");
+}
+
+// ---- retention ----
+
+/// Inserts `n` events of `status` created `days_ago` days ago, each with one attempt.
+async fn old_events(app: &TestApp, config_id: i64, status: &str, days_ago: i64, n: i64) {
+    app.db
+        .execute_unprepared(&format!(
+            "WITH e AS ( \
+               INSERT INTO webhook_events (message_id, direction, source, event_type, payload, \
+                 status, attempts, webhook_config_id, created_at, updated_at) \
+               SELECT 'msg_old_' || md5(random()::text), 'outbound', '11wire', 'call.completed', \
+                 '{{}}', '{status}', 1, {config_id}, now() - interval '{days_ago} days', now() \
+               FROM generate_series(1, {n}) RETURNING id) \
+             INSERT INTO webhook_attempts (event_id, attempt, duration_ms) SELECT id, 1, 5 FROM e"
+        ))
+        .await
+        .expect("insert old events");
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    let row = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            sql.to_owned(),
+        ))
+        .await
+        .expect("query")
+        .expect("row");
+    row.try_get_by_index::<i64>(0).expect("count")
+}
+
+#[tokio::test]
+async fn purge_deletes_only_old_events_in_a_final_state_with_their_attempts() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let id = config(&app, &receiver, json!({})).await;
+    old_events(&app, id, "delivered", 40, 2_500).await;
+    old_events(&app, id, "failed", 40, 3).await;
+    old_events(&app, id, "pending", 40, 2).await;
+    old_events(&app, id, "delivered", 5, 4).await;
+
+    let purged = wirehook_worker::maintenance::purge(&app.db, Duration::from_secs(30 * 86_400))
+        .await
+        .expect("purge");
+    assert_eq!(purged, 2_503);
+    assert_eq!(count(&app, "SELECT count(*) FROM webhook_events").await, 6);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM webhook_events WHERE status = 'pending'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM webhook_attempts").await,
+        6
+    );
+}
+
+#[tokio::test]
+async fn api_purge_prints_how_many_events_it_deleted() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let id = config(&app, &receiver, json!({})).await;
+    old_events(&app, id, "failed", 40, 7).await;
+    old_events(&app, id, "delivered", 1, 2).await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        .args(["purge", "--older-than", "30d"])
+        .env("DATABASE_URL", app.database_url())
+        .output()
+        .expect("run api purge");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "7\n");
+    assert_eq!(count(&app, "SELECT count(*) FROM webhook_events").await, 2);
+}
+
+#[tokio::test]
+async fn api_purge_refuses_a_malformed_age() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        .args(["purge", "--older-than", "soon"])
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .output()
+        .expect("run api purge");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("api: --older-than"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_worker_purges_by_retention_days() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let id = config(&app, &receiver, json!({})).await;
+    old_events(&app, id, "delivered", 3, 5).await;
+    old_events(&app, id, "delivered", 0, 1).await;
+    let _worker = app.start_worker_with(&[("RETENTION_DAYS", "2")]).await;
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            count(&app, "SELECT count(*) FROM webhook_events").await == 1
+        })
+        .await
+    );
+}
+
+// ---- metrics ----
+
+#[tokio::test]
+async fn metrics_expose_deliveries_attempt_durations_and_the_queue() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::ok().await;
+    let id = config(&app, &receiver, json!({})).await;
+    enqueue(&app, id, 1).await;
+    receiver.wait_for(1, Duration::from_secs(15)).await;
+    const EXPECTED: [&str; 5] = [
+        r#"wirehook_deliveries_total{result="delivered"}"#,
+        "wirehook_delivery_attempt_duration_seconds_bucket",
+        "wirehook_queue_pending_jobs",
+        "wirehook_queue_oldest_pending_age_seconds",
+        "wirehook_worker_in_flight",
+    ];
+    // The queue gauges are sampled every second by the leader replica.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("body");
+        if EXPECTED.iter().all(|name| text.contains(name)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_inbound_requests_by_result() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .client
+        .post(app.url("/api/webhooks/signalwire"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 401);
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        text.contains(
+            r#"wirehook_inbound_requests_total{source="signalwire",result="rejected_signature"}"#
+        ),
+        "{text}"
+    );
+}

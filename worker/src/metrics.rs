@@ -1,0 +1,75 @@
+//! The Prometheus recorder both binaries install, and the names of the delivery metrics.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Counter: finished delivery attempts and skips, labelled `result` = `delivered` | `failed` |
+/// `retry_scheduled` | `cancelled` | `paced` | `superseded`.
+pub const DELIVERIES_TOTAL: &str = "wirehook_deliveries_total";
+
+/// Histogram (seconds): one HTTP attempt, labelled `status_class` = `2xx` … `5xx` | `error`.
+pub const ATTEMPT_DURATION: &str = "wirehook_delivery_attempt_duration_seconds";
+
+/// Gauge: delivery jobs waiting in the queue (sampled from the database).
+pub const QUEUE_PENDING: &str = "wirehook_queue_pending_jobs";
+
+/// Gauge: age in seconds of the oldest job that is due and not yet started (0 when none).
+pub const QUEUE_OLDEST_AGE: &str = "wirehook_queue_oldest_pending_age_seconds";
+
+/// Counter: final-state events deleted by retention.
+pub const PURGED_TOTAL: &str = "wirehook_retention_purged_events_total";
+
+/// Counter: configurations disabled by the service, labelled `reason` = `gone` | `failing`.
+pub const CONFIGS_DISABLED_TOTAL: &str = "wirehook_configs_disabled_total";
+
+/// Buckets of [`ATTEMPT_DURATION`]: 5 ms to the longest allowed timeout.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0,
+];
+
+/// The process-wide recorder's handle; installs the recorder on first use.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(ATTEMPT_DURATION.into()), &DURATION_BUCKETS);
+            // Only fails on empty buckets, which the constant rules out; fall back to summaries.
+            let recorder = match builder {
+                Ok(b) => b.build_recorder(),
+                Err(_) => PrometheusBuilder::new().build_recorder(),
+            };
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// The `status_class` label of an attempt: `2xx` … `5xx`, or `error` without a response.
+pub fn status_class(status_code: Option<u16>) -> &'static str {
+    match status_code {
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        Some(_) => "other",
+        None => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_class;
+
+    #[test]
+    fn status_classes_group_by_hundreds_and_no_response_is_an_error() {
+        assert_eq!(status_class(Some(204)), "2xx");
+        assert_eq!(status_class(Some(410)), "4xx");
+        assert_eq!(status_class(Some(503)), "5xx");
+        assert_eq!(status_class(None), "error");
+    }
+}
