@@ -25,6 +25,56 @@ const MAX_URL_LEN: usize = 2048;
 const MAX_FILTER_VALUES: usize = 1000;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
+/// Deepest nesting of arrays and objects accepted in stored JSON (payloads, metadata, provider
+/// bodies). The history wraps stored JSON a few levels deeper, and common JSON parsers
+/// (serde_json among them) refuse documents nested more than 128 levels, so anything close to
+/// that limit would make the history unreadable for API clients.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Magnitude from which a number is refused: PostgreSQL keeps a JSON number's decimal digits,
+/// and serde_json cannot read some of them back (e.g. `1.7976931348623157e308`).
+const MAX_JSON_NUMBER: f64 = 1e308;
+
+/// Why a JSON document cannot be stored and read back as it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UnstorableJson {
+    /// Arrays and objects nest deeper than [`MAX_JSON_DEPTH`].
+    #[error("must be nested at most {MAX_JSON_DEPTH} levels deep")]
+    TooDeep,
+    /// A string or key holds a NUL character, which PostgreSQL cannot store.
+    #[error("must not contain NUL characters (\\u0000)")]
+    NulCharacter,
+    /// A number of magnitude 1e308 or more, which would not read back from the database.
+    #[error("must not contain numbers of magnitude 1e308 or more")]
+    NumberTooLarge,
+}
+
+/// Checks that `value` can be stored in PostgreSQL and read back by the api and its clients.
+pub fn storable_json(value: &serde_json::Value) -> Result<(), UnstorableJson> {
+    use serde_json::Value;
+    let mut pending = vec![(value, 1)];
+    while let Some((value, level)) = pending.pop() {
+        match value {
+            Value::Array(_) | Value::Object(_) if level > MAX_JSON_DEPTH => {
+                return Err(UnstorableJson::TooDeep);
+            }
+            Value::Array(items) => pending.extend(items.iter().map(|item| (item, level + 1))),
+            Value::Object(fields) => {
+                if fields.keys().any(|key| key.contains('\0')) {
+                    return Err(UnstorableJson::NulCharacter);
+                }
+                pending.extend(fields.values().map(|field| (field, level + 1)));
+            }
+            Value::String(s) if s.contains('\0') => return Err(UnstorableJson::NulCharacter),
+            Value::Number(n) if n.as_f64().is_some_and(|f| f.abs() >= MAX_JSON_NUMBER) => {
+                return Err(UnstorableJson::NumberTooLarge);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::Validation(msg.into())
 }
@@ -186,12 +236,13 @@ pub fn filters(f: Filters) -> Result<Filters, ApiError> {
     Ok(f)
 }
 
-/// Metadata: any JSON object up to 16 KiB.
+/// Metadata: any JSON object up to 16 KiB that [`storable_json`] accepts.
 pub fn metadata(m: BTreeMap<String, serde_json::Value>) -> Result<serde_json::Value, ApiError> {
     let value = serde_json::Value::Object(m.into_iter().collect());
     if value.to_string().len() > MAX_METADATA_BYTES {
         return Err(invalid("`metadata` must be at most 16 KiB of JSON"));
     }
+    storable_json(&value).map_err(|e| invalid(format!("`metadata` {e}")))?;
     Ok(value)
 }
 
@@ -292,6 +343,49 @@ mod tests {
         let t = event_types(vec![EventType::CallCompleted, EventType::CallCompleted]).unwrap();
         assert_eq!(t.0, vec!["call.completed".to_owned()]);
         assert!(event_types(vec![]).is_err());
+    }
+
+    #[test]
+    fn storable_json_refuses_nul_characters_in_keys_and_nested_strings() {
+        use serde_json::json;
+        assert_eq!(storable_json(&json!({"a": ["b", 1, {"c": null}]})), Ok(()));
+        assert_eq!(
+            storable_json(&json!({"a": [{"c": "x\u{0}"}]})),
+            Err(UnstorableJson::NulCharacter)
+        );
+        assert_eq!(
+            storable_json(&json!({"a\u{0}": 1})),
+            Err(UnstorableJson::NulCharacter)
+        );
+    }
+
+    #[test]
+    fn storable_json_refuses_numbers_that_would_not_read_back() {
+        use serde_json::json;
+        assert_eq!(
+            storable_json(&json!([1e307, -1e307, 5e-324, u64::MAX])),
+            Ok(())
+        );
+        for huge in [f64::MAX, -f64::MAX, 1e308] {
+            assert_eq!(
+                storable_json(&json!({"n": huge})),
+                Err(UnstorableJson::NumberTooLarge)
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_nested_deeper_than_the_limit_is_refused() {
+        let nested = |levels: usize| {
+            let mut value = serde_json::json!(1);
+            for _ in 1..levels {
+                value = serde_json::json!([value]);
+            }
+            BTreeMap::from([("deep".to_owned(), value)])
+        };
+        // `nested(n)` is n levels: the map and n - 1 arrays.
+        assert!(metadata(nested(MAX_JSON_DEPTH)).is_ok());
+        assert!(metadata(nested(MAX_JSON_DEPTH + 1)).is_err());
     }
 
     #[test]

@@ -104,6 +104,14 @@ impl From<DbErr> for ApiError {
             }
             _ => {}
         }
+        if let Some(code) = sqlstate(&err)
+            && UNSTORABLE_TEXT.contains(&code.as_str())
+        {
+            tracing::debug!(error = %err, "text the database cannot store");
+            return Self::Validation(
+                "text must not contain NUL characters (`\\u0000`), which cannot be stored".into(),
+            );
+        }
         match err {
             DbErr::ConnectionAcquire(e) => {
                 tracing::warn!(error = %e, "database unavailable");
@@ -115,6 +123,24 @@ impl From<DbErr> for ApiError {
             }
             other => Self::Internal(other.to_string()),
         }
+    }
+}
+
+/// SQLSTATEs of text PostgreSQL cannot store, which only a client's input can contain: a NUL in
+/// `text` (22021, character_not_in_repertoire) or `\u0000` in `jsonb` (22P05,
+/// untranslatable_character).
+const UNSTORABLE_TEXT: [&str; 2] = ["22021", "22P05"];
+
+/// The SQLSTATE of a database error, if the database answered one.
+fn sqlstate(err: &DbErr) -> Option<String> {
+    let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+    | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err
+    else {
+        return None;
+    };
+    match e.as_ref() {
+        sea_orm::sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
+        _ => None,
     }
 }
 

@@ -206,8 +206,8 @@ pub async fn record_rejected(
     Ok(event.id)
 }
 
-/// The first `limit` bytes of `body` as text, cut at a character boundary; invalid UTF-8 is
-/// replaced.
+/// The first `limit` bytes of `body` as text, cut at a character boundary; invalid UTF-8 and
+/// NUL bytes (which PostgreSQL cannot store) are replaced.
 fn bounded_text(body: &[u8], limit: usize) -> String {
     let mut head = &body[..body.len().min(limit)];
     if let Err(e) = std::str::from_utf8(head)
@@ -216,7 +216,7 @@ fn bounded_text(body: &[u8], limit: usize) -> String {
         // A character cut in half at the limit: drop its first bytes.
         head = &head[..e.valid_up_to()];
     }
-    String::from_utf8_lossy(head).into_owned()
+    String::from_utf8_lossy(head).replace('\0', "\u{fffd}")
 }
 
 #[cfg(test)]
@@ -243,5 +243,10 @@ mod tests {
     #[test]
     fn bounded_text_replaces_invalid_utf8() {
         assert_eq!(bounded_text(&[0xff, b'a'], 10), "\u{fffd}a");
+    }
+
+    #[test]
+    fn bounded_text_replaces_nul_bytes() {
+        assert_eq!(bounded_text(b"a\0b", 10), "a\u{fffd}b");
     }
 }

@@ -18,6 +18,7 @@ use entity::EventType;
 use serde_json::Value;
 
 use super::is_form_encoded;
+use crate::domain::{UnstorableJson, storable_json};
 use fields::Object;
 
 /// A provider event in the platform's terms.
@@ -45,6 +46,9 @@ pub enum NormalizeError {
     /// The body is JSON but not an object.
     #[error("the body must be a JSON object")]
     NotAnObject,
+    /// The body is JSON the database could not store and read back (see [`storable_json`]).
+    #[error("the body {0}")]
+    Unstorable(UnstorableJson),
     /// The body is declared form-encoded but is not UTF-8 form data.
     #[error("the body is not valid application/x-www-form-urlencoded UTF-8 data")]
     InvalidForm,
@@ -65,10 +69,12 @@ pub fn elevenlabs(body: &[u8]) -> Result<Normalized, NormalizeError> {
 }
 
 fn parse_object(body: &[u8]) -> Result<Object, NormalizeError> {
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(NormalizeError::NotAnObject),
-        Err(e) => Err(NormalizeError::InvalidJson(e.to_string())),
+    let value =
+        serde_json::from_slice(body).map_err(|e| NormalizeError::InvalidJson(e.to_string()))?;
+    storable_json(&value).map_err(NormalizeError::Unstorable)?;
+    match value {
+        Value::Object(object) => Ok(object),
+        _ => Err(NormalizeError::NotAnObject),
     }
 }
 
@@ -99,6 +105,31 @@ mod tests {
     #[test]
     fn a_json_array_is_not_an_object() {
         assert_eq!(elevenlabs(b"[1,2]"), Err(NormalizeError::NotAnObject));
+    }
+
+    #[test]
+    fn a_body_nested_deeper_than_the_limit_is_refused() {
+        let body = |levels: usize| {
+            format!(
+                r#"{{"event_type": "call.completed", "deep": {}{}}}"#,
+                "[".repeat(levels - 1),
+                "]".repeat(levels - 1)
+            )
+        };
+        let max = crate::domain::MAX_JSON_DEPTH;
+        assert!(elevenlabs(body(max).as_bytes()).is_ok());
+        assert_eq!(
+            elevenlabs(body(max + 1).as_bytes()),
+            Err(NormalizeError::Unstorable(UnstorableJson::TooDeep))
+        );
+    }
+
+    #[test]
+    fn a_nul_character_in_a_json_body_is_refused() {
+        assert_eq!(
+            elevenlabs(br#"{"event_type": "call.completed", "note": "a\u0000b"}"#),
+            Err(NormalizeError::Unstorable(UnstorableJson::NulCharacter))
+        );
     }
 
     #[test]

@@ -307,12 +307,15 @@ impl EventsApi {
             }
             other => other,
         };
+        let payload = Value::Object(body.payload.into_iter().collect());
+        crate::domain::storable_json(&payload)
+            .map_err(|e| ApiError::Validation(format!("`payload` {e}")))?;
         let recorded = ingest::record(
             &self.db,
             Received {
                 source: Source::Platform,
                 disposition: Disposition::Deliver(body.event_type),
-                payload: Value::Object(body.payload.into_iter().collect()),
+                payload,
                 provider_payload: None,
                 dedupe_key: idempotency_key,
                 client_ip: None,
