@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::attempt::{AttemptOutcome, DeliveryRequest, Verdict, attempt};
 use crate::http_client::DeliveryClient;
 use crate::job::DeliveryJob;
-use crate::queue::push_jobs;
+use crate::queue::{Due, push_jobs};
 use crate::retry::next_delay;
 use crate::signing::SigningKey;
 
@@ -200,7 +200,7 @@ impl Engine {
             .exec(&txn)
             .await?;
         if updated.rows_affected == 1 {
-            push_jobs(&txn, &[(event.id, retry_at)]).await?;
+            push_jobs(&txn, &[(event.id, Due::At(retry_at))]).await?;
         }
         txn.commit().await?;
         metrics::counter!(crate::metrics::DELIVERIES_TOTAL, "result" => "paced").increment(1);
@@ -316,7 +316,7 @@ impl Engine {
             .await?;
         let won = updated.rows_affected == 1;
         if won && let Some(at) = next_attempt_at {
-            push_jobs(&txn, &[(event.id, at)]).await?;
+            push_jobs(&txn, &[(event.id, Due::At(at))]).await?;
         }
         if won && verdict == Verdict::Gone {
             disable_config(&txn, config.id, "the endpoint answered 410 Gone").await?;

@@ -38,8 +38,7 @@ pub async fn enqueue(
     deliveries: Vec<NewDelivery>,
 ) -> Result<Vec<Enqueued>, DbErr> {
     let created = insert_events(conn, deliveries).await?;
-    let now = Utc::now();
-    let jobs: Vec<(i64, DateTime<Utc>)> = created.iter().map(|e| (e.event_id, now)).collect();
+    let jobs: Vec<(i64, Due)> = created.iter().map(|e| (e.event_id, Due::Now)).collect();
     push_jobs(conn, &jobs).await?;
     Ok(created)
 }
@@ -81,25 +80,39 @@ pub async fn insert_events(
         .collect())
 }
 
-/// Inserts one delivery job per `(event id, due time)` in one statement.
-pub async fn push_jobs(
-    conn: &impl ConnectionTrait,
-    jobs: &[(i64, DateTime<Utc>)],
-) -> Result<(), DbErr> {
+/// When a job is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// At once: the job's `run_at` is the transaction's `now()`, which is what makes apalis'
+    /// insert trigger (`run_at <= now()`) notify the replicas, so it starts in milliseconds.
+    /// A time taken from the application's clock is later than the transaction's start and
+    /// would leave the job to the next poll.
+    Now,
+    /// At this time (a retry); replicas find it by polling.
+    At(DateTime<Utc>),
+}
+
+/// Inserts one delivery job per `(event id, due)` in one statement.
+pub async fn push_jobs(conn: &impl ConnectionTrait, jobs: &[(i64, Due)]) -> Result<(), DbErr> {
     if jobs.is_empty() {
         return Ok(());
     }
     let rows: Vec<Value> = jobs
         .iter()
-        .map(|(event_id, run_at)| {
+        .map(|(event_id, due)| {
             let job = serde_json::to_string(&DeliveryJob::new(*event_id)).unwrap_or_default();
-            json!({"id": ulid::Ulid::generate().to_string(), "job": job, "run_at": run_at.to_rfc3339()})
+            let run_at = match due {
+                Due::Now => Value::Null,
+                Due::At(at) => Value::String(at.to_rfc3339()),
+            };
+            json!({"id": ulid::Ulid::generate().to_string(), "job": job, "run_at": run_at})
         })
         .collect();
     conn.execute_raw(Statement::from_sql_and_values(
         conn.get_database_backend(),
         "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
-         SELECT x->>'id', $2, convert_to(x->>'job', 'UTF8'), 'Pending', 0, $3, (x->>'run_at')::timestamptz, 0 \
+         SELECT x->>'id', $2, convert_to(x->>'job', 'UTF8'), 'Pending', 0, $3, \
+                COALESCE((x->>'run_at')::timestamptz, now()), 0 \
          FROM jsonb_array_elements($1::jsonb) AS x",
         [Value::Array(rows).into(), QUEUE.into(), INFRA_MAX_ATTEMPTS.into()],
     ))
@@ -177,7 +190,7 @@ pub async fn requeue(
         .filter(webhook_events::Column::Id.eq(event_id))
         .exec_with_returning(conn)
         .await?;
-    push_jobs(conn, &[(event_id, now)]).await?;
+    push_jobs(conn, &[(event_id, Due::Now)]).await?;
     updated
         .into_iter()
         .next()
@@ -221,7 +234,7 @@ pub async fn requeue_failed(
         .iter()
         .map(|r| r.try_get::<i64>("", "id"))
         .collect::<Result<Vec<_>, _>>()?;
-    let jobs: Vec<(i64, DateTime<Utc>)> = ids.iter().map(|id| (*id, now)).collect();
+    let jobs: Vec<(i64, Due)> = ids.iter().map(|id| (*id, Due::Now)).collect();
     push_jobs(conn, &jobs).await?;
     Ok(ids)
 }

@@ -323,6 +323,64 @@ async fn a_new_job_starts_at_once_through_listen_notify() {
 }
 
 #[tokio::test]
+async fn a_job_enqueued_late_in_a_long_transaction_still_wakes_the_replica() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let replica = Replica::start(
+        &db,
+        settings(
+            &test_db,
+            &[
+                ("WORKER_POLL_INTERVAL_MS", "60000"),
+                ("WORKER_HEARTBEAT_SECS", "60"),
+            ],
+        ),
+    )
+    .await;
+    let pool = pool(&db);
+    let config_id: i64 = sqlx::query_scalar(
+        "INSERT INTO webhook_configs (name, url, secret, event_types, status, retry_config) \
+         VALUES ('late', 'http://127.0.0.1:1/', 'webhooksecret123', '[\"call.completed\"]', \
+                 'active', '{\"maxAttempts\":1,\"initialDelay\":1,\"maxDelay\":1,\"backoffFactor\":1}') \
+         RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("insert config");
+
+    // apalis notifies only jobs with run_at <= now(), and now() is the transaction's start.
+    let txn = sea_orm::TransactionTrait::begin(&db).await.expect("begin");
+    txn.execute_unprepared("SELECT pg_sleep(0.2)")
+        .await
+        .expect("sleep");
+    let enqueued = wirehook_worker::queue::enqueue(
+        &txn,
+        vec![wirehook_worker::queue::NewDelivery {
+            config_id,
+            source: entity::Source::Platform,
+            event_type: "call.completed".into(),
+            payload: serde_json::json!({}),
+            parent_event_id: None,
+        }],
+    )
+    .await
+    .expect("enqueue");
+    txn.commit().await.expect("commit");
+    let job_id: String = sqlx::query_scalar(
+        "SELECT id FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb->>'event_id' = $1",
+    )
+    .bind(enqueued[0].event_id.to_string())
+    .fetch_one(&pool)
+    .await
+    .expect("the job");
+    // Far below the 60 s poll: only the notification can have started it.
+    done(&pool, &job_id, Duration::from_secs(10)).await;
+
+    let (_, result) = replica.stop().await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
 async fn a_scheduled_job_starts_within_the_poll_interval_of_its_due_time_not_before() {
     init_logs();
     let (test_db, db) = TestDb::migrated().await;
