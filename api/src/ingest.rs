@@ -8,8 +8,8 @@ use entity::{
 use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, Statement, TransactionTrait,
+    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, QuerySelect, Statement, TransactionTrait,
 };
 use serde_json::{Value, json};
 use wirehook_worker::queue::{self, NewDelivery};
@@ -63,7 +63,7 @@ pub struct Recorded {
 /// then finds the key taken.
 pub async fn record(db: &DatabaseConnection, received: Received) -> Result<Recorded, DbErr> {
     let txn = db.begin().await?;
-    let Some(id) = insert_received(&txn, &received).await? else {
+    let Some(event) = insert_received(&txn, &received).await? else {
         txn.rollback().await?;
         let first = webhook_events::Entity::find()
             .filter(webhook_events::Column::Source.eq(received.source))
@@ -81,14 +81,17 @@ pub async fn record(db: &DatabaseConnection, received: Received) -> Result<Recor
     };
     let deliveries = match &received.disposition {
         Disposition::Deliver(event_type) => {
-            fan_out(&txn, received.source, *event_type, &received.payload, id).await?
+            fan_out(
+                &txn,
+                received.source,
+                *event_type,
+                &received.payload,
+                event.id,
+            )
+            .await?
         }
         Disposition::Ignore { .. } => 0,
     };
-    let event = webhook_events::Entity::find_by_id(id)
-        .one(&txn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("event {id} vanished")))?;
     txn.commit().await?;
     Ok(Recorded {
         event,
@@ -97,11 +100,11 @@ pub async fn record(db: &DatabaseConnection, received: Received) -> Result<Recor
     })
 }
 
-/// Inserts the event unless its key is taken; returns its id, or `None` for a duplicate.
+/// Inserts the event unless its key is taken; returns it, or `None` for a duplicate.
 async fn insert_received(
     txn: &DatabaseTransaction,
     received: &Received,
-) -> Result<Option<i64>, DbErr> {
+) -> Result<Option<webhook_events::Model>, DbErr> {
     let (status, event_type) = match &received.disposition {
         Disposition::Deliver(t) => (EventStatus::Processed, t.as_str().to_owned()),
         Disposition::Ignore { provider_type } => (EventStatus::Ignored, provider_type.clone()),
@@ -113,7 +116,7 @@ async fn insert_received(
             dedupe_key, client_ip) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (source, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING \
-         RETURNING id",
+         RETURNING *",
         [
             MessageId::generate().into_inner().into(),
             Direction::Inbound.to_value().into(),
@@ -127,7 +130,8 @@ async fn insert_received(
         ],
     );
     let row = txn.query_one_raw(stmt).await?;
-    row.map(|r| r.try_get::<i64>("", "id")).transpose()
+    row.map(|r| webhook_events::Model::from_query_result(&r, ""))
+        .transpose()
 }
 
 /// Queues one delivery of the event to every active configuration subscribed to its type whose

@@ -170,6 +170,27 @@ event_types! {
     CampaignCompleted => "campaign.completed", "A campaign completes.";
 }
 
+impl EventType {
+    /// Who publishes this type, as the contract groups the catalog: SignalWire call events,
+    /// ElevenLabs voice/agent events, or the platform itself.
+    pub fn source(self) -> Source {
+        use EventType::*;
+        match self {
+            CallCreated | CallRinging | CallAnswered | CallCompleted | RecordingStarted
+            | RecordingCompleted => Source::SignalWire,
+            VoiceProcessing | VoiceCompleted | AgentReady | AgentSpeaking | AgentListening
+            | AgentError => Source::ElevenLabs,
+            ConversationStarted
+            | ConversationCompleted
+            | TransferInitiated
+            | TransferCompleted
+            | ContactCreated
+            | CampaignStarted
+            | CampaignCompleted => Source::Platform,
+        }
+    }
+}
+
 impl fmt::Display for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -183,6 +204,22 @@ pub struct UnknownEventType(pub String);
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_catalog_groups_into_six_signalwire_six_elevenlabs_and_seven_platform_types() {
+        let count = |source| {
+            EventType::ALL
+                .iter()
+                .filter(|t| t.source() == source)
+                .count()
+        };
+        assert_eq!(count(Source::SignalWire), 6);
+        assert_eq!(count(Source::ElevenLabs), 6);
+        assert_eq!(count(Source::Platform), 7);
+        assert_eq!(EventType::CallCompleted.source(), Source::SignalWire);
+        assert_eq!(EventType::AgentError.source(), Source::ElevenLabs);
+        assert_eq!(EventType::CampaignStarted.source(), Source::Platform);
+    }
+
     use super::*;
 
     #[test]

@@ -14,7 +14,7 @@ mod fields;
 mod from_elevenlabs;
 mod from_signalwire;
 
-use entity::EventType;
+use entity::{EventType, Source};
 use serde_json::Value;
 
 use super::is_form_encoded;
@@ -86,9 +86,17 @@ fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, NormalizeError> {
         .collect())
 }
 
-/// The catalog type named `name`, if it is one of `family`.
-fn catalog_type(name: &str, family: &[EventType]) -> Option<EventType> {
-    name.parse().ok().filter(|t| family.contains(t))
+/// Provider type of a body that names none.
+const UNKNOWN: &str = "unknown";
+
+/// Event type, identity and payload of one body.
+type Parts = (Option<EventType>, Option<String>, fields::Payload);
+
+/// The catalog type named `name`, if `source` publishes it.
+fn catalog_type(name: &str, source: Source) -> Option<EventType> {
+    name.parse()
+        .ok()
+        .filter(|t: &EventType| t.source() == source)
 }
 
 #[cfg(test)]
@@ -149,12 +157,11 @@ mod tests {
     }
 
     #[test]
-    fn a_catalog_type_outside_the_family_is_not_accepted() {
-        let family = [EventType::CallCreated];
+    fn a_catalog_type_of_another_source_is_not_accepted() {
         assert_eq!(
-            catalog_type("call.created", &family),
+            catalog_type("call.created", Source::SignalWire),
             Some(EventType::CallCreated)
         );
-        assert_eq!(catalog_type("agent.ready", &family), None);
+        assert_eq!(catalog_type("agent.ready", Source::SignalWire), None);
     }
 }

@@ -6,13 +6,13 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::{
-    ActiveEnum, ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QuerySelect,
-    Set, TransactionTrait,
+    ActiveEnum, ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, Set,
+    TransactionTrait,
 };
 use wirehook_worker::queue;
 
 use super::ApiTags;
-use super::configs::{ConfigCreatedOut, ConfigOut, not_found};
+use super::configs::{ConfigCreatedOut, ConfigOut, lock_config, not_found};
 use crate::auth::BearerAuth;
 use crate::domain;
 use crate::error::{ApiError, ApiResult};
@@ -99,11 +99,7 @@ impl ConfigOpsApi {
         let secret = domain::secret(body.secret)?;
         let overlap = body.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECS);
         let txn = self.db.begin().await?;
-        let current = webhook_configs::Entity::find_by_id(id.0)
-            .lock_exclusive()
-            .one(&txn)
-            .await?
-            .ok_or_else(|| not_found(id.0))?;
+        let current = lock_config(&txn, id.0).await?;
         if current.secret == secret {
             return Err(ApiError::Validation(
                 "`secret` must differ from the current secret".into(),

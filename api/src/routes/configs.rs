@@ -282,6 +282,18 @@ fn sample_payload(event_type: EventType) -> Value {
     })
 }
 
+/// Configuration `id`, locked for update until `txn` ends; 404 when there is none.
+pub(crate) async fn lock_config(
+    txn: &sea_orm::DatabaseTransaction,
+    id: i64,
+) -> Result<webhook_configs::Model, ApiError> {
+    webhook_configs::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
 /// The 404 for configuration `id`.
 pub(crate) fn not_found(id: i64) -> ApiError {
     ApiError::NotFound(format!("webhook config {id}"))
@@ -400,11 +412,7 @@ impl ConfigsApi {
     ) -> ApiResult<Json<ConfigChangedResponse>> {
         let patch = body.0;
         let txn = self.db.begin().await?;
-        let current = webhook_configs::Entity::find_by_id(id.0)
-            .lock_exclusive()
-            .one(&txn)
-            .await?
-            .ok_or_else(|| not_found(id.0))?;
+        let current = lock_config(&txn, id.0).await?;
         let base_retry = current.retry_config;
         let mut row = current.into_active_model();
         if let Some(name) = patch.name {

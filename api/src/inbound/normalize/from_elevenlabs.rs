@@ -15,30 +15,14 @@
 //! `failure_reason` (`busy`, `no-answer`, anything else `failed`). `full_audio` is never copied
 //! into the payload.
 
-use entity::EventType;
+use entity::{EventType, Source};
 use serde_json::Value;
 
 use super::fields::{
     Object, Payload, as_f64, direction, epoch_to_rfc3339, number, object, pick, str_field,
     terminal_outcome, text, time,
 };
-use super::{Normalized, catalog_type};
-
-/// The ElevenLabs part of the catalog.
-const FAMILY: &[EventType] = &[
-    EventType::VoiceProcessing,
-    EventType::VoiceCompleted,
-    EventType::AgentReady,
-    EventType::AgentSpeaking,
-    EventType::AgentListening,
-    EventType::AgentError,
-];
-
-/// Provider type of a body that names none.
-const UNKNOWN: &str = "unknown";
-
-/// Event type, identity and payload of one body.
-type Parts = (Option<EventType>, Option<String>, Payload);
+use super::{Normalized, Parts, UNKNOWN, catalog_type};
 
 /// A JSON body: a post-call webhook (`type` + `data`) or the contract shape (`event_type`).
 pub(super) fn json(body: Object) -> Normalized {
@@ -63,7 +47,7 @@ pub(super) fn json(body: Object) -> Normalized {
 
 /// The contract's shape: `event_type`, `voice_id`, `agent_id`, `call_id`, `duration`, `metadata`.
 fn contract(kind: Option<&str>, body: &Object) -> Parts {
-    let event_type = kind.and_then(|kind| catalog_type(kind, FAMILY));
+    let event_type = kind.and_then(|kind| catalog_type(kind, Source::ElevenLabs));
     let top = Some(body);
     let metadata = object(top, "metadata");
 
@@ -290,7 +274,10 @@ mod tests {
 
     #[test]
     fn every_elevenlabs_catalog_type_passes_through() {
-        for t in FAMILY {
+        for t in EventType::ALL
+            .iter()
+            .filter(|t| t.source() == Source::ElevenLabs)
+        {
             assert_eq!(
                 normalize(&json!({"event_type": t.as_str()})).event_type,
                 Some(*t)

@@ -11,30 +11,14 @@
 //! Identities: the contract's `id`/`event_id`; `<relay type>:<call or control id>:<state>`;
 //! `call:<CallSid>:<CallStatus>`; `recording:<RecordingSid>:<RecordingStatus>`.
 
-use entity::EventType;
+use entity::{EventType, Source};
 use serde_json::Value;
 
 use super::fields::{
     Object, Payload, as_f64, direction, epoch_millis, number, object, pick, str_field,
     terminal_outcome, text, time,
 };
-use super::{Normalized, catalog_type};
-
-/// The SignalWire part of the catalog.
-const FAMILY: &[EventType] = &[
-    EventType::CallCreated,
-    EventType::CallRinging,
-    EventType::CallAnswered,
-    EventType::CallCompleted,
-    EventType::RecordingStarted,
-    EventType::RecordingCompleted,
-];
-
-/// Provider type of a body that names none.
-const UNKNOWN: &str = "unknown";
-
-/// Event type, identity and payload of one body.
-type Parts = (Option<EventType>, Option<String>, Payload);
+use super::{Normalized, Parts, UNKNOWN, catalog_type};
 
 /// A JSON body: RELAY call state or record events, or the contract shape.
 pub(super) fn json(body: Object) -> Normalized {
@@ -56,7 +40,7 @@ pub(super) fn json(body: Object) -> Normalized {
 
 /// The contract's shape: `event_type`, `call_id`, `direction`, `from`, `to`, `state`, `metadata`.
 fn contract(kind: Option<&str>, body: &Object) -> Parts {
-    let event_type = kind.and_then(|kind| catalog_type(kind, FAMILY));
+    let event_type = kind.and_then(|kind| catalog_type(kind, Source::SignalWire));
     let top = Some(body);
     let metadata = object(top, "metadata");
     let status = pick(&[top], &["status", "state", "call_state"]).and_then(text);
@@ -422,7 +406,10 @@ mod tests {
 
     #[test]
     fn every_signalwire_catalog_type_passes_through() {
-        for t in FAMILY {
+        for t in EventType::ALL
+            .iter()
+            .filter(|t| t.source() == Source::SignalWire)
+        {
             let n = from_json(&json!({"event_type": t.as_str(), "call_id": "CA1"}));
             assert_eq!(n.event_type, Some(*t));
         }
