@@ -1,8 +1,10 @@
 //! Runs one delivery: load the event and its configuration, make the HTTP attempt, then record
-//! the outcome and schedule the next attempt in one short transaction. No transaction is held
-//! across the network call, and every write is guarded by "only if still in flight", so a late or
-//! duplicate job cannot overwrite a newer state.
+//! the outcome and schedule the next attempt. Loads and records of concurrent deliveries are
+//! batched ([`crate::store`]): one query loads many, one short transaction records many. No
+//! transaction is held across the network call, and every write is guarded by "only if still in
+//! flight", so a late or duplicate job cannot overwrite a newer state.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,23 +13,38 @@ use entity::{
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, Statement, TransactionTrait,
 };
 use serde::Serialize;
 
 use crate::attempt::{AttemptOutcome, DeliveryRequest, Verdict, attempt};
+use crate::batch::{BatchError, Batcher};
 use crate::http_client::DeliveryClient;
 use crate::job::DeliveryJob;
 use crate::queue::{Due, push_jobs};
 use crate::retry::next_delay;
 use crate::signing::SigningKey;
+pub use crate::store::AutoDisable;
+use crate::store::{self, AttemptRecord, Health, Loaded, Won};
 
 /// Failure of the engine itself (database), never of a receiver.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
+    /// A batched load or record failed (the error is shared by every job of the batch).
+    #[error("database: {0}")]
+    Batch(Arc<sea_orm::DbErr>),
+}
+
+impl From<BatchError> for EngineError {
+    fn from(error: BatchError) -> Self {
+        match error {
+            BatchError::Failed(error) => Self::Batch(error),
+            BatchError::Stopped => Self::Db(sea_orm::DbErr::Custom(error.to_string())),
+        }
+    }
 }
 
 /// Whether a failed attempt may schedule another.
@@ -66,33 +83,21 @@ struct Envelope<'a> {
     data: &'a serde_json::Value,
 }
 
-/// When a failing endpoint is disabled: after failing continuously for `after`, with at least
-/// `min_failures` failed attempts. A delivered attempt resets the clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AutoDisable {
-    pub after: Duration,
-    pub min_failures: i32,
-}
-
-impl Default for AutoDisable {
-    /// 120 hours (as Svix does) and 10 failed attempts.
-    fn default() -> Self {
-        Self {
-            after: Duration::from_secs(120 * 3600),
-            min_failures: 10,
-        }
-    }
-}
-
 /// How long a paced delivery waits before it looks again whether its endpoint is free.
 const PACE_RECHECK: Duration = Duration::from_secs(2);
+
+/// Most deliveries one batched load or record handles.
+const MAX_BATCH: usize = 128;
+
+/// Batched loads or records in flight at once; later items gather into the next batch.
+const PARALLEL_FLUSHES: usize = 2;
 
 /// What a worker (or the api's test endpoint) needs to run deliveries.
 pub struct Engine {
     pub db: DatabaseConnection,
     pub client: DeliveryClient,
-    /// `None` never disables a failing endpoint (it is still paced).
-    pub auto_disable: Option<AutoDisable>,
+    loader: Batcher<i64, Option<Loaded>>,
+    recorder: Batcher<AttemptRecord, Result<Won, Arc<sea_orm::DbErr>>>,
 }
 
 impl Engine {
@@ -102,22 +107,45 @@ impl Engine {
         db: DatabaseConnection,
         settings: &crate::settings::WorkerSettings,
     ) -> Result<Self, crate::http_client::ClientBuildError> {
-        Ok(Self {
-            db,
-            client: DeliveryClient::new(settings.client_config())?,
-            auto_disable: settings.auto_disable_after.map(|after| AutoDisable {
-                after,
-                ..AutoDisable::default()
-            }),
-        })
+        let client = DeliveryClient::new(settings.client_config())?;
+        let policy = settings.auto_disable_after.map(|after| AutoDisable {
+            after,
+            ..AutoDisable::default()
+        });
+        Ok(Self::with_policy(db, client, policy))
     }
 
     /// An engine with the default [`AutoDisable`] policy.
     pub fn new(db: DatabaseConnection, client: DeliveryClient) -> Self {
+        Self::with_policy(db, client, Some(AutoDisable::default()))
+    }
+
+    /// An engine that disables failing endpoints per `auto_disable` (`None`: never). Spawns its
+    /// batching tasks, so it must be called inside a Tokio runtime.
+    pub fn with_policy(
+        db: DatabaseConnection,
+        client: DeliveryClient,
+        auto_disable: Option<AutoDisable>,
+    ) -> Self {
+        let loader = {
+            let db = db.clone();
+            Batcher::spawn(MAX_BATCH, PARALLEL_FLUSHES, move |ids| {
+                let db = db.clone();
+                async move { store::load_batch(&db, ids).await }
+            })
+        };
+        let recorder = {
+            let db = db.clone();
+            Batcher::spawn(MAX_BATCH, PARALLEL_FLUSHES, move |records| {
+                let db = db.clone();
+                async move { store::record_batch(&db, auto_disable, records).await }
+            })
+        };
         Self {
             db,
             client,
-            auto_disable: Some(AutoDisable::default()),
+            loader,
+            recorder,
         }
     }
 
@@ -128,11 +156,7 @@ impl Engine {
 
     /// Delivers the pending outbound event `event_id` once and records the outcome.
     pub async fn deliver(&self, event_id: i64, mode: Mode) -> Result<Processed, EngineError> {
-        let Some((event, config)) = webhook_events::Entity::find_by_id(event_id)
-            .find_also_related(webhook_configs::Entity)
-            .one(&self.db)
-            .await?
-        else {
+        let Some((event, config)) = self.loader.call(event_id).await? else {
             return Ok(Processed::Skipped);
         };
         if event.status != EventStatus::Pending {
@@ -269,65 +293,49 @@ impl Engine {
             truncated: outcome.truncated,
             error: error_text.clone(),
         };
-
-        let txn = self.db.begin().await?;
-        // Safe under at-least-once: a lost commit only means the attempt runs again.
-        txn.execute_unprepared("SET LOCAL synchronous_commit = off")
-            .await?;
-        webhook_attempts::ActiveModel {
-            event_id: Set(event.id),
-            attempt: Set(attempt_no),
-            request_headers: Set(serde_json::to_value(&outcome.request_headers).unwrap_or_default()),
-            status_code: Set(outcome.status_code.map(i32::from)),
-            response_headers: Set(Some(serde_json::to_value(&outcome.response_headers).unwrap_or_default())),
-            response_body: Set(Some(outcome.response_body.clone())),
-            truncated: Set(outcome.truncated),
-            duration_ms: Set(i32::try_from(millis(outcome.duration)).unwrap_or(i32::MAX)),
-            error_kind: Set(outcome.error.as_ref().map(|e| e.kind.as_str().to_owned())),
-            error_message: Set(outcome.error.as_ref().map(|e| e.message.clone())),
-            created_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        let updated = webhook_events::Entity::update_many()
-            .col_expr(webhook_events::Column::Attempts, Expr::value(attempt_no))
-            .col_expr(
-                webhook_events::Column::Status,
-                Expr::value(status_text(status)),
-            )
-            .col_expr(
-                webhook_events::Column::ResponseData,
-                Expr::value(serde_json::to_value(&response).unwrap_or_default()),
-            )
-            .col_expr(
-                webhook_events::Column::NextAttemptAt,
-                Expr::value(next_attempt_at),
-            )
-            .col_expr(
-                webhook_events::Column::LastError,
-                Expr::value(last_error(&outcome, error_text)),
-            )
-            .col_expr(webhook_events::Column::UpdatedAt, Expr::value(now))
-            .filter(webhook_events::Column::Id.eq(event.id))
-            .filter(webhook_events::Column::Status.eq(EventStatus::Pending))
-            .filter(webhook_events::Column::Attempts.eq(event.attempts))
-            .exec(&txn)
-            .await?;
-        let won = updated.rows_affected == 1;
-        if won && let Some(at) = next_attempt_at {
-            push_jobs(&txn, &[(event.id, Due::At(at))]).await?;
-        }
-        if won && verdict == Verdict::Gone {
-            disable_config(&txn, config.id, "the endpoint answered 410 Gone").await?;
-            metrics::counter!(crate::metrics::CONFIGS_DISABLED_TOTAL, "reason" => "gone")
-                .increment(1);
-        }
-        if won && mode == Mode::Queued {
-            self.track_health(&txn, config, verdict == Verdict::Delivered, now)
-                .await?;
-        }
-        txn.commit().await?;
+        let delivered = verdict == Verdict::Delivered;
+        let was_failing = config.failing_since.is_some() || config.probe_until.is_some();
+        let health = match mode {
+            Mode::Once => None,
+            Mode::Queued if delivered && was_failing => Some(Health::Recovered),
+            Mode::Queued if delivered => Some(Health::StillHealthy),
+            Mode::Queued => Some(Health::Failed),
+        };
+        let record = AttemptRecord {
+            event_id: event.id,
+            config_id: config.id,
+            prior_attempts: event.attempts,
+            row: webhook_attempts::ActiveModel {
+                event_id: Set(event.id),
+                attempt: Set(attempt_no),
+                request_headers: Set(
+                    serde_json::to_value(&outcome.request_headers).unwrap_or_default()
+                ),
+                status_code: Set(outcome.status_code.map(i32::from)),
+                response_headers: Set(Some(
+                    serde_json::to_value(&outcome.response_headers).unwrap_or_default(),
+                )),
+                response_body: Set(Some(outcome.response_body.clone())),
+                truncated: Set(outcome.truncated),
+                duration_ms: Set(i32::try_from(millis(outcome.duration)).unwrap_or(i32::MAX)),
+                error_kind: Set(outcome.error.as_ref().map(|e| e.kind.as_str().to_owned())),
+                error_message: Set(outcome.error.as_ref().map(|e| e.message.clone())),
+                created_at: Set(now),
+                ..Default::default()
+            },
+            status,
+            response_data: serde_json::to_value(&response).unwrap_or_default(),
+            next_attempt_at,
+            last_error: last_error(&outcome, error_text),
+            now,
+            gone: verdict == Verdict::Gone,
+            health,
+        };
+        let won = self
+            .recorder
+            .call(record)
+            .await?
+            .map_err(EngineError::Batch)?;
 
         let result = match (won, status) {
             (false, _) => "superseded",
@@ -348,101 +356,6 @@ impl Engine {
             next_attempt_at,
         })
     }
-}
-
-impl Engine {
-    /// Records an attempt's effect on the endpoint's health, in the attempt's transaction.
-    ///
-    /// A delivery clears the failing clock and frees the probe slot (one statement, only when
-    /// the endpoint was failing). A failure starts the clock or counts on it, frees the slot, and
-    /// disables the configuration once it has failed for [`AutoDisable::after`] with at least
-    /// [`AutoDisable::min_failures`] attempts.
-    async fn track_health(
-        &self,
-        txn: &impl ConnectionTrait,
-        config: &webhook_configs::Model,
-        delivered: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), sea_orm::DbErr> {
-        if delivered {
-            if config.failing_since.is_some() || config.probe_until.is_some() {
-                txn.execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "UPDATE webhook_configs \
-                     SET failing_since = NULL, failed_attempts = 0, probe_until = NULL \
-                     WHERE id = $1",
-                    [config.id.into()],
-                ))
-                .await?;
-                tracing::info!(config_id = config.id, "endpoint recovered");
-            }
-            return Ok(());
-        }
-        // Without a policy, a cutoff before any failure never disables.
-        let (cutoff, min_failures, reason) = match self.auto_disable {
-            Some(policy) => (
-                chrono::Duration::from_std(policy.after)
-                    .ok()
-                    .and_then(|after| now.checked_sub_signed(after))
-                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
-                policy.min_failures,
-                format!(
-                    "every delivery failed for {} hours (at least {} attempts)",
-                    fmt_hours(policy.after),
-                    policy.min_failures
-                ),
-            ),
-            None => (DateTime::<Utc>::MIN_UTC, i32::MAX, String::new()),
-        };
-        let row = txn
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                // SET expressions see the row as locked (its latest version when attempts race),
-                // so the decision is made on current values.
-                "UPDATE webhook_configs \
-                 SET failing_since = COALESCE(failing_since, $2), \
-                     failed_attempts = failed_attempts + 1, \
-                     probe_until = NULL, \
-                     status = CASE WHEN {DUE} THEN 'disabled' ELSE status END, \
-                     disabled_reason = CASE WHEN {DUE} THEN $5 ELSE disabled_reason END, \
-                     disabled_at = CASE WHEN {DUE} THEN $2 ELSE disabled_at END, \
-                     updated_at = CASE WHEN {DUE} THEN $2 ELSE updated_at END \
-                 WHERE id = $1 \
-                 RETURNING status = 'disabled' AND disabled_at = $2 AS disable"
-                    .replace(
-                        "{DUE}",
-                        "(status = 'active' AND failed_attempts + 1 >= $3 AND failing_since <= $4)",
-                    ),
-                [
-                    config.id.into(),
-                    now.into(),
-                    min_failures.into(),
-                    cutoff.into(),
-                    reason.into(),
-                ],
-            ))
-            .await?;
-        let disabled = row
-            .map(|r| r.try_get::<bool>("", "disable"))
-            .transpose()?
-            .unwrap_or(false);
-        if disabled {
-            metrics::counter!(crate::metrics::CONFIGS_DISABLED_TOTAL, "reason" => "failing")
-                .increment(1);
-            tracing::warn!(
-                config_id = config.id,
-                "webhook config disabled: failing continuously"
-            );
-        }
-        Ok(())
-    }
-}
-
-/// Hours as a short decimal: `120`, `0.5`.
-fn fmt_hours(d: Duration) -> String {
-    let hours = d.as_secs_f64() / 3600.0;
-    let text = format!("{hours:.6}");
-    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// The signing keys of `config` at `now`: the current secret, then the previous one while its
@@ -484,24 +397,6 @@ fn build_request(
     })
 }
 
-async fn disable_config(
-    conn: &impl ConnectionTrait,
-    config_id: i64,
-    reason: &str,
-) -> Result<(), sea_orm::DbErr> {
-    webhook_configs::Entity::update_many()
-        .col_expr(webhook_configs::Column::Status, Expr::value("disabled"))
-        .col_expr(webhook_configs::Column::DisabledReason, Expr::value(reason))
-        .col_expr(webhook_configs::Column::DisabledAt, Expr::value(Utc::now()))
-        .col_expr(webhook_configs::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(webhook_configs::Column::Id.eq(config_id))
-        .filter(webhook_configs::Column::Status.eq(ConfigStatus::Active))
-        .exec(conn)
-        .await?;
-    tracing::warn!(config_id, reason, "webhook config disabled");
-    Ok(())
-}
-
 fn last_error(outcome: &AttemptOutcome, error_text: Option<String>) -> Option<String> {
     match outcome.status_code {
         Some(code) if !(200..300).contains(&code) => Some(format!("receiver answered HTTP {code}")),
@@ -510,26 +405,6 @@ fn last_error(outcome: &AttemptOutcome, error_text: Option<String>) -> Option<St
     }
 }
 
-fn status_text(status: EventStatus) -> &'static str {
-    match status {
-        EventStatus::Delivered => "delivered",
-        EventStatus::Pending => "pending",
-        _ => "failed",
-    }
-}
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hours_print_as_short_decimals() {
-        assert_eq!(fmt_hours(Duration::from_secs(120 * 3600)), "120");
-        assert_eq!(fmt_hours(Duration::from_secs(1800)), "0.5");
-        assert_eq!(fmt_hours(Duration::from_secs_f64(1.8)), "0.0005");
-    }
 }

@@ -1,4 +1,5 @@
 pub mod attempt;
+pub mod batch;
 pub mod engine;
 pub mod http_client;
 pub mod job;
@@ -10,3 +11,4 @@ pub mod retry;
 pub mod runtime;
 pub mod settings;
 pub mod signing;
+pub mod store;

@@ -1,0 +1,334 @@
+//! The engine's database side, in batches: load the deliveries of many jobs with one query, and
+//! record many attempts in one short transaction (one INSERT of attempt rows, one guarded UPDATE
+//! of their events, one INSERT of follow-up jobs). Endpoint-health writes happen only for
+//! failing endpoints, so a healthy delivery costs no statement of its own.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::{EventStatus, webhook_attempts, webhook_configs, webhook_events};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    Statement, TransactionTrait,
+};
+use serde_json::{Value, json};
+
+use crate::queue::{Due, push_jobs};
+
+/// An outbound event with its configuration (`None` when the configuration was deleted).
+pub type Loaded = (webhook_events::Model, Option<webhook_configs::Model>);
+
+/// Loads the events `ids` with their configurations in one query; one entry per id, in order.
+pub async fn load_batch(
+    db: &DatabaseConnection,
+    ids: Vec<i64>,
+) -> Result<Vec<Option<Loaded>>, DbErr> {
+    let rows = webhook_events::Entity::find()
+        .find_also_related(webhook_configs::Entity)
+        .filter(webhook_events::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?;
+    let by_id: HashMap<i64, Loaded> = rows.into_iter().map(|row| (row.0.id, row)).collect();
+    Ok(ids.iter().map(|id| by_id.get(id).cloned()).collect())
+}
+
+/// When a failing endpoint is disabled: after failing continuously for `after`, with at least
+/// `min_failures` failed attempts. A delivered attempt resets the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoDisable {
+    pub after: Duration,
+    pub min_failures: i32,
+}
+
+impl Default for AutoDisable {
+    /// 120 hours (as Svix does) and 10 failed attempts.
+    fn default() -> Self {
+        Self {
+            after: Duration::from_secs(120 * 3600),
+            min_failures: 10,
+        }
+    }
+}
+
+/// What an attempt does to its endpoint's health record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Delivered to an endpoint that was healthy: nothing to write.
+    StillHealthy,
+    /// Delivered to an endpoint that was failing: clear its clock and probe slot.
+    Recovered,
+    /// Failed: start or count on the failing clock, free the probe slot, maybe disable.
+    Failed,
+}
+
+/// One recorded attempt: its row, the event's new state, and its effects on the configuration.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub event_id: i64,
+    pub config_id: i64,
+    /// `attempts` the event had when the job loaded it; the update applies only if unchanged.
+    pub prior_attempts: i32,
+    pub row: webhook_attempts::ActiveModel,
+    pub status: EventStatus,
+    pub response_data: Value,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub now: DateTime<Utc>,
+    /// The endpoint answered 410: disable the configuration.
+    pub gone: bool,
+    /// `None` for test deliveries, which leave the endpoint's health alone.
+    pub health: Option<Health>,
+}
+
+/// Whether a record's update applied (`true`), or the event had already moved on (`false`).
+pub type Won = bool;
+
+/// Records `records` in one transaction; falls back to one transaction each when the batch is
+/// refused for a reason other than the connection, so one bad row cannot fail the others.
+pub async fn record_batch(
+    db: &DatabaseConnection,
+    policy: Option<AutoDisable>,
+    records: Vec<AttemptRecord>,
+) -> Result<Vec<Result<Won, Arc<DbErr>>>, DbErr> {
+    match record_together(db, policy, &records).await {
+        Ok(won) => Ok(won.into_iter().map(Ok).collect()),
+        Err(error) if records.len() == 1 || is_connection_error(&error) => {
+            let error = Arc::new(error);
+            Ok(records.iter().map(|_| Err(error.clone())).collect())
+        }
+        Err(error) => {
+            tracing::warn!(%error, items = records.len(), "batch record refused; recording one by one");
+            let mut out = Vec::with_capacity(records.len());
+            for record in &records {
+                let one = record_together(db, policy, std::slice::from_ref(record)).await;
+                out.push(
+                    one.map(|won| won.first().copied().unwrap_or(false))
+                        .map_err(Arc::new),
+                );
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn is_connection_error(error: &DbErr) -> bool {
+    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+}
+
+async fn record_together(
+    db: &DatabaseConnection,
+    policy: Option<AutoDisable>,
+    records: &[AttemptRecord],
+) -> Result<Vec<Won>, DbErr> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let txn = db.begin().await?;
+    // Safe under at-least-once: a lost commit only means the attempt runs again.
+    txn.execute_unprepared("SET LOCAL synchronous_commit = off")
+        .await?;
+    webhook_attempts::Entity::insert_many(records.iter().map(|r| r.row.clone()))
+        .exec_without_returning(&txn)
+        .await?;
+
+    // A duplicate job of the same event in this batch can only lose: the first one updates.
+    let mut seen = HashSet::new();
+    let updates: Vec<Value> = records
+        .iter()
+        .filter(|r| seen.insert(r.event_id))
+        .map(|r| {
+            json!({
+                "id": r.event_id,
+                "prior": r.prior_attempts,
+                "attempts": r.prior_attempts + 1,
+                "status": status_text(r.status),
+                "response_data": r.response_data,
+                "next_attempt_at": r.next_attempt_at.map(|t| t.to_rfc3339()),
+                "last_error": r.last_error,
+                "updated_at": r.now.to_rfc3339(),
+            })
+        })
+        .collect();
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE webhook_events AS e \
+             SET attempts = r.attempts, status = r.status, response_data = r.response_data, \
+                 next_attempt_at = r.next_attempt_at, last_error = r.last_error, \
+                 updated_at = r.updated_at \
+             FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, prior integer, attempts integer, \
+                 status text, response_data jsonb, next_attempt_at timestamptz, last_error text, \
+                 updated_at timestamptz) \
+             WHERE e.id = r.id AND e.status = 'pending' AND e.attempts = r.prior \
+             RETURNING e.id",
+            [Value::Array(updates).into()],
+        ))
+        .await?;
+    let updated: HashSet<i64> = rows
+        .iter()
+        .map(|row| row.try_get::<i64>("", "id"))
+        .collect::<Result<_, _>>()?;
+    let mut first = HashSet::new();
+    let won: Vec<Won> = records
+        .iter()
+        .map(|r| updated.contains(&r.event_id) && first.insert(r.event_id))
+        .collect();
+
+    let winners = || {
+        records
+            .iter()
+            .zip(&won)
+            .filter(|(_, w)| **w)
+            .map(|(r, _)| r)
+    };
+    let jobs: Vec<(i64, Due)> = winners()
+        .filter_map(|r| r.next_attempt_at.map(|at| (r.event_id, Due::At(at))))
+        .collect();
+    push_jobs(&txn, &jobs).await?;
+
+    // Configuration writes in id order, so concurrent batches lock configurations alike.
+    let mut effects: Vec<&AttemptRecord> = winners()
+        .filter(|r| r.gone || matches!(r.health, Some(Health::Recovered | Health::Failed)))
+        .collect();
+    effects.sort_by_key(|r| r.config_id);
+    for record in effects {
+        if record.gone {
+            disable_config(&txn, record.config_id, "the endpoint answered 410 Gone").await?;
+            metrics::counter!(crate::metrics::CONFIGS_DISABLED_TOTAL, "reason" => "gone")
+                .increment(1);
+        }
+        match record.health {
+            Some(Health::Recovered) => recovered(&txn, record.config_id).await?,
+            Some(Health::Failed) => failed(&txn, policy, record.config_id, record.now).await?,
+            Some(Health::StillHealthy) | None => {}
+        }
+    }
+    txn.commit().await?;
+    Ok(won)
+}
+
+/// Clears a recovered endpoint's failing clock and probe slot.
+async fn recovered(txn: &impl ConnectionTrait, config_id: i64) -> Result<(), DbErr> {
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE webhook_configs SET failing_since = NULL, failed_attempts = 0, probe_until = NULL \
+         WHERE id = $1",
+        [config_id.into()],
+    ))
+    .await?;
+    tracing::info!(config_id, "endpoint recovered");
+    Ok(())
+}
+
+/// Counts a failed attempt on the endpoint's clock, frees its probe slot, and disables the
+/// configuration once it has failed for [`AutoDisable::after`] with at least
+/// [`AutoDisable::min_failures`] attempts.
+async fn failed(
+    txn: &impl ConnectionTrait,
+    policy: Option<AutoDisable>,
+    config_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    // Without a policy, a cutoff before any failure never disables.
+    let (cutoff, min_failures, reason) = match policy {
+        Some(policy) => (
+            chrono::Duration::from_std(policy.after)
+                .ok()
+                .and_then(|after| now.checked_sub_signed(after))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            policy.min_failures,
+            format!(
+                "every delivery failed for {} hours (at least {} attempts)",
+                fmt_hours(policy.after),
+                policy.min_failures
+            ),
+        ),
+        None => (DateTime::<Utc>::MIN_UTC, i32::MAX, String::new()),
+    };
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            // SET expressions see the row as locked (its latest version when attempts race),
+            // so the decision is made on current values.
+            "UPDATE webhook_configs \
+             SET failing_since = COALESCE(failing_since, $2), \
+                 failed_attempts = failed_attempts + 1, \
+                 probe_until = NULL, \
+                 status = CASE WHEN {DUE} THEN 'disabled' ELSE status END, \
+                 disabled_reason = CASE WHEN {DUE} THEN $5 ELSE disabled_reason END, \
+                 disabled_at = CASE WHEN {DUE} THEN $2 ELSE disabled_at END, \
+                 updated_at = CASE WHEN {DUE} THEN $2 ELSE updated_at END \
+             WHERE id = $1 \
+             RETURNING status = 'disabled' AND disabled_at = $2 AS disable"
+                .replace(
+                    "{DUE}",
+                    "(status = 'active' AND failed_attempts + 1 >= $3 AND failing_since <= $4)",
+                ),
+            [
+                config_id.into(),
+                now.into(),
+                min_failures.into(),
+                cutoff.into(),
+                reason.into(),
+            ],
+        ))
+        .await?;
+    let disabled = row
+        .map(|r| r.try_get::<bool>("", "disable"))
+        .transpose()?
+        .unwrap_or(false);
+    if disabled {
+        metrics::counter!(crate::metrics::CONFIGS_DISABLED_TOTAL, "reason" => "failing")
+            .increment(1);
+        tracing::warn!(config_id, "webhook config disabled: failing continuously");
+    }
+    Ok(())
+}
+
+async fn disable_config(
+    conn: &impl ConnectionTrait,
+    config_id: i64,
+    reason: &str,
+) -> Result<(), DbErr> {
+    webhook_configs::Entity::update_many()
+        .col_expr(webhook_configs::Column::Status, Expr::value("disabled"))
+        .col_expr(webhook_configs::Column::DisabledReason, Expr::value(reason))
+        .col_expr(webhook_configs::Column::DisabledAt, Expr::value(Utc::now()))
+        .col_expr(webhook_configs::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(webhook_configs::Column::Id.eq(config_id))
+        .filter(webhook_configs::Column::Status.eq(entity::ConfigStatus::Active))
+        .exec(conn)
+        .await?;
+    tracing::warn!(config_id, reason, "webhook config disabled");
+    Ok(())
+}
+
+fn status_text(status: EventStatus) -> &'static str {
+    match status {
+        EventStatus::Delivered => "delivered",
+        EventStatus::Pending => "pending",
+        _ => "failed",
+    }
+}
+
+/// Hours as a short decimal: `120`, `0.5`.
+fn fmt_hours(d: Duration) -> String {
+    let hours = d.as_secs_f64() / 3600.0;
+    let text = format!("{hours:.6}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_print_as_short_decimals() {
+        assert_eq!(fmt_hours(Duration::from_secs(120 * 3600)), "120");
+        assert_eq!(fmt_hours(Duration::from_secs(1800)), "0.5");
+        assert_eq!(fmt_hours(Duration::from_secs_f64(1.8)), "0.0005");
+    }
+}
