@@ -220,3 +220,89 @@ async fn retry_refuses_what_cannot_be_retried() {
         error_code(&body);
     }
 }
+
+fn engine(app: &TestApp) -> wirehook_worker::engine::Engine {
+    let client = wirehook_worker::http_client::DeliveryClient::new(
+        wirehook_worker::http_client::ClientConfig {
+            timeout: Duration::from_secs(2),
+            allow_private_targets: true,
+            user_agent: "wirehook-tests".into(),
+        },
+    )
+    .expect("client");
+    wirehook_worker::engine::Engine::new(app.db.clone(), client)
+}
+
+#[tokio::test]
+async fn concurrent_jobs_of_one_event_record_a_single_outcome() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let (_, id) = enqueue_one(&app, &receiver, json!({})).await;
+    let engine = engine(&app);
+    let job = wirehook_worker::job::DeliveryJob::new(id);
+    let runs = futures::future::join_all((0..4).map(|_| engine.run_job(job))).await;
+    assert!(runs.iter().all(Result::is_ok), "{runs:?}");
+    let details = event(&app, id).await;
+    assert_eq!(details["event"]["status"], "delivered", "{details}");
+    assert_eq!(
+        details["event"]["attempts"], 1,
+        "only one job's outcome counts"
+    );
+    let sent = receiver.received().len();
+    let recorded = details["deliveryAttempts"].as_array().map_or(0, Vec::len);
+    assert!(sent >= 1, "delivered at least once");
+    assert_eq!(
+        recorded, sent,
+        "every request that was sent is an attempt row"
+    );
+}
+
+#[tokio::test]
+async fn many_concurrent_deliveries_are_each_recorded_once() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let config = app
+        .create_config(json!({"url": receiver.url(), "filters": null}))
+        .await;
+    let config_id = config["id"].as_i64().expect("id");
+    let deliveries = (0..300)
+        .map(|i| NewDelivery {
+            config_id,
+            source: entity::Source::Platform,
+            event_type: "call.completed".into(),
+            payload: json!({"callId": format!("CA{i}")}),
+            parent_event_id: None,
+        })
+        .collect();
+    let created = queue::insert_events(&app.db, deliveries)
+        .await
+        .expect("insert");
+    let engine = engine(&app);
+    let runs = futures::future::join_all(
+        created
+            .iter()
+            .map(|e| engine.run_job(wirehook_worker::job::DeliveryJob::new(e.event_id))),
+    )
+    .await;
+    assert!(runs.iter().all(Result::is_ok));
+    let (_, page) = app
+        .get(&format!(
+            "/api/webhooks/events?webhookConfigId={config_id}&status=delivered&limit=1"
+        ))
+        .await;
+    assert_eq!(page["total"], 300, "{page}");
+    let mut ids: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 300);
+    assert_eq!(receiver.received().len(), 300, "no duplicates");
+    let (_, one) = app
+        .get(&format!("/api/webhooks/events/{}", created[150].event_id))
+        .await;
+    assert_eq!(one["event"]["attempts"], 1);
+    assert_eq!(one["deliveryAttempts"][0]["statusCode"], 200);
+}
