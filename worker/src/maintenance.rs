@@ -1,4 +1,5 @@
-//! Work one replica does for all: sampling the queue gauges and purging old events.
+//! Work one replica does for all: sampling the queue gauges, folding the history counts, and
+//! purging old events.
 //!
 //! The replica holding a PostgreSQL advisory lock on its own connection is the leader; when it
 //! dies its connection closes, the lock is freed and another replica takes over on its next tick.
@@ -12,8 +13,9 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use crate::job::QUEUE;
 use crate::metrics::{PURGED_TOTAL, QUEUE_OLDEST_AGE, QUEUE_PENDING};
 
-/// Advisory lock key of the maintenance leader ("wirehook" in ASCII, as an i64).
-const LEADER_LOCK: i64 = 0x7769_7265_686f_6f6b;
+/// Advisory lock key of the maintenance leader: "wirehool" in ASCII, one above the migration
+/// lock ("wirehook"), which a leader holding it for its whole life would otherwise block.
+const LEADER_LOCK: i64 = 0x7769_7265_686f_6f6c;
 
 /// Events deleted per transaction by [`purge`] (their attempts go with them).
 pub const PURGE_BATCH: i64 = 1000;
@@ -53,7 +55,7 @@ pub async fn purge(db: &impl ConnectionTrait, older_than: Duration) -> Result<u6
 /// Settings of [`run`].
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
-    /// How often the leader samples the queue gauges.
+    /// How often the leader samples the queue gauges and folds the history counts.
     pub sample_every: Duration,
     /// Age past which final-state events are purged; `None` keeps everything.
     pub retention: Option<Duration>,
@@ -82,6 +84,9 @@ pub async fn run(pool: PgPool, db: sea_orm::DatabaseConnection, schedule: Schedu
             tracing::warn!(%error, "queue sampling failed; giving up the maintenance lead");
             leader = None;
             continue;
+        }
+        if let Err(error) = fold_counts(conn).await {
+            tracing::warn!(%error, "folding the history counts failed");
         }
         let due = last_purge.is_none_or(|at| at.elapsed() >= schedule.purge_every);
         if let (Some(retention), true) = (schedule.retention, due) {
@@ -118,6 +123,14 @@ async fn try_lead(pool: &PgPool) -> Option<PgConnection> {
             None
         }
     }
+}
+
+/// Folds the count changes that event writes appended into the per-day history counts, which
+/// keeps the table the api sums for `total` small. Returns how many changes it folded.
+pub async fn fold_counts(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT webhook_event_counts_fold()")
+        .fetch_one(conn)
+        .await
 }
 
 /// Sets the queue gauges from the jobs table.

@@ -1000,3 +1000,29 @@ async fn a_sigkilled_worker_process_loses_no_delivery() {
         "unexpected webhook-ids: {seen:?}"
     );
 }
+
+#[tokio::test]
+async fn a_replica_leading_maintenance_does_not_block_migrations() {
+    init_logs();
+    let (test_db, db) = TestDb::migrated().await;
+    let replica = Replica::start(&db, settings(&test_db, &[("QUEUE_SAMPLE_SECS", "1")])).await;
+    let pool = pool(&db);
+    wait_for(Duration::from_secs(10), "the maintenance lead", || async {
+        sqlx::query(
+            "SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+        )
+        .fetch_optional(&pool)
+        .await
+        .expect("query pg_locks")
+        .is_some()
+    })
+    .await;
+    let migrated = tokio::time::timeout(Duration::from_secs(10), migration::migrate(&db)).await;
+    assert!(
+        matches!(migrated, Ok(Ok(()))),
+        "api migrate must not wait for the maintenance leader: {migrated:?}"
+    );
+    let (_, result) = replica.stop().await;
+    assert!(result.is_ok(), "{result:?}");
+}
