@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod history;
 pub mod inbound;
 pub mod ingest;
 pub mod metrics;

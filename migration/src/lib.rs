@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, sqlx};
 
 mod m20261129_000001_create_tables;
+mod m20261201_000001_event_counts;
 
 /// Advisory lock key shared by every `migrate` run ("wirehook" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x7769_7265_686f_6f6b;
@@ -17,7 +18,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261129_000001_create_tables::Migration)]
+        vec![
+            Box::new(m20261129_000001_create_tables::Migration),
+            Box::new(m20261201_000001_event_counts::Migration),
+        ]
     }
 }
 

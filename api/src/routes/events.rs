@@ -10,10 +10,7 @@ use entity::{
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::Value;
 
 use sea_orm::TransactionTrait;
@@ -22,6 +19,7 @@ use wirehook_worker::queue::{self, RetryRefused};
 use super::ApiTags;
 use crate::auth::BearerAuth;
 use crate::error::{ApiError, ApiResult};
+use crate::history;
 use crate::ingest::{self, Disposition, Received};
 
 /// A webhook event, inbound or outbound.
@@ -245,45 +243,6 @@ fn parse_date(name: &str, raw: &str, end_of_day: bool) -> Result<DateTime<Utc>, 
         })
 }
 
-/// History filters as parsed from the query string.
-struct HistoryFilter {
-    direction: Option<Direction>,
-    source: Option<Source>,
-    event_type: Option<String>,
-    status: Option<EventStatus>,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-    config_id: Option<i64>,
-}
-
-impl HistoryFilter {
-    fn apply(&self, mut q: Select<webhook_events::Entity>) -> Select<webhook_events::Entity> {
-        use webhook_events::Column as C;
-        if let Some(d) = self.direction {
-            q = q.filter(C::Direction.eq(d));
-        }
-        if let Some(s) = self.source {
-            q = q.filter(C::Source.eq(s));
-        }
-        if let Some(t) = &self.event_type {
-            q = q.filter(C::EventType.eq(t.as_str()));
-        }
-        if let Some(s) = self.status {
-            q = q.filter(C::Status.eq(s));
-        }
-        if let Some(f) = self.from {
-            q = q.filter(C::CreatedAt.gte(f));
-        }
-        if let Some(t) = self.to {
-            q = q.filter(C::CreatedAt.lte(t));
-        }
-        if let Some(c) = self.config_id {
-            q = q.filter(C::WebhookConfigId.eq(c));
-        }
-        q
-    }
-}
-
 #[OpenApi(prefix_path = "/api/webhooks/events", tag = "ApiTags::Events")]
 impl EventsApi {
     /// Publish a platform event
@@ -377,7 +336,7 @@ impl EventsApi {
     ) -> ApiResult<Json<EventListResponse>> {
         let page = page.0.unwrap_or(1);
         let limit = limit.0.unwrap_or(20);
-        let filter = HistoryFilter {
+        let filter = history::Filter {
             direction: direction.0,
             source: source.0,
             event_type: event_type.0,
@@ -401,10 +360,7 @@ impl EventsApi {
                 ApiError::Validation("`fromDate` must not be after `toDate`".into()).into(),
             );
         }
-        let total = filter
-            .apply(webhook_events::Entity::find())
-            .count(&self.db)
-            .await?;
+        let total = history::total(&self.db, &filter).await?;
         let events = filter
             .apply(webhook_events::Entity::find())
             .order_by_desc(webhook_events::Column::CreatedAt)

@@ -1,8 +1,8 @@
 //! `/api/webhooks/events`: history paging, each filter, details with attempts.
 
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::{Direction, EventStatus, Source, webhook_attempts};
-use sea_orm::{ActiveModelTrait, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
 use serde_json::json;
 
 use crate::common::{NewEvent, TestApp, error_code, is_iso8601};
@@ -306,4 +306,140 @@ async fn details_of_an_unknown_event_is_404() {
     let (status, body) = app.get("/api/webhooks/events/987654").await;
     assert_eq!(status, 404);
     assert_eq!(error_code(&body), "not_found");
+}
+
+/// Seeds events spread over five days, with mixed directions, statuses, types and configs.
+async fn seed_days(app: &TestApp) -> i64 {
+    let config = app.create_config(json!({})).await["id"]
+        .as_i64()
+        .expect("id");
+    let start = DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
+        .expect("date")
+        .with_timezone(&Utc);
+    for i in 0..120i64 {
+        let mut e = match i % 4 {
+            0 => NewEvent::inbound("call.completed"),
+            1 => NewEvent::outbound("call.completed", config, EventStatus::Delivered),
+            2 => NewEvent::outbound("call.started", config, EventStatus::Failed),
+            _ => NewEvent::outbound("call.completed", config, EventStatus::Pending),
+        };
+        // Every hour for five days, so ranges can cut days anywhere.
+        e.created_at = Some(start + chrono::Duration::minutes(i * 60));
+        app.insert_event(e).await;
+    }
+    config
+}
+
+/// The query strings whose `total` is checked, with the SQL condition each one means.
+fn total_cases(config: i64) -> Vec<(String, String)> {
+    let mut cases = vec![
+        (String::new(), "true".to_owned()),
+        (
+            "direction=outbound&status=delivered&eventType=call.completed".into(),
+            "direction = 'outbound' AND status = 'delivered' AND event_type = 'call.completed'"
+                .into(),
+        ),
+        (
+            format!("webhookConfigId={config}&status=failed"),
+            format!("webhook_config_id = {config} AND status = 'failed'"),
+        ),
+        ("source=signalwire".into(), "source = 'signalwire'".into()),
+    ];
+    let ranges = [
+        ("2026-03-02", None, "created_at >= '2026-03-02T00:00:00Z'"),
+        (
+            "2026-03-02T05:30:00Z",
+            Some("2026-03-04T10:00:00Z"),
+            "created_at BETWEEN '2026-03-02T05:30:00Z' AND '2026-03-04T10:00:00Z'",
+        ),
+        (
+            "2026-03-02T05:00:00Z",
+            Some("2026-03-02T09:00:00Z"),
+            "created_at BETWEEN '2026-03-02T05:00:00Z' AND '2026-03-02T09:00:00Z'",
+        ),
+        (
+            "2026-03-01",
+            Some("2026-03-03"),
+            "created_at BETWEEN '2026-03-01T00:00:00Z' AND '2026-03-03T23:59:59.999Z'",
+        ),
+    ];
+    for (from, to, sql) in ranges {
+        let mut q = format!("fromDate={from}");
+        if let Some(to) = to {
+            q.push_str(&format!("&toDate={to}"));
+        }
+        cases.push((q.clone(), sql.to_owned()));
+        cases.push((
+            format!("{q}&direction=outbound&status=pending"),
+            format!("{sql} AND direction = 'outbound' AND status = 'pending'"),
+        ));
+    }
+    cases.push((
+        "toDate=2026-03-03T00:00:00Z".into(),
+        "created_at <= '2026-03-03T00:00:00Z'".into(),
+    ));
+    cases
+}
+
+async fn assert_totals_exact(app: &TestApp, config: i64, when: &str) {
+    for (query, condition) in total_cases(config) {
+        let (status, page) = app
+            .get(&format!("/api/webhooks/events?limit=1&{query}"))
+            .await;
+        assert_eq!(status, 200, "{query}: {page}");
+        let row = app
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT count(*) AS n FROM webhook_events WHERE {condition}"),
+            ))
+            .await
+            .expect("count")
+            .expect("row");
+        let expected: i64 = row.try_get("", "n").expect("n");
+        assert_eq!(page["total"], expected, "{when}: total of `{query}`");
+    }
+}
+
+async fn fold(app: &TestApp) {
+    app.db
+        .execute_unprepared("SELECT webhook_event_counts_fold()")
+        .await
+        .expect("fold");
+}
+
+#[tokio::test]
+async fn totals_equal_a_direct_count_for_every_filter_and_range() {
+    let app = TestApp::spawn().await;
+    let config = seed_days(&app).await;
+    assert_totals_exact(&app, config, "before folding").await;
+    fold(&app).await;
+    assert_totals_exact(&app, config, "after folding").await;
+}
+
+#[tokio::test]
+async fn totals_follow_status_changes_deletions_and_a_deleted_configuration() {
+    let app = TestApp::spawn().await;
+    let config = seed_days(&app).await;
+    fold(&app).await;
+    app.db
+        .execute_unprepared(
+            "UPDATE webhook_events SET status = 'delivered', attempts = attempts + 1 \
+             WHERE status = 'pending' AND created_at < '2026-03-03T12:00:00Z'",
+        )
+        .await
+        .expect("update");
+    app.db
+        .execute_unprepared("DELETE FROM webhook_events WHERE id % 7 = 0")
+        .await
+        .expect("delete");
+    assert_totals_exact(&app, config, "after changes, unfolded").await;
+    fold(&app).await;
+    let (status, _) = app.delete(&format!("/api/webhooks/config/{config}")).await;
+    assert_eq!(status, 200);
+    assert_totals_exact(&app, config, "after the config was deleted").await;
+    let (_, page) = app
+        .get(&format!("/api/webhooks/events?webhookConfigId={config}"))
+        .await;
+    assert_eq!(page["total"], 0);
 }
