@@ -17,6 +17,7 @@ use sea_orm::{
     QueryFilter, Statement, TransactionTrait,
 };
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use crate::attempt::{AttemptOutcome, DeliveryRequest, Verdict, attempt};
 use crate::batch::{BatchError, Batcher};
@@ -86,6 +87,9 @@ struct Envelope<'a> {
 /// How long a paced delivery waits before it looks again whether its endpoint is free.
 const PACE_RECHECK: Duration = Duration::from_secs(2);
 
+/// Deliveries in flight at once for an engine made with [`Engine::new`].
+pub const DEFAULT_IN_FLIGHT: usize = 32;
+
 /// Most deliveries one batched load or record handles.
 const MAX_BATCH: usize = 128;
 
@@ -96,6 +100,8 @@ const PARALLEL_FLUSHES: usize = 2;
 pub struct Engine {
     pub db: DatabaseConnection,
     pub client: DeliveryClient,
+    /// Deliveries in flight at once across this engine's jobs (`WORKER_CONCURRENCY`).
+    slots: Semaphore,
     loader: Batcher<i64, Option<Loaded>>,
     recorder: Batcher<AttemptRecord, Result<Won, Arc<sea_orm::DbErr>>>,
 }
@@ -112,20 +118,23 @@ impl Engine {
             after,
             ..AutoDisable::default()
         });
-        Ok(Self::with_policy(db, client, policy))
+        Ok(Self::with_policy(db, client, policy, settings.concurrency))
     }
 
-    /// An engine with the default [`AutoDisable`] policy.
+    /// An engine with the default [`AutoDisable`] policy and up to [`DEFAULT_IN_FLIGHT`]
+    /// deliveries in flight.
     pub fn new(db: DatabaseConnection, client: DeliveryClient) -> Self {
-        Self::with_policy(db, client, Some(AutoDisable::default()))
+        Self::with_policy(db, client, Some(AutoDisable::default()), DEFAULT_IN_FLIGHT)
     }
 
-    /// An engine that disables failing endpoints per `auto_disable` (`None`: never). Spawns its
-    /// batching tasks, so it must be called inside a Tokio runtime.
+    /// An engine that disables failing endpoints per `auto_disable` (`None`: never) and runs at
+    /// most `in_flight` deliveries at once. Spawns its batching tasks, so it must be called
+    /// inside a Tokio runtime.
     pub fn with_policy(
         db: DatabaseConnection,
         client: DeliveryClient,
         auto_disable: Option<AutoDisable>,
+        in_flight: usize,
     ) -> Self {
         let loader = {
             let db = db.clone();
@@ -144,14 +153,29 @@ impl Engine {
         Self {
             db,
             client,
+            slots: Semaphore::new(in_flight.max(1)),
             loader,
             recorder,
         }
     }
 
-    /// Runs one queued job; `Err` only when the database failed (apalis then re-runs the job).
-    pub async fn run_job(&self, job: DeliveryJob) -> Result<(), EngineError> {
-        self.deliver(job.event_id, Mode::Queued).await.map(|_| ())
+    /// Runs one queued job: delivers its events concurrently, within the engine's in-flight
+    /// limit. `Err` when the database failed for any of them; apalis then re-runs the job, and
+    /// the events it already delivered are skipped.
+    pub async fn run_job(&self, job: &DeliveryJob) -> Result<(), EngineError> {
+        let runs = job.event_ids().iter().map(|&event_id| async move {
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .map_err(|_| BatchError::Stopped)?;
+            self.deliver(event_id, Mode::Queued).await
+        });
+        let results = futures::future::join_all(runs).await;
+        match results.into_iter().find_map(Result::err) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     /// Delivers the pending outbound event `event_id` once and records the outcome.

@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), String> {
     process::init_tracing();
     let settings = WorkerSettings::from_env().map_err(|e| e.to_string())?;
-    let db = process::connect(
+    let db = process::connect_worker(
         settings.database_url.expose_secret(),
         settings.concurrency as u32 + 4,
     )

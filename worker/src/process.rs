@@ -56,3 +56,23 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+/// Connects the worker's pool like [`connect`], with `synchronous_commit = off` on every
+/// connection: apalis' fetches, locks and acknowledgements and the engine's records then commit
+/// without waiting for the WAL flush.
+///
+/// Safe under at-least-once: the worker only ever records work it did, and a commit lost in a
+/// PostgreSQL crash (the last few hundred milliseconds) means the job runs again. The api keeps
+/// synchronous commits, since its answer promises an accepted event is stored.
+pub async fn connect_worker(url: &str, max_connections: u32) -> Result<DatabaseConnection, String> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        .map_sqlx_postgres_opts(|pg| pg.options([("synchronous_commit", "off")]));
+    Database::connect(opts)
+        .await
+        .map_err(|e| format!("cannot connect to the database: {e}"))
+}

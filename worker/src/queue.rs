@@ -6,7 +6,7 @@ use entity::{Direction, EventStatus, MessageId, Source, webhook_events};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, Statement};
 use serde_json::{Value, json};
 
-use crate::job::{DeliveryJob, QUEUE};
+use crate::job::{DeliveryJob, MAX_EVENTS_PER_JOB, QUEUE};
 
 /// apalis may re-run a job this many times when the engine itself fails (database errors);
 /// receiver failures never count here, they schedule a new job instead.
@@ -32,15 +32,26 @@ pub struct Enqueued {
     pub message_id: String,
 }
 
-/// Inserts `pending` outbound events and one job each (due now), in one statement per table.
+/// Inserts `pending` outbound events and their jobs (due now, up to [`MAX_EVENTS_PER_JOB`]
+/// events each), in one statement per table.
 pub async fn enqueue(
     conn: &impl ConnectionTrait,
     deliveries: Vec<NewDelivery>,
 ) -> Result<Vec<Enqueued>, DbErr> {
     let created = insert_events(conn, deliveries).await?;
-    let jobs: Vec<(i64, Due)> = created.iter().map(|e| (e.event_id, Due::Now)).collect();
-    push_jobs(conn, &jobs).await?;
+    let ids: Vec<i64> = created.iter().map(|e| e.event_id).collect();
+    push_grouped(conn, &ids).await?;
     Ok(created)
+}
+
+/// Inserts jobs due now for `event_ids`, [`MAX_EVENTS_PER_JOB`] events to a job.
+async fn push_grouped(conn: &impl ConnectionTrait, event_ids: &[i64]) -> Result<(), DbErr> {
+    let jobs: Vec<(DeliveryJob, Due)> = event_ids
+        .chunks(MAX_EVENTS_PER_JOB)
+        .filter_map(|ids| DeliveryJob::batch(ids.to_vec()))
+        .map(|job| (job, Due::Now))
+        .collect();
+    push_delivery_jobs(conn, &jobs).await
 }
 
 /// Inserts `pending` outbound events without jobs (the test endpoint delivers them at once).
@@ -92,15 +103,27 @@ pub enum Due {
     At(DateTime<Utc>),
 }
 
-/// Inserts one delivery job per `(event id, due)` in one statement.
+/// Inserts one single-event delivery job per `(event id, due)` in one statement.
 pub async fn push_jobs(conn: &impl ConnectionTrait, jobs: &[(i64, Due)]) -> Result<(), DbErr> {
+    let jobs: Vec<(DeliveryJob, Due)> = jobs
+        .iter()
+        .map(|(event_id, due)| (DeliveryJob::new(*event_id), *due))
+        .collect();
+    push_delivery_jobs(conn, &jobs).await
+}
+
+/// Inserts the delivery jobs `jobs`, each due when it says, in one statement.
+pub async fn push_delivery_jobs(
+    conn: &impl ConnectionTrait,
+    jobs: &[(DeliveryJob, Due)],
+) -> Result<(), DbErr> {
     if jobs.is_empty() {
         return Ok(());
     }
     let rows: Vec<Value> = jobs
         .iter()
-        .map(|(event_id, due)| {
-            let job = serde_json::to_string(&DeliveryJob::new(*event_id)).unwrap_or_default();
+        .map(|(job, due)| {
+            let job = job.to_payload().to_string();
             let run_at = match due {
                 Due::Now => Value::Null,
                 Due::At(at) => Value::String(at.to_rfc3339()),
@@ -234,7 +257,6 @@ pub async fn requeue_failed(
         .iter()
         .map(|r| r.try_get::<i64>("", "id"))
         .collect::<Result<Vec<_>, _>>()?;
-    let jobs: Vec<(i64, Due)> = ids.iter().map(|id| (*id, Due::Now)).collect();
-    push_jobs(conn, &jobs).await?;
+    push_grouped(conn, &ids).await?;
     Ok(ids)
 }

@@ -262,7 +262,7 @@ async fn deliver(payload: serde_json::Value, ctx: Data<JobContext>) -> Result<()
 }
 
 async fn run_one(payload: serde_json::Value, engine: &Engine) -> Result<(), BoxDynError> {
-    let job: DeliveryJob = match serde_json::from_value(payload) {
+    let job = match DeliveryJob::from_payload(payload) {
         Ok(job) => job,
         Err(error) => {
             metrics::counter!(JOBS_TOTAL, "outcome" => "unreadable").increment(1);
@@ -272,8 +272,9 @@ async fn run_one(payload: serde_json::Value, engine: &Engine) -> Result<(), BoxD
             ))));
         }
     };
+    let events = job.event_ids();
     let in_flight = InFlight::enter();
-    let result = AssertUnwindSafe(engine.run_job(job)).catch_unwind().await;
+    let result = AssertUnwindSafe(engine.run_job(&job)).catch_unwind().await;
     drop(in_flight);
     match result {
         Ok(Ok(())) => {
@@ -282,7 +283,7 @@ async fn run_one(payload: serde_json::Value, engine: &Engine) -> Result<(), BoxD
         }
         Ok(Err(error)) => {
             metrics::counter!(JOBS_TOTAL, "outcome" => "error").increment(1);
-            tracing::error!(event_id = job.event_id, %error, "delivery job failed; apalis retries it");
+            tracing::error!(?events, %error, "delivery job failed; apalis retries it");
             Err(error.into())
         }
         Err(panic) => {
@@ -292,7 +293,7 @@ async fn run_one(payload: serde_json::Value, engine: &Engine) -> Result<(), BoxD
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            tracing::error!(event_id = job.event_id, %message, "delivery job panicked; not retried");
+            tracing::error!(?events, %message, "delivery job panicked; not retried");
             Err(Box::new(AbortError::new(format!("panicked: {message}"))))
         }
     }

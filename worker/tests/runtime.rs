@@ -911,20 +911,24 @@ async fn a_sigkilled_worker_process_loses_no_delivery() {
         .await;
     }
 
-    // 40 deliveries through the one enqueue path the api uses.
-    let deliveries = (0..40)
-        .map(|n| wirehook_worker::queue::NewDelivery {
+    // 40 deliveries through the one enqueue path the api uses, one call (so one job) each, as
+    // 40 provider webhooks that each fan out to one configuration would be.
+    let txn = sea_orm::TransactionTrait::begin(&db).await.expect("begin");
+    let mut enqueued = Vec::new();
+    for n in 0..40 {
+        let delivery = wirehook_worker::queue::NewDelivery {
             config_id,
             source: entity::Source::Platform,
             event_type: "call.completed".into(),
             payload: serde_json::json!({ "callId": format!("call-{n}") }),
             parent_event_id: None,
-        })
-        .collect();
-    let txn = sea_orm::TransactionTrait::begin(&db).await.expect("begin");
-    let enqueued = wirehook_worker::queue::enqueue(&txn, deliveries)
-        .await
-        .expect("enqueue");
+        };
+        enqueued.extend(
+            wirehook_worker::queue::enqueue(&txn, vec![delivery])
+                .await
+                .expect("enqueue"),
+        );
+    }
     txn.commit().await.expect("commit");
 
     // Kill replica A while it holds deliveries in flight.

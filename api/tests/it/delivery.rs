@@ -240,7 +240,7 @@ async fn concurrent_jobs_of_one_event_record_a_single_outcome() {
     let (_, id) = enqueue_one(&app, &receiver, json!({})).await;
     let engine = engine(&app);
     let job = wirehook_worker::job::DeliveryJob::new(id);
-    let runs = futures::future::join_all((0..4).map(|_| engine.run_job(job))).await;
+    let runs = futures::future::join_all((0..4).map(|_| engine.run_job(&job))).await;
     assert!(runs.iter().all(Result::is_ok), "{runs:?}");
     let details = event(&app, id).await;
     assert_eq!(details["event"]["status"], "delivered", "{details}");
@@ -258,7 +258,7 @@ async fn concurrent_jobs_of_one_event_record_a_single_outcome() {
 }
 
 #[tokio::test]
-async fn many_concurrent_deliveries_are_each_recorded_once() {
+async fn many_concurrent_jobs_of_many_events_record_each_delivery_once() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::ok().await;
     let config = app
@@ -278,12 +278,13 @@ async fn many_concurrent_deliveries_are_each_recorded_once() {
         .await
         .expect("insert");
     let engine = engine(&app);
-    let runs = futures::future::join_all(
-        created
-            .iter()
-            .map(|e| engine.run_job(wirehook_worker::job::DeliveryJob::new(e.event_id))),
-    )
-    .await;
+    let jobs: Vec<_> = created
+        .chunks(wirehook_worker::job::MAX_EVENTS_PER_JOB)
+        .filter_map(|c| {
+            wirehook_worker::job::DeliveryJob::batch(c.iter().map(|e| e.event_id).collect())
+        })
+        .collect();
+    let runs = futures::future::join_all(jobs.iter().map(|job| engine.run_job(job))).await;
     assert!(runs.iter().all(Result::is_ok));
     let (_, page) = app
         .get(&format!(
