@@ -89,7 +89,7 @@ impl Default for Scale {
             ingest: Duration::from_secs(20),
             connections: 32,
             e2e: Duration::from_secs(10),
-            e2e_workers: 1,
+            e2e_workers: 2,
             e2e_rate: None,
             history_rows: 1_000_000,
             history_samples: 100,

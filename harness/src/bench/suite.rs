@@ -136,7 +136,7 @@ pub async fn run(ctx: &Context, only: &[Scenario], report: &mut Report) -> bool 
     if wants(Scenario::History) {
         step(&format!("history at {} rows", ctx.scale.history_rows));
         match history::run(ctx).await {
-            Ok(run) => history_figures(report, &run),
+            Ok(run) => history_figures(report, &run, nproc),
             Err(e) => failed |= fail(report, HISTORY, "history", &e),
         }
     }
@@ -383,10 +383,10 @@ fn e2e_figures(
     ));
 }
 
-fn history_figures(report: &mut Report, run: &HistoryRun) {
+fn history_figures(report: &mut Report, run: &HistoryRun, nproc: usize) {
     let mut seq_scans = 0;
     for q in &run.queries {
-        let db = Some(("SQL execution time (EXPLAIN ANALYZE)", q.db_ms));
+        let db = Some(("same SQL run directly, p50", q.db_ms));
         report.figures.push(
             Figure::new(
                 HISTORY,
@@ -444,16 +444,18 @@ fn history_figures(report: &mut Report, run: &HistoryRun) {
         "{} event rows generated in {:.1} s (one INSERT … SELECT generate_series, plus one \
          attempt row per tenth outbound event), VACUUM ANALYZE {:.1} s. Samples per query: {} \
          (sequential requests over one keep-alive connection). The SQL below is what the api \
-         runs for each request (sea-orm's `count()` wraps the same filter in a subquery).",
+         runs for each request (sea-orm's `count()` wraps the same filter in a subquery). \
+         While sampling: {}.",
         run.rows,
         run.generate_secs,
         run.vacuum_secs,
         run.queries.first().map_or(0, |q| q.latency.n),
+        run.cpu.describe(nproc),
     ));
     for q in &run.queries {
         notes.code(
             &format!(
-                "**{}** — `GET {}`: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms; SQL {:.1} ms; {}",
+                "**{}** — `GET {}`: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms; SQL run directly {:.1} ms; {}",
                 q.query.name,
                 q.query.path,
                 ms(q.latency.p50),

@@ -59,7 +59,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 10)]
     e2e_secs: u64,
     /// Worker processes during the end-to-end run.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     e2e_workers: usize,
     /// End-to-end requests/s (default: half the ingest rate measured in the same run).
     #[arg(long)]
