@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Statement};
 
 use super::ingest::post_one;
@@ -38,6 +39,10 @@ pub struct E2eRun {
     pub latency: Percentiles,
     /// Latency of the api's answers during the run.
     pub ingest_latency: Percentiles,
+    /// Job due (`apalis.jobs.run_at`, the api's commit) → claimed by a worker (`lock_at`).
+    pub queue_wait: Percentiles,
+    /// Claimed → arrived at the receiver.
+    pub claim_to_arrival: Percentiles,
     /// Largest worker peak RSS, KiB.
     pub worker_peak_kib: u64,
     /// The api's peak RSS, KiB.
@@ -80,22 +85,35 @@ pub async fn run(ctx: &Context, rate: f64) -> BenchResult<E2eRun> {
     let api_peak_kib = stage.api.peak_rss_kib().unwrap_or(0);
     let worker_peak_kib = stop_workers(&mut procs).await?;
 
-    let messages = message_ids(&stage, &accepted).await?;
+    let outbound = outbound_of(&stage, &accepted).await?;
+    let jobs = job_times(&stage).await?;
+    // The receiver's instants on the database's (same machine's) wall clock.
+    let (anchor_instant, anchor_utc) = (Instant::now(), Utc::now());
+    let wall = |at: Instant| anchor_utc - (anchor_instant - at);
     let mut latencies = Vec::with_capacity(accepted.len());
+    let (mut queue_wait, mut claim_to_arrival) = (Vec::new(), Vec::new());
     let (mut lost, mut before_answer) = (0, 0);
     for (event_id, answered_at) in &accepted {
-        let seen = messages
-            .get(event_id)
-            .and_then(|message_id| stage.receiver.seen(message_id));
-        match seen {
-            Some(seen) => {
-                let latency = seen.first_at.checked_duration_since(*answered_at);
-                if latency.is_none() {
-                    before_answer += 1;
-                }
-                latencies.push(latency.unwrap_or(Duration::ZERO));
-            }
-            None => lost += 1,
+        let Some(delivery) = outbound.get(event_id) else {
+            lost += 1;
+            continue;
+        };
+        let Some(seen) = stage.receiver.seen(&delivery.message_id) else {
+            lost += 1;
+            continue;
+        };
+        let latency = seen.first_at.checked_duration_since(*answered_at);
+        if latency.is_none() {
+            before_answer += 1;
+        }
+        latencies.push(latency.unwrap_or(Duration::ZERO));
+        if let Some((run_at, Some(lock_at))) = jobs.get(&delivery.event_id) {
+            queue_wait.push((*lock_at - *run_at).to_std().unwrap_or_default());
+            claim_to_arrival.push(
+                (wall(seen.first_at) - *lock_at)
+                    .to_std()
+                    .unwrap_or_default(),
+            );
         }
     }
     let result = E2eRun {
@@ -107,6 +125,8 @@ pub async fn run(ctx: &Context, rate: f64) -> BenchResult<E2eRun> {
         before_answer,
         latency: Percentiles::of(&latencies),
         ingest_latency: Percentiles::of(&run.ok_latencies()),
+        queue_wait: Percentiles::of(&queue_wait),
+        claim_to_arrival: Percentiles::of(&claim_to_arrival),
         worker_peak_kib,
         api_peak_kib,
         cpu,
@@ -115,18 +135,24 @@ pub async fn run(ctx: &Context, rate: f64) -> BenchResult<E2eRun> {
     Ok(result)
 }
 
-/// Inbound event id → message id of its (one) outbound event.
-async fn message_ids(
+/// The outbound event created for an inbound one.
+struct Outbound {
+    event_id: i64,
+    message_id: String,
+}
+
+/// Inbound event id → its (one) outbound event.
+async fn outbound_of(
     stage: &Stage,
     accepted: &[(i64, Instant)],
-) -> BenchResult<HashMap<i64, String>> {
+) -> BenchResult<HashMap<i64, Outbound>> {
     let conn = stage.db.connect(2).await?;
     let ids: Vec<String> = accepted.iter().map(|(id, _)| id.to_string()).collect();
     let ids = format!("{{{}}}", ids.join(","));
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),
-            "SELECT parent_event_id, message_id FROM webhook_events \
+            "SELECT parent_event_id, id, message_id FROM webhook_events \
              WHERE direction = 'outbound' AND parent_event_id = ANY($1::bigint[])",
             [ids.into()],
         ))
@@ -135,7 +161,37 @@ async fn message_ids(
     for row in rows {
         out.insert(
             row.try_get_by_index::<i64>(0)?,
-            row.try_get_by_index::<String>(1)?,
+            Outbound {
+                event_id: row.try_get_by_index::<i64>(1)?,
+                message_id: row.try_get_by_index::<String>(2)?,
+            },
+        );
+    }
+    conn.close().await.ok();
+    Ok(out)
+}
+
+/// Outbound event id → (`run_at`, `lock_at`) of its delivery job.
+async fn job_times(
+    stage: &Stage,
+) -> BenchResult<HashMap<i64, (DateTime<Utc>, Option<DateTime<Utc>>)>> {
+    let conn = stage.db.connect(2).await?;
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT (convert_from(job, 'UTF8')::jsonb->>'event_id')::bigint, run_at, lock_at \
+             FROM apalis.jobs WHERE job_type = $1",
+            [wirehook_worker::job::QUEUE.into()],
+        ))
+        .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        out.insert(
+            row.try_get_by_index::<i64>(0)?,
+            (
+                row.try_get_by_index::<DateTime<Utc>>(1)?,
+                row.try_get_by_index::<Option<DateTime<Utc>>>(2)?,
+            ),
         );
     }
     conn.close().await.ok();

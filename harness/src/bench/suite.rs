@@ -373,12 +373,21 @@ fn e2e_figures(
     ));
     report.notes(E2E).text(format!(
         "{} requests offered at {:.0}/s; ingest latency during the run p50 {:.1} ms, p99 {:.1} ms; \
-         {} deliveries arrived before the provider had read the api's answer (counted as 0 ms). {}.",
+         {} deliveries arrived before the provider had read the api's answer (counted as 0 ms). \
+         Where the time goes (from apalis.jobs): job due → claimed by a worker p50 {:.1} ms, \
+         p99 {:.1} ms, max {:.1} ms; claimed → arrived at the receiver p50 {:.1} ms, p99 {:.1} ms, \
+         max {:.1} ms. {}.",
         run.requests,
         run.rate,
         ms(run.ingest_latency.p50),
         ms(run.ingest_latency.p99),
         run.before_answer,
+        ms(run.queue_wait.p50),
+        ms(run.queue_wait.p99),
+        ms(run.queue_wait.max),
+        ms(run.claim_to_arrival.p50),
+        ms(run.claim_to_arrival.p99),
+        ms(run.claim_to_arrival.max),
         run.cpu.describe(nproc)
     ));
 }
