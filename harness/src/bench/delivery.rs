@@ -14,7 +14,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use serde_json::json;
 use wirehook_worker::queue::{NewDelivery, enqueue};
 
-use super::machine::{CpuMeter, CpuSplit};
+use super::machine::{CpuMeter, CpuSplit, DbCounters, TableCounters, backend_pids};
 use super::stage::{Stage, stop_workers};
 use super::{BenchResult, Context};
 use crate::stats::rate;
@@ -49,16 +49,25 @@ pub struct DeliveryRun {
     pub worker_peak_kib: u64,
     /// Where the CPU went while the workers drained.
     pub cpu: CpuSplit,
+    /// Database work per delivery.
+    pub work: String,
+    /// Per-table work per delivery (a Markdown table).
+    pub tables: String,
 }
 
 /// Runs one delivery scenario with `workers` worker processes.
 pub async fn run(ctx: &Context, workers: usize) -> BenchResult<DeliveryRun> {
     let events = ctx.scale.events;
     let stage = Stage::new(ctx, &format!("delivery-{workers}w"), ctx.scale.configs).await?;
-    let conn = stage.db.connect(4).await?;
+    let filler = stage.db.connect(4).await?;
     let enqueue_started = Instant::now();
-    fill(&conn, &stage, events).await?;
+    fill(&filler, &stage, events).await?;
     let enqueue_rate = rate(events, enqueue_started.elapsed());
+    // Closing flushes the fill's statistics, so the counters below see only the workers.
+    filler.close().await.ok();
+    let conn = stage.db.connect(2).await?;
+    let counters_before = DbCounters::read(&conn).await?;
+    let tables_before = TableCounters::read(&conn).await?;
 
     let mut procs = stage.start_workers(ctx, workers).await?;
     let labels: Vec<(String, u32)> = procs
@@ -69,10 +78,14 @@ pub async fn run(ctx: &Context, workers: usize) -> BenchResult<DeliveryRun> {
     let meter = CpuMeter::start(&labels);
     let timeout = Duration::from_secs(60 + events / 500);
     stage.receiver.wait_for_distinct(events, timeout).await;
-    let cpu = meter.stop();
+    let cpu = meter.stop(&backend_pids(&conn).await?);
     let delivered = wait_delivered(&conn, events, Duration::from_secs(30)).await?;
     let statuses = statuses(&conn).await?;
     let worker_peak_kib = stop_workers(&mut procs).await?;
+    // Exited backends have flushed their statistics.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let work = counters_before.per(&DbCounters::read(&conn).await?, delivered, "delivery");
+    let tables = tables_before.per(&TableCounters::read(&conn).await?, delivered, "delivery");
 
     let summary = stage.receiver.summary();
     let secs = match (summary.first_at, summary.last_at) {
@@ -96,6 +109,8 @@ pub async fn run(ctx: &Context, workers: usize) -> BenchResult<DeliveryRun> {
         statuses,
         worker_peak_kib,
         cpu,
+        work,
+        tables,
     };
     conn.close().await.ok();
     stage.finish().await?;

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Statement};
 
 use super::ingest::post_one;
-use super::machine::{CpuMeter, CpuSplit};
+use super::machine::{CpuMeter, CpuSplit, backend_pids};
 use super::stage::{Stage, stop_workers};
 use super::{BenchResult, Context, SIGNALWIRE_KEY};
 use crate::load::{self, SignalWire};
@@ -66,6 +66,7 @@ pub async fn run(ctx: &Context, rate: f64) -> BenchResult<E2eRun> {
         .map(|pid| ("worker".to_owned(), pid))
         .collect();
     labels.extend(stage.api.pid().map(|p| ("api".to_owned(), p)));
+    let conn = stage.db.connect(2).await?;
     let meter = CpuMeter::start(&labels);
     let paced_sender = sender.clone();
     let run = load::paced(rate, ctx.scale.e2e, move |i| {
@@ -81,7 +82,8 @@ pub async fn run(ctx: &Context, rate: f64) -> BenchResult<E2eRun> {
         .receiver
         .wait_for_distinct(accepted.len() as u64, Duration::from_secs(60))
         .await;
-    let cpu = meter.stop();
+    let cpu = meter.stop(&backend_pids(&conn).await?);
+    conn.close().await.ok();
     let api_peak_kib = stage.api.peak_rss_kib().unwrap_or(0);
     let worker_peak_kib = stop_workers(&mut procs).await?;
 

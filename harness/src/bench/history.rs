@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{SecondsFormat, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
-use super::machine::{CpuMeter, CpuSplit};
+use super::machine::{CpuMeter, CpuSplit, backend_pids};
 use super::stage::Stage;
 use super::{BenchResult, Context};
 use crate::stats::Percentiles;
@@ -101,7 +101,7 @@ pub async fn run(ctx: &Context) -> BenchResult<HistoryRun> {
     for query in catalog() {
         queries.push(measure(ctx, &stage, &conn, query, rows).await?);
     }
-    let cpu = meter.stop();
+    let cpu = meter.stop(&backend_pids(&conn).await?);
     let api_peak_kib = stage.api.peak_rss_kib().unwrap_or(0);
     conn.close().await.ok();
     stage.finish().await?;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::delivery::count;
-use super::machine::{CpuMeter, CpuSplit};
+use super::machine::{CpuMeter, CpuSplit, DbCounters, backend_pids};
 use super::stage::Stage;
 use super::{BenchResult, Context, SIGNALWIRE_KEY};
 use crate::load::{self, SignalWire, signalwire_call_completed};
@@ -38,6 +38,8 @@ pub struct IngestRun {
     pub api_peak_kib: u64,
     /// Where the CPU went during the run.
     pub cpu: CpuSplit,
+    /// Database work per request (approximate: the warm-up's last statistics may count).
+    pub work: String,
 }
 
 /// Posts one signed `call.completed` for `call_id`; `Ok(inbound event id)` when the api
@@ -69,6 +71,8 @@ pub async fn run(ctx: &Context) -> BenchResult<IngestRun> {
     })
     .await;
 
+    let conn = stage.db.connect(2).await?;
+    let counters_before = DbCounters::read(&conn).await?;
     let labels: Vec<(String, u32)> = stage
         .api
         .pid()
@@ -82,10 +86,11 @@ pub async fn run(ctx: &Context) -> BenchResult<IngestRun> {
         async move { post_one(&sender, &format!("call-{i}")).await }
     })
     .await;
-    let cpu = meter.stop();
+    let cpu = meter.stop(&backend_pids(&conn).await?);
     let api_peak_kib = stage.api.peak_rss_kib().unwrap_or(0);
-
-    let conn = stage.db.connect(2).await?;
+    stage.stop_api().await?;
+    let ok = run.ok().count() as u64;
+    let work = counters_before.per(&DbCounters::read(&conn).await?, ok, "request");
     let inbound_processed = count(
         &conn,
         "SELECT count(*) FROM webhook_events WHERE direction = 'inbound' AND status = 'processed'",
@@ -98,7 +103,6 @@ pub async fn run(ctx: &Context) -> BenchResult<IngestRun> {
     .await?;
     conn.close().await.ok();
 
-    let ok = run.ok().count() as u64;
     let result = IngestRun {
         rps: rate(ok, run.elapsed),
         latency: Percentiles::of(&run.ok_latencies()),
@@ -110,6 +114,7 @@ pub async fn run(ctx: &Context) -> BenchResult<IngestRun> {
         outbound_pending,
         api_peak_kib,
         cpu,
+        work,
     };
     stage.finish().await?;
     Ok(result)

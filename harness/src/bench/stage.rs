@@ -90,7 +90,13 @@ impl Stage {
         Ok(futures::future::try_join_all(starts).await?)
     }
 
-    /// Stops the api (SIGTERM) and drops the database.
+    /// Stops the api (SIGTERM); [`finish`](Self::finish) then only drops the database.
+    pub async fn stop_api(&mut self) -> BenchResult<()> {
+        self.api.terminate(STOP_GRACE).await?;
+        Ok(())
+    }
+
+    /// Stops the api (SIGTERM) if it still runs and drops the database.
     pub async fn finish(mut self) -> BenchResult<()> {
         self.api.terminate(STOP_GRACE).await?;
         self.db.drop_now().await?;

@@ -239,15 +239,17 @@ fn delivery_figures(
     ));
     report.notes(DELIVERY).text(format!(
         "{w} worker(s): {} events, {} distinct received in {:.2} s (first to last arrival), \
-         {} duplicates, {} bad signatures; database afterwards: {}. {}.",
+         {} duplicates, {} bad signatures; database afterwards: {}. {}. Database work {}.",
         run.events,
         run.distinct,
         run.secs,
         run.duplicates,
         run.bad_signatures,
         run.statuses,
-        run.cpu.describe(nproc)
+        run.cpu.describe(nproc),
+        run.work
     ));
+    report.notes(DELIVERY).text(run.tables.clone());
 }
 
 fn ingest_figures(
@@ -293,14 +295,16 @@ fn ingest_figures(
     ));
     let mut text = format!(
         "{} requests in {:.1} s, {} errors; latency max {:.1} ms. Database afterwards (1 s \
-         warm-up included): {} inbound `processed`, {} outbound `pending` (no worker ran). {}.",
+         warm-up included): {} inbound `processed`, {} outbound `pending` (no worker ran). {}. \
+         Database work {}.",
         run.requests,
         run.secs,
         run.errors,
         ms(run.latency.max),
         run.inbound_processed,
         run.outbound_pending,
-        run.cpu.describe(nproc)
+        run.cpu.describe(nproc),
+        run.work
     );
     if !run.error_examples.is_empty() {
         text.push_str(&format!(" Errors, e.g.: {}", run.error_examples.join("; ")));
