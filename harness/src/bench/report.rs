@@ -76,6 +76,34 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// How each figure is measured (RESULTS.md's method section).
+const METHOD: &str = "\
+- Every process is a real release binary (`target/release/api`, `worker`) started with its \
+  environment, against a fresh database per scenario created on the same server and migrated \
+  by `api migrate`; every receiver is an in-process HTTP/1.1 keep-alive server on 127.0.0.1 \
+  answering 200 and verifying each Standard Webhooks signature. Baselines come from \
+  `../shared/bench/baseline.sh` (pgbench), run in the same session against the same server \
+  for the ingest duration, and from a no-op apalis-postgres worker with the worker's own \
+  storage settings, concurrency 32, draining the same number of jobs in its own process.
+- Delivery: N pending outbound events over 8 configurations enqueued with \
+  `wirehook_worker::queue::enqueue` (1,000 per transaction) before the workers start; then 1, \
+  then 2 `worker` processes with default settings. Rate = distinct `webhook-id`s / (last \
+  arrival − first arrival); afterwards every event must be `delivered` in the database; \
+  duplicates = arrivals − distinct ids.
+- Ingest: closed loop, 32 keep-alive connections, signed SignalWire JSON `call.completed` \
+  webhooks with distinct call ids, each fanning out to the one matching configuration; no \
+  worker runs; 1 s unmeasured warm-up. An error is anything but 200 `processed` with 1 delivery.
+- End-to-end: open loop at half the measured ingest rate with 2 workers running; latency = \
+  receiver's first arrival of the delivery − the moment the provider had read the api's answer \
+  (matched through `parent_event_id` and the message id).
+- History: 1,000,000 rows from one `INSERT … SELECT generate_series`, `VACUUM ANALYZE`, then \
+  each query sequentially over HTTP (3 warm-up requests); the baseline is the same SQL run \
+  directly over one connection. Plans are `EXPLAIN (ANALYZE, BUFFERS)`.
+- Memory: `VmHWM` from `/proc/<pid>/status` just before each process is stopped.
+- CPU split and database work: `/proc/<pid>/stat` of the children, of the PostgreSQL backends \
+  serving the scenario's database and of every other PostgreSQL process, and deltas of \
+  `pg_stat_database` / `pg_stat_user_tables`.";
+
 struct Row {
     section: String,
     name: String,
@@ -202,6 +230,7 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(out, "{command}");
     }
     let _ = writeln!(out, "```\n");
+    let _ = writeln!(out, "## Method\n\n{METHOD}\n");
     let (met, missed) = report.tally();
     let _ = writeln!(out, "## Figures\n\nTargets met: {met}, missed: {missed}.\n");
     let _ = writeln!(

@@ -136,7 +136,7 @@ pub async fn run(ctx: &Context, only: &[Scenario], report: &mut Report) -> bool 
     if wants(Scenario::History) {
         step(&format!("history at {} rows", ctx.scale.history_rows));
         match history::run(ctx).await {
-            Ok(run) => history_figures(report, &run, nproc),
+            Ok(run) => history_figures(report, &run, drained.as_ref(), nproc),
             Err(e) => failed |= fail(report, HISTORY, "history", &e),
         }
     }
@@ -396,7 +396,7 @@ fn e2e_figures(
     ));
 }
 
-fn history_figures(report: &mut Report, run: &HistoryRun, nproc: usize) {
+fn history_figures(report: &mut Report, run: &HistoryRun, drained: Option<&Drained>, nproc: usize) {
     let mut seq_scans = 0;
     for q in &run.queries {
         let db = Some(("same SQL run directly, p50", q.db_ms));
@@ -443,15 +443,11 @@ fn history_figures(report: &mut Report, run: &HistoryRun, nproc: usize) {
         )
         .target(Target::Exactly(0.0)),
     );
-    report.figures.push(
-        Figure::new(
-            MEMORY,
-            "api peak RSS, history",
-            mib(run.api_peak_kib),
-            "MiB",
-        )
-        .target(Target::Below(RSS_TARGET_MIB)),
-    );
+    report.figures.push(rss_figure(
+        "api peak RSS, history",
+        run.api_peak_kib,
+        drained,
+    ));
     let notes = report.notes(HISTORY);
     notes.text(format!(
         "{} event rows generated in {:.1} s (one INSERT … SELECT generate_series, plus one \
