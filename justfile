@@ -17,6 +17,10 @@ dev:
 test *args:
     scripts/test.sh "$@"
 
+# Benchmark (issue 5), release build: prints a table, writes bench/RESULTS.md (e.g. `just bench --only delivery --events 5000`)
+bench *args:
+    scripts/bench.sh "$@"
+
 # Write the OpenAPI document to openapi.json
 openapi:
     cargo run -q --bin api -- openapi > openapi.json.tmp || { rm -f openapi.json.tmp; exit 1; }
