@@ -94,7 +94,7 @@ pub const DEFAULT_IN_FLIGHT: usize = 32;
 const MAX_BATCH: usize = 128;
 
 /// Batched loads or records in flight at once; later items gather into the next batch.
-const PARALLEL_FLUSHES: usize = 2;
+const PARALLEL_FLUSHES: usize = 1;
 
 /// What a worker (or the api's test endpoint) needs to run deliveries.
 pub struct Engine {

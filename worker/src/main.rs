@@ -11,6 +11,9 @@ use wirehook_worker::{process, runtime};
 
 /// wirehook worker: deliver outbound webhooks from the apalis queue. Configured by the
 /// environment (DATABASE_URL, WORKER_CONCURRENCY, DELIVERY_TIMEOUT_SECS, METRICS_ADDR, …).
+/// Most pool connections a replica opens for its deliveries, whatever its concurrency.
+const POOL_FOR_DELIVERIES: u32 = 16;
+
 #[derive(Parser)]
 #[command(name = "worker", version)]
 struct Cli {}
@@ -30,11 +33,10 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), String> {
     process::init_tracing();
     let settings = WorkerSettings::from_env().map_err(|e| e.to_string())?;
-    let db = process::connect_worker(
-        settings.database_url.expose_secret(),
-        settings.concurrency as u32 + 4,
-    )
-    .await?;
+    // Loads and records are batched, so deliveries in flight share a few connections; the rest
+    // serve apalis (fetch, ack), the lease, LISTEN and failing endpoints' probes.
+    let connections = (settings.concurrency as u32).min(POOL_FOR_DELIVERIES) + 4;
+    let db = process::connect_worker(settings.database_url.expose_secret(), connections).await?;
     let pending = migration::pending(&db)
         .await
         .map_err(|e| format!("cannot read migrations: {e}"))?;

@@ -38,7 +38,8 @@ pub enum Environment {
 pub struct WorkerSettings {
     /// `DATABASE_URL`: a `postgres://` or `postgresql://` URL.
     pub database_url: SecretString,
-    /// `WORKER_CONCURRENCY`: jobs in flight per replica (1–1024, default 32).
+    /// `WORKER_CONCURRENCY`: deliveries in flight per replica, and the delivery jobs it claims at
+    /// once (1–1024, default 64).
     pub concurrency: usize,
     /// `DELIVERY_TIMEOUT_SECS`: total time for one attempt (1–300 s, default 15).
     pub delivery_timeout: Duration,
@@ -103,7 +104,7 @@ impl WorkerSettings {
             Some(raw) => parse_bool("ALLOW_PRIVATE_TARGETS", &raw)?,
         };
 
-        let concurrency = ranged(&get, "WORKER_CONCURRENCY", 32, 1, 1024)?;
+        let concurrency = ranged(&get, "WORKER_CONCURRENCY", 64, 1, 1024)?;
         let timeout_secs = ranged(&get, "DELIVERY_TIMEOUT_SECS", 15, 1, 300)?;
         let poll_ms = ranged(&get, "WORKER_POLL_INTERVAL_MS", 500, 10, 60_000)?;
         let heartbeat_secs = ranged(&get, "WORKER_HEARTBEAT_SECS", 5, 1, 300)?;
@@ -272,7 +273,7 @@ mod tests {
             s.database_url.expose_secret(),
             "postgres://postgres@127.0.0.1/x"
         );
-        assert_eq!(s.concurrency, 32);
+        assert_eq!(s.concurrency, 64);
         assert_eq!(s.delivery_timeout, Duration::from_secs(15));
         assert_eq!(s.environment, Environment::Development);
         assert!(s.allow_private_targets);
@@ -355,7 +356,7 @@ mod tests {
     #[test]
     fn empty_values_count_as_unset() {
         let s = read(&[URL, ("WORKER_CONCURRENCY", " "), ("WORKER_NAME", "")]).unwrap();
-        assert_eq!(s.concurrency, 32);
+        assert_eq!(s.concurrency, 64);
         assert!(!s.worker_name.is_empty());
     }
 

@@ -152,6 +152,9 @@ async fn record_together(
             })
         })
         .collect();
+    // `id = ANY($2)` keeps the plan on the primary key: with only the recordset to go by, the
+    // generic plan of this prepared statement hash-joins a sequential scan of all events.
+    let ids: Vec<i64> = records.iter().map(|r| r.event_id).collect();
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -162,9 +165,10 @@ async fn record_together(
              FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, prior integer, attempts integer, \
                  status text, response_data jsonb, next_attempt_at timestamptz, last_error text, \
                  updated_at timestamptz) \
-             WHERE e.id = r.id AND e.status = 'pending' AND e.attempts = r.prior \
+             WHERE e.id = ANY($2) AND e.id = r.id AND e.status = 'pending' \
+               AND e.attempts = r.prior \
              RETURNING e.id",
-            [Value::Array(updates).into()],
+            [Value::Array(updates).into(), ids.into()],
         ))
         .await?;
     let updated: HashSet<i64> = rows
