@@ -2,6 +2,8 @@
 
 mod auth;
 mod cli;
+#[path = "../../../worker/tests/support/cluster.rs"]
+mod cluster;
 mod common;
 mod configs;
 mod delivery;
@@ -12,6 +14,7 @@ mod inbound;
 mod migrate;
 mod openapi;
 mod operations;
+mod outage;
 mod receiver;
 mod secrets;
 mod ssrf;
