@@ -1,0 +1,508 @@
+//! A real HTTP/1.1 receiver on 127.0.0.1 (keep-alive) for outbound deliveries.
+//!
+//! Every request is recorded under its `webhook-id`: how many times it arrived, when first and
+//! last, and how often it was answered 2xx. When the request's path has a [`Route`] with a
+//! signing secret, its Standard Webhooks signature is checked with the worker's own signing
+//! code ([`wirehook_worker::signing`]); a bad one is counted.
+//!
+//! What the receiver answers is a [`Behaviour`], set per path (one path per configuration,
+//! e.g. `/c/3`) or as the fallback: a fixed [`Reply`] (200 by default), or any function of the
+//! [`Delivery`] (fail the first attempt, hang on every tenth, drop the connection for one
+//! path…). Routes can be changed while deliveries arrive.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use wirehook_worker::signing::{SecretError, SigningKey};
+
+/// How the receiver answers one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Answer with this status at once.
+    Status(u16),
+    /// Wait this long, then answer 200 (to run into the sender's timeout).
+    Hang(Duration),
+    /// Close the connection without answering (the sender sees a connection error).
+    Drop,
+}
+
+/// One received request, as a [`Behaviour`] sees it.
+#[derive(Debug)]
+pub struct Delivery<'a> {
+    /// The request path, e.g. `/c/3`.
+    pub path: &'a str,
+    /// The `webhook-id` header.
+    pub webhook_id: Option<&'a str>,
+    /// Whether the Standard Webhooks signature verified.
+    pub signature: Signature,
+    /// The raw body.
+    pub body: &'a [u8],
+    /// How many times this `webhook-id` has arrived, this request included.
+    pub nth: u32,
+}
+
+/// Decides the answer to each request of a route.
+pub trait Behaviour: Send + Sync + 'static {
+    /// The answer to `delivery`.
+    fn reply(&self, delivery: &Delivery<'_>) -> Reply;
+}
+
+impl Behaviour for Reply {
+    fn reply(&self, _: &Delivery<'_>) -> Reply {
+        self.clone()
+    }
+}
+
+impl<F> Behaviour for F
+where
+    F: Fn(&Delivery<'_>) -> Reply + Send + Sync + 'static,
+{
+    fn reply(&self, delivery: &Delivery<'_>) -> Reply {
+        self(delivery)
+    }
+}
+
+/// Result of checking a request's Standard Webhooks signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// One of the `webhook-signature` values matches the route's key.
+    Valid,
+    /// The headers are there but no signature matches.
+    Invalid,
+    /// `webhook-id`, `webhook-timestamp` or `webhook-signature` is missing.
+    Missing,
+    /// The route has no key, so nothing was checked.
+    NotChecked,
+}
+
+/// What one path does: its answer and, optionally, the secret its deliveries must be signed
+/// with.
+#[derive(Clone)]
+pub struct Route {
+    key: Option<SigningKey>,
+    behaviour: Arc<dyn Behaviour>,
+}
+
+impl Route {
+    /// Answers with `behaviour`, checks no signature.
+    pub fn new(behaviour: impl Behaviour) -> Self {
+        Self {
+            key: None,
+            behaviour: Arc::new(behaviour),
+        }
+    }
+
+    /// Always answers 200.
+    pub fn ok() -> Self {
+        Self::new(Reply::Status(200))
+    }
+
+    /// Also checks signatures against `secret` (a configuration's secret, `whsec_…`).
+    pub fn signed_with(mut self, secret: &str) -> Result<Self, SecretError> {
+        self.key = Some(SigningKey::from_secret(secret)?);
+        Ok(self)
+    }
+}
+
+/// What is known about one `webhook-id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The path of its first arrival.
+    pub path: String,
+    /// How many times it arrived.
+    pub count: u32,
+    /// How many of those were answered 2xx at once.
+    pub answered_ok: u32,
+    /// When it first arrived (body read).
+    pub first_at: Instant,
+    /// When it last arrived.
+    pub last_at: Instant,
+}
+
+/// Totals over everything received so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Requests received.
+    pub requests: u64,
+    /// Distinct `webhook-id`s.
+    pub distinct: u64,
+    /// Requests beyond the first of their `webhook-id` (`requests - without_id - distinct`).
+    pub duplicates: u64,
+    /// Requests whose signature did not verify or was missing on a route with a key.
+    pub bad_signatures: u64,
+    /// Requests without a `webhook-id`.
+    pub without_id: u64,
+    /// First request received.
+    pub first_at: Option<Instant>,
+    /// Last request received.
+    pub last_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Log {
+    by_id: HashMap<String, Seen>,
+    requests: u64,
+    bad_signatures: u64,
+    without_id: u64,
+    first_at: Option<Instant>,
+    last_at: Option<Instant>,
+}
+
+struct Shared {
+    routes: RwLock<HashMap<String, Route>>,
+    fallback: RwLock<Route>,
+    log: Mutex<Log>,
+}
+
+/// The running receiver; stops (and drops its connections) when dropped.
+pub struct Receiver {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: JoinHandle<()>,
+}
+
+impl Receiver {
+    /// Starts a receiver on 127.0.0.1 (a free port) that answers 200 on every path.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            routes: RwLock::new(HashMap::new()),
+            fallback: RwLock::new(Route::ok()),
+            log: Mutex::new(Log::default()),
+        });
+        let server = tokio::spawn(serve(listener, shared.clone()));
+        Ok(Self {
+            addr,
+            shared,
+            server,
+        })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sets what `path` does (replacing its earlier route).
+    pub fn set_route(&self, path: &str, route: Route) {
+        write(&self.shared.routes).insert(path.to_owned(), route);
+    }
+
+    /// Sets what paths without a route of their own do.
+    pub fn set_fallback(&self, route: Route) {
+        *write(&self.shared.fallback) = route;
+    }
+
+    /// Totals so far.
+    pub fn summary(&self) -> Summary {
+        let log = lock(&self.shared.log);
+        let distinct = log.by_id.len() as u64;
+        Summary {
+            requests: log.requests,
+            distinct,
+            duplicates: log.requests - log.without_id - distinct,
+            bad_signatures: log.bad_signatures,
+            without_id: log.without_id,
+            first_at: log.first_at,
+            last_at: log.last_at,
+        }
+    }
+
+    /// What is known about `webhook_id`.
+    pub fn seen(&self, webhook_id: &str) -> Option<Seen> {
+        lock(&self.shared.log).by_id.get(webhook_id).cloned()
+    }
+
+    /// Everything recorded, by `webhook-id`.
+    pub fn snapshot(&self) -> HashMap<String, Seen> {
+        lock(&self.shared.log).by_id.clone()
+    }
+
+    /// Forgets everything recorded (routes stay).
+    pub fn clear(&self) {
+        *lock(&self.shared.log) = Log::default();
+    }
+
+    /// Waits until at least `n` distinct ids arrived; false if `timeout` passed first.
+    pub async fn wait_for_distinct(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if lock(&self.shared.log).by_id.len() as u64 >= n {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // Dropping the accept loop drops its JoinSet, which aborts every connection.
+        self.server.abort();
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors or similar: give connections a moment to close.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        connections.spawn(async move {
+            let service = service_fn(move |req| handle(req, shared.clone()));
+            // A connection error ends only that connection (and `Reply::Drop` is one).
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The error that makes hyper close the connection without answering.
+#[derive(Debug, thiserror::Error)]
+#[error("receiver dropped the connection on purpose")]
+struct DropConnection;
+
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+) -> Result<Response<Full<Bytes>>, DropConnection> {
+    let path = req.uri().path().to_owned();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let id = header("webhook-id");
+    let timestamp = header("webhook-timestamp");
+    let signatures = header("webhook-signature");
+    let body = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Err(DropConnection),
+    };
+    let route = read(&shared.routes)
+        .get(&path)
+        .cloned()
+        .unwrap_or_else(|| read(&shared.fallback).clone());
+    let signature = match (&route.key, &id, &timestamp, &signatures) {
+        (None, ..) => Signature::NotChecked,
+        (Some(key), Some(id), Some(ts), Some(sigs)) => verify(key, id, ts, sigs, &body),
+        (Some(_), ..) => Signature::Missing,
+    };
+    let now = Instant::now();
+    let nth = record(&shared.log, &path, id.as_deref(), signature, now);
+    let reply = route.behaviour.reply(&Delivery {
+        path: &path,
+        webhook_id: id.as_deref(),
+        signature,
+        body: &body,
+        nth,
+    });
+    let status = match reply {
+        Reply::Status(code) => {
+            if (200..300).contains(&code)
+                && let Some(id) = &id
+                && let Some(seen) = lock(&shared.log).by_id.get_mut(id)
+            {
+                seen.answered_ok += 1;
+            }
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        Reply::Hang(wait) => {
+            tokio::time::sleep(wait).await;
+            StatusCode::OK
+        }
+        Reply::Drop => return Err(DropConnection),
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+/// Records one arrival and returns how many times its id has arrived.
+fn record(
+    log: &Mutex<Log>,
+    path: &str,
+    id: Option<&str>,
+    signature: Signature,
+    now: Instant,
+) -> u32 {
+    let mut log = lock(log);
+    log.requests += 1;
+    log.first_at.get_or_insert(now);
+    log.last_at = Some(now);
+    if matches!(signature, Signature::Invalid | Signature::Missing) {
+        log.bad_signatures += 1;
+    }
+    let Some(id) = id else {
+        log.without_id += 1;
+        return 1;
+    };
+    let seen = log.by_id.entry(id.to_owned()).or_insert_with(|| Seen {
+        path: path.to_owned(),
+        count: 0,
+        answered_ok: 0,
+        first_at: now,
+        last_at: now,
+    });
+    seen.count += 1;
+    seen.last_at = now;
+    seen.count
+}
+
+/// Checks `webhook-signature` (space-separated `v1,<base64>` values) against `key`.
+fn verify(key: &SigningKey, id: &str, timestamp: &str, signatures: &str, body: &[u8]) -> Signature {
+    let Ok(timestamp) = timestamp.trim().parse::<i64>() else {
+        return Signature::Invalid;
+    };
+    let expected = wirehook_worker::signing::sign(std::slice::from_ref(key), id, timestamp, body);
+    if signatures.split(' ').any(|sig| sig == expected) {
+        Signature::Valid
+    } else {
+        Signature::Invalid
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    async fn post(
+        receiver: &Receiver,
+        path: &str,
+        id: &str,
+        signature: &str,
+    ) -> reqwest::Result<u16> {
+        let response = reqwest::Client::new()
+            .post(receiver.url(path))
+            .header("webhook-id", id)
+            .header("webhook-timestamp", "1614265330")
+            .header("webhook-signature", signature)
+            .body(r#"{"test": 2432232314}"#)
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
+    }
+
+    fn vector_signature() -> String {
+        let key = SigningKey::from_secret(SECRET).expect("vector secret");
+        wirehook_worker::signing::sign(
+            &[key],
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_signed_delivery_is_recorded_once_per_arrival_and_verified() {
+        let receiver = Receiver::start().await.expect("receiver");
+        receiver.set_route("/c/0", Route::ok().signed_with(SECRET).expect("secret"));
+        let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+        let signature = vector_signature();
+
+        assert_eq!(
+            post(&receiver, "/c/0", id, &signature).await.expect("post"),
+            200
+        );
+        assert_eq!(
+            post(&receiver, "/c/0", id, &signature).await.expect("post"),
+            200
+        );
+        assert_eq!(
+            post(&receiver, "/c/0", "msg_other", &signature)
+                .await
+                .expect("post"),
+            200
+        );
+
+        let summary = receiver.summary();
+        assert_eq!(summary.requests, 3);
+        assert_eq!(summary.distinct, 2);
+        assert_eq!(summary.duplicates, 1);
+        // The signature covers the id, so it does not verify for `msg_other`.
+        assert_eq!(summary.bad_signatures, 1);
+        let seen = receiver.seen(id).expect("seen");
+        assert_eq!(
+            (seen.count, seen.answered_ok, seen.path.as_str()),
+            (2, 2, "/c/0")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_behaviour_decides_the_answer_per_arrival() {
+        let receiver = Receiver::start().await.expect("receiver");
+        receiver.set_route(
+            "/flaky",
+            Route::new(|d: &Delivery<'_>| {
+                if d.nth == 1 {
+                    Reply::Status(503)
+                } else {
+                    Reply::Status(200)
+                }
+            }),
+        );
+        receiver.set_route("/gone", Route::new(Reply::Drop));
+
+        assert_eq!(
+            post(&receiver, "/flaky", "m1", "v1,x").await.expect("post"),
+            503
+        );
+        assert_eq!(
+            post(&receiver, "/flaky", "m1", "v1,x").await.expect("post"),
+            200
+        );
+        assert!(post(&receiver, "/gone", "m2", "v1,x").await.is_err());
+        assert_eq!(receiver.seen("m1").map(|s| s.answered_ok), Some(1));
+        assert_eq!(
+            receiver.seen("m2").map(|s| (s.count, s.answered_ok)),
+            Some((1, 0))
+        );
+        // No key on these routes: nothing to verify, nothing counted as bad.
+        assert_eq!(receiver.summary().bad_signatures, 0);
+    }
+}
