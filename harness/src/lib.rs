@@ -7,11 +7,13 @@
 //! - [`receiver`]: an in-process HTTP receiver that records every delivery per `webhook-id`,
 //!   verifies Standard Webhooks signatures and answers as a pluggable [`receiver::Behaviour`]
 //!   says (always 200 for the benchmark; errors, hangs or dropped connections for fault runs);
+//! - [`cluster`]: a throwaway PostgreSQL cluster of its own, to stop, crash and restart;
 //! - [`db`]: throwaway databases on the target server, migrated by the real `api migrate`;
 //! - [`rest`]: the api's REST API as an operator uses it (token, configurations, history);
 //! - [`load`]: signed provider requests and load generators (closed loop and paced);
 //! - [`stats`]: percentiles and rates.
 
+pub mod cluster;
 pub mod db;
 pub mod load;
 pub mod procs;

@@ -3,7 +3,8 @@
 //! runs a replica (with the binary's pool) on a throwaway cluster of its own that it stops and
 //! starts, and delivers to a real receiver on 127.0.0.1.
 
-#[path = "support/cluster.rs"]
+#[allow(dead_code)]
+#[path = "../../harness/src/cluster.rs"]
 mod cluster;
 
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,8 @@
 
 mod auth;
 mod cli;
-#[path = "../../../worker/tests/support/cluster.rs"]
+#[allow(dead_code)]
+#[path = "../../../harness/src/cluster.rs"]
 mod cluster;
 mod common;
 mod configs;

@@ -4,9 +4,10 @@
 //!
 //! The calls block (they run the script); from async code, call them through
 //! `tokio::task::spawn_blocking` when other tasks must keep running meanwhile.
-
-// Each test crate that includes this file uses part of it.
-#![allow(dead_code)]
+//!
+//! Only std, `thiserror` and `ulid`: the api's and the worker's integration tests include this
+//! file as a module of their own (`#[path]`), since they cannot depend on the harness, which
+//! depends on them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,7 +46,8 @@ pub enum ClusterError {
 pub enum Durability {
     /// `fsync` and `synchronous_commit` off: fast, and a crash may lose the last commits.
     Fast,
-    /// PostgreSQL's defaults: a crash ([`Cluster::crash`]) loses nothing committed.
+    /// `synchronous_commit` on: a crash of the server ([`Cluster::crash`]) loses nothing
+    /// committed (`fsync` stays off, which only matters if the machine itself goes down).
     Durable,
 }
 
