@@ -1,6 +1,8 @@
 //! Runs the real wirehook binaries against a real PostgreSQL and real HTTP receivers on
 //! 127.0.0.1, for the benchmark (`just bench`) and for other whole-system harnesses.
 //!
+//! The fault-injection run (`just chaos`) is [`chaos`].
+//!
 //! The building blocks are independent of the benchmark:
 //! - [`procs`]: start `api` and `worker` release binaries with an environment, wait until they
 //!   are ready, stop, kill or restart them, read their peak memory;
@@ -13,6 +15,7 @@
 //! - [`load`]: signed provider requests and load generators (closed loop and paced);
 //! - [`stats`]: percentiles and rates.
 
+pub mod chaos;
 pub mod cluster;
 pub mod db;
 pub mod load;
