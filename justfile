@@ -17,6 +17,10 @@ dev:
 test *args:
     scripts/test.sh "$@"
 
+# Benchmark (issue 5), release build: prints a table, writes bench/RESULTS.md (e.g. `just bench --only delivery --events 5000`)
+bench *args:
+    scripts/bench.sh "$@"
+
 # Fault-injection run: real api + 3 workers on a throwaway PostgreSQL (127.0.0.1), failing,
 # hanging and resetting receivers, worker SIGKILLs, one PostgreSQL crash, one api restart;
 # 10,000 events unless `--events N` is given. Exits non-zero if anything is lost.

@@ -1,5 +1,5 @@
 //! Runs the real wirehook binaries against a real PostgreSQL and real HTTP receivers on
-//! 127.0.0.1, for the benchmark (`just bench`) and for other whole-system harnesses.
+//! 127.0.0.1, for the benchmark (`just bench`, [`bench`]) and for other whole-system harnesses.
 //!
 //! The fault-injection run (`just chaos`) is [`chaos`].
 //!
@@ -15,6 +15,7 @@
 //! - [`load`]: signed provider requests and load generators (closed loop and paced);
 //! - [`stats`]: percentiles and rates.
 
+pub mod bench;
 pub mod chaos;
 pub mod cluster;
 pub mod db;

@@ -1,0 +1,201 @@
+//! Scenario 3, end-to-end latency: signed SignalWire webhooks at a fixed rate (half the
+//! measured ingest rate) into the api while worker processes deliver; for each request, the
+//! time from the api's answer to the provider until the receiver got the signed delivery.
+//!
+//! A request is matched to its delivery through the database (the outbound event whose
+//! `parent_event_id` is the inbound event id the api answered with, and its message id, which
+//! the receiver saw as `webhook-id`). A delivery that arrives before the provider has read the
+//! answer counts as 0.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, Statement};
+
+use super::ingest::post_one;
+use super::machine::{CpuMeter, CpuSplit, backend_pids};
+use super::stage::{Stage, stop_workers};
+use super::{BenchResult, Context, SIGNALWIRE_KEY};
+use crate::load::{self, SignalWire};
+use crate::stats::Percentiles;
+
+/// What the end-to-end run measured.
+#[derive(Debug, Clone)]
+pub struct E2eRun {
+    /// Requests per second offered.
+    pub rate: f64,
+    /// Worker processes.
+    pub workers: usize,
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests the api did not accept.
+    pub errors: u64,
+    /// Accepted requests whose delivery never arrived.
+    pub lost: u64,
+    /// Deliveries that arrived before the provider read the api's answer.
+    pub before_answer: u64,
+    /// Answer → delivery.
+    pub latency: Percentiles,
+    /// Latency of the api's answers during the run.
+    pub ingest_latency: Percentiles,
+    /// Job due (`apalis.jobs.run_at`, the api's commit) → claimed by a worker (`lock_at`).
+    pub queue_wait: Percentiles,
+    /// Claimed → arrived at the receiver.
+    pub claim_to_arrival: Percentiles,
+    /// Largest worker peak RSS, KiB.
+    pub worker_peak_kib: u64,
+    /// The api's peak RSS, KiB.
+    pub api_peak_kib: u64,
+    /// Where the CPU went during the run.
+    pub cpu: CpuSplit,
+}
+
+/// Runs the end-to-end scenario at `rate` requests per second.
+pub async fn run(ctx: &Context, rate: f64) -> BenchResult<E2eRun> {
+    let workers = ctx.scale.e2e_workers;
+    let mut stage = Stage::new(ctx, "e2e", 1).await?;
+    let mut procs = stage.start_workers(ctx, workers).await?;
+    let http = load::http_client(ctx.scale.connections, Duration::from_secs(10))?;
+    let base = stage.client.base().to_owned();
+    let sender = SignalWire::new(&base, &base, SIGNALWIRE_KEY, http);
+
+    let mut labels: Vec<(String, u32)> = procs
+        .iter()
+        .filter_map(|p| p.pid())
+        .map(|pid| ("worker".to_owned(), pid))
+        .collect();
+    labels.extend(stage.api.pid().map(|p| ("api".to_owned(), p)));
+    let conn = stage.db.connect(2).await?;
+    let meter = CpuMeter::start(&labels);
+    let paced_sender = sender.clone();
+    let run = load::paced(rate, ctx.scale.e2e, move |i| {
+        let sender = paced_sender.clone();
+        async move { post_one(&sender, &format!("e2e-{i}")).await }
+    })
+    .await;
+    let accepted: Vec<(i64, Instant)> = run
+        .ok()
+        .filter_map(|s| s.outcome.as_ref().ok().map(|id| (*id, s.answered_at)))
+        .collect();
+    stage
+        .receiver
+        .wait_for_distinct(accepted.len() as u64, Duration::from_secs(60))
+        .await;
+    let cpu = meter.stop(&backend_pids(&conn).await?);
+    conn.close().await.ok();
+    let api_peak_kib = stage.api.peak_rss_kib().unwrap_or(0);
+    let worker_peak_kib = stop_workers(&mut procs).await?;
+
+    let outbound = outbound_of(&stage, &accepted).await?;
+    let jobs = job_times(&stage).await?;
+    // The receiver's instants on the database's (same machine's) wall clock.
+    let (anchor_instant, anchor_utc) = (Instant::now(), Utc::now());
+    let wall = |at: Instant| anchor_utc - (anchor_instant - at);
+    let mut latencies = Vec::with_capacity(accepted.len());
+    let (mut queue_wait, mut claim_to_arrival) = (Vec::new(), Vec::new());
+    let (mut lost, mut before_answer) = (0, 0);
+    for (event_id, answered_at) in &accepted {
+        let Some(delivery) = outbound.get(event_id) else {
+            lost += 1;
+            continue;
+        };
+        let Some(seen) = stage.receiver.seen(&delivery.message_id) else {
+            lost += 1;
+            continue;
+        };
+        let latency = seen.first_at.checked_duration_since(*answered_at);
+        if latency.is_none() {
+            before_answer += 1;
+        }
+        latencies.push(latency.unwrap_or(Duration::ZERO));
+        if let Some((run_at, Some(lock_at))) = jobs.get(&delivery.event_id) {
+            queue_wait.push((*lock_at - *run_at).to_std().unwrap_or_default());
+            claim_to_arrival.push(
+                (wall(seen.first_at) - *lock_at)
+                    .to_std()
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    let result = E2eRun {
+        rate,
+        workers,
+        requests: run.samples.len() as u64,
+        errors: run.errors().count() as u64,
+        lost,
+        before_answer,
+        latency: Percentiles::of(&latencies),
+        ingest_latency: Percentiles::of(&run.ok_latencies()),
+        queue_wait: Percentiles::of(&queue_wait),
+        claim_to_arrival: Percentiles::of(&claim_to_arrival),
+        worker_peak_kib,
+        api_peak_kib,
+        cpu,
+    };
+    stage.finish().await?;
+    Ok(result)
+}
+
+/// The outbound event created for an inbound one.
+struct Outbound {
+    event_id: i64,
+    message_id: String,
+}
+
+/// Inbound event id → its (one) outbound event.
+async fn outbound_of(
+    stage: &Stage,
+    accepted: &[(i64, Instant)],
+) -> BenchResult<HashMap<i64, Outbound>> {
+    let conn = stage.db.connect(2).await?;
+    let ids: Vec<String> = accepted.iter().map(|(id, _)| id.to_string()).collect();
+    let ids = format!("{{{}}}", ids.join(","));
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT parent_event_id, id, message_id FROM webhook_events \
+             WHERE direction = 'outbound' AND parent_event_id = ANY($1::bigint[])",
+            [ids.into()],
+        ))
+        .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        out.insert(
+            row.try_get_by_index::<i64>(0)?,
+            Outbound {
+                event_id: row.try_get_by_index::<i64>(1)?,
+                message_id: row.try_get_by_index::<String>(2)?,
+            },
+        );
+    }
+    conn.close().await.ok();
+    Ok(out)
+}
+
+/// Outbound event id → (`run_at`, `lock_at`) of its delivery job.
+async fn job_times(
+    stage: &Stage,
+) -> BenchResult<HashMap<i64, (DateTime<Utc>, Option<DateTime<Utc>>)>> {
+    let conn = stage.db.connect(2).await?;
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT (convert_from(job, 'UTF8')::jsonb->>'event_id')::bigint, run_at, lock_at \
+             FROM apalis.jobs WHERE job_type = $1",
+            [wirehook_worker::job::QUEUE.into()],
+        ))
+        .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        out.insert(
+            row.try_get_by_index::<i64>(0)?,
+            (
+                row.try_get_by_index::<DateTime<Utc>>(1)?,
+                row.try_get_by_index::<Option<DateTime<Utc>>>(2)?,
+            ),
+        );
+    }
+    conn.close().await.ok();
+    Ok(out)
+}

@@ -1,0 +1,258 @@
+//! The printed table and `bench/RESULTS.md`.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+
+use super::machine::Machine;
+use super::{Figure, Notes};
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// When the run started.
+    pub started: Option<DateTime<Utc>>,
+    /// How long it took, seconds.
+    pub secs: f64,
+    /// The machine.
+    pub machine: Machine,
+    /// How it was run.
+    pub commands: Vec<String>,
+    /// Every figure, in order.
+    pub figures: Vec<Figure>,
+    /// Details per section (plans, CPU split, failures), in order.
+    pub sections: Vec<(String, Notes)>,
+    /// Set when the run was not the full benchmark (which flags).
+    pub partial: Option<String>,
+}
+
+impl Report {
+    /// Adds notes under `title` (appended to an existing section of that title).
+    pub fn notes(&mut self, title: &str) -> &mut Notes {
+        let index = match self.sections.iter().position(|(t, _)| t == title) {
+            Some(index) => index,
+            None => {
+                self.sections.push((title.to_owned(), Notes::default()));
+                self.sections.len() - 1
+            }
+        };
+        &mut self.sections[index].1
+    }
+
+    /// Targets met and missed.
+    pub fn tally(&self) -> (usize, usize) {
+        let checked: Vec<bool> = self.figures.iter().filter_map(Figure::met).collect();
+        let met = checked.iter().filter(|m| **m).count();
+        (met, checked.len() - met)
+    }
+}
+
+/// A number as printed: thousands separated with no decimals from 1,000 up, two significant
+/// decimals below.
+pub fn number(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    if v.abs() >= 1000.0 {
+        let rounded = v.round() as i64;
+        let digits = rounded.unsigned_abs().to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if rounded < 0 {
+            out.insert(0, '-');
+        }
+        out
+    } else if v.abs() >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+struct Row {
+    section: String,
+    name: String,
+    value: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    met: String,
+}
+
+fn rows(figures: &[Figure]) -> Vec<Row> {
+    figures
+        .iter()
+        .map(|f| Row {
+            section: f.section.clone(),
+            name: f.name.clone(),
+            value: if f.unit.is_empty() {
+                number(f.value)
+            } else {
+                format!("{} {}", number(f.value), f.unit)
+            },
+            baseline: f
+                .baseline
+                .as_ref()
+                .map(|b| format!("{} = {}", b.name, number(b.value)))
+                .unwrap_or_else(|| "–".into()),
+            ratio: f
+                .ratio()
+                .map(|r| format!("{r:.2}×"))
+                .unwrap_or_else(|| "–".into()),
+            target: if f.targets.is_empty() {
+                "–".into()
+            } else {
+                f.targets
+                    .iter()
+                    .map(|t| t.describe(&f.unit))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            },
+            met: match f.met() {
+                Some(true) => "yes".into(),
+                Some(false) => "MISSED".into(),
+                None => "".into(),
+            },
+        })
+        .collect()
+}
+
+/// The figures as an aligned plain-text table.
+pub fn table(figures: &[Figure]) -> String {
+    let header = [
+        "section", "figure", "value", "baseline", "ratio", "target", "met",
+    ];
+    let rows = rows(figures);
+    let cells = |r: &Row| {
+        [
+            r.section.clone(),
+            r.name.clone(),
+            r.value.clone(),
+            r.baseline.clone(),
+            r.ratio.clone(),
+            r.target.clone(),
+            r.met.clone(),
+        ]
+    };
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(cells(row)) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut out = String::new();
+        for (cell, w) in cells.iter().zip(&widths) {
+            let pad = w - cell.chars().count();
+            out.push_str(cell);
+            out.push_str(&" ".repeat(pad + 2));
+        }
+        out.trim_end().to_owned()
+    };
+    let mut out = line(&header.map(String::from));
+    out.push('\n');
+    out.push_str(&line(
+        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+    ));
+    out.push('\n');
+    for row in &rows {
+        out.push_str(&line(&cells(row)));
+        out.push('\n');
+    }
+    out
+}
+
+/// The whole report as Markdown (`bench/RESULTS.md`).
+pub fn markdown(report: &Report) -> String {
+    let mut out = String::new();
+    let m = &report.machine;
+    let started = report
+        .started
+        .map(|s| s.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let _ = writeln!(out, "# wirehook benchmark results\n");
+    if let Some(flags) = &report.partial {
+        let _ = writeln!(
+            out,
+            "> Partial run ({flags}): not the issue's full benchmark.\n"
+        );
+    }
+    let _ = writeln!(out, "- Date: {started} (run took {:.0} s)", report.secs);
+    let _ = writeln!(
+        out,
+        "- Machine: `nproc` = {}, {} MiB memory, {}, Linux {}",
+        m.nproc, m.memory_mib, m.cpu, m.kernel
+    );
+    let _ = writeln!(out, "- PostgreSQL: {}", m.postgres);
+    let _ = writeln!(out, "- Server settings: {}", m.postgres_settings);
+    let _ = writeln!(
+        out,
+        "- The machine is shared: other sessions' builds and tests may run at the same time \
+         (see the CPU split per scenario)."
+    );
+    let _ = writeln!(out, "\n## Commands\n\n```");
+    for command in &report.commands {
+        let _ = writeln!(out, "{command}");
+    }
+    let _ = writeln!(out, "```\n");
+    let (met, missed) = report.tally();
+    let _ = writeln!(out, "## Figures\n\nTargets met: {met}, missed: {missed}.\n");
+    let _ = writeln!(
+        out,
+        "| section | figure | value | baseline (same run) | ratio | target | met |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---|---:|---|---|");
+    for r in rows(&report.figures) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.section, r.name, r.value, r.baseline, r.ratio, r.target, r.met
+        );
+    }
+    for (title, notes) in &report.sections {
+        let _ = writeln!(out, "\n## {title}\n");
+        for block in &notes.blocks {
+            let _ = writeln!(out, "{block}\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::Target;
+
+    #[test]
+    fn numbers_print_with_separators_or_few_decimals() {
+        assert_eq!(number(50_000.0), "50,000");
+        assert_eq!(number(1234.56), "1,235");
+        assert_eq!(number(512.3), "512");
+        assert_eq!(number(42.25), "42.2");
+        assert_eq!(number(4.256), "4.26");
+        assert_eq!(number(0.0), "0");
+    }
+
+    #[test]
+    fn a_figure_row_shows_baseline_ratio_and_whether_targets_are_met() {
+        let figure = Figure::new("1. delivery", "2 workers", 6000.0, "deliveries/s")
+            .against(Some(("queue_one_commit_jobs", 4000.0)))
+            .target(Target::AtLeast(5000.0))
+            .target(Target::RatioAtLeast(1.0));
+        let printed = table(&[figure]);
+        assert!(printed.contains("6,000 deliveries/s"), "{printed}");
+        assert!(
+            printed.contains("queue_one_commit_jobs = 4,000"),
+            "{printed}"
+        );
+        assert!(printed.contains("1.50×"), "{printed}");
+        assert!(printed.contains("yes"), "{printed}");
+    }
+}

@@ -1,0 +1,491 @@
+//! Runs the scenarios in order and turns what they measured into [`Figure`]s with their
+//! baselines and the issue's targets. A scenario that fails is reported as failed and the
+//! others still run.
+
+use std::time::Instant;
+
+use chrono::Utc;
+
+use super::baseline::{self, Baselines, ENQUEUE_BATCH100, QUEUE_ONE_COMMIT, TPCB};
+use super::delivery::{self, DeliveryRun};
+use super::e2e::{self, E2eRun};
+use super::history::{self, HistoryRun};
+use super::ingest::{self, IngestRun};
+use super::machine::Machine;
+use super::noop::{self, Drained};
+use super::report::Report;
+use super::{BoxError, Context, Figure, Scenario, Target, mib};
+use crate::stats::ms;
+
+/// Offered rate of the end-to-end run when neither ingest ran nor a rate was given.
+const DEFAULT_E2E_RATE: f64 = 500.0;
+/// Peak RSS target per process, MiB.
+const RSS_TARGET_MIB: f64 = 100.0;
+
+const BASELINES: &str = "0. baselines";
+const DELIVERY: &str = "1. delivery";
+const INGEST: &str = "2. ingest";
+const E2E: &str = "3. end-to-end";
+const HISTORY: &str = "4. history";
+const MEMORY: &str = "5. memory";
+
+/// Runs the `only` scenarios (all when empty) and returns the report; `failed` tells whether
+/// any scenario could not finish.
+pub async fn run(ctx: &Context, only: &[Scenario], report: &mut Report) -> bool {
+    let wants = |s: Scenario| only.is_empty() || only.contains(&s);
+    let started = Instant::now();
+    report.started = Some(Utc::now());
+    let mut failed = false;
+    match crate::db::connect(&ctx.admin_url, 1).await {
+        Ok(conn) => {
+            report.machine = Machine::probe(&conn).await.unwrap_or_default();
+            conn.close().await.ok();
+        }
+        Err(error) => {
+            fail(report, BASELINES, "probing the server", &error.into());
+            return true;
+        }
+    }
+    let nproc = report.machine.nproc;
+
+    let mut baselines = Baselines::default();
+    if wants(Scenario::Baseline) {
+        step("pgbench baselines");
+        match baseline::run(ctx).await {
+            Ok(b) => {
+                report.commands.push(b.command.clone());
+                for (name, value) in &b.values {
+                    let label = format!("pgbench {name} ({} clients, {} s)", b.clients, b.secs);
+                    report
+                        .figures
+                        .push(Figure::new(BASELINES, &label, *value, "/s"));
+                }
+                baselines = b;
+            }
+            Err(e) => failed |= fail(report, BASELINES, "pgbench baselines", &e),
+        }
+    }
+
+    let mut drained: Option<Drained> = None;
+    if wants(Scenario::Noop) {
+        step("no-op apalis drain");
+        match noop::run(ctx).await {
+            Ok(d) => {
+                report.figures.push(
+                    Figure::new(
+                        DELIVERY,
+                        &format!(
+                            "no-op apalis-postgres drain, 1 process × {} (baseline 2)",
+                            d.concurrency
+                        ),
+                        d.rate,
+                        "jobs/s",
+                    )
+                    .against(baselines.get(QUEUE_ONE_COMMIT)),
+                );
+                report.figures.push(Figure::new(
+                    MEMORY,
+                    "no-op apalis worker process peak RSS (floor)",
+                    mib(d.vm_hwm_kib),
+                    "MiB",
+                ));
+                drained = Some(d);
+            }
+            Err(e) => failed |= fail(report, DELIVERY, "no-op drain", &e),
+        }
+    }
+
+    if wants(Scenario::Delivery) {
+        for workers in [1, 2] {
+            step(&format!("delivery, {workers} worker(s)"));
+            match delivery::run(ctx, workers).await {
+                Ok(run) => delivery_figures(report, &run, &baselines, drained.as_ref(), nproc),
+                Err(e) => {
+                    failed |= fail(report, DELIVERY, &format!("{workers} worker(s)"), &e);
+                }
+            }
+        }
+    }
+
+    let mut ingest_rps = None;
+    if wants(Scenario::Ingest) {
+        step("inbound ingest");
+        match ingest::run(ctx).await {
+            Ok(run) => {
+                ingest_rps = Some(run.rps);
+                ingest_figures(report, &run, &baselines, drained.as_ref(), ctx, nproc);
+            }
+            Err(e) => failed |= fail(report, INGEST, "ingest", &e),
+        }
+    }
+
+    if wants(Scenario::E2e) {
+        let rate = ctx
+            .scale
+            .e2e_rate
+            .or(ingest_rps.map(|r| r / 2.0))
+            .unwrap_or(DEFAULT_E2E_RATE)
+            .max(1.0);
+        step(&format!("end-to-end at {rate:.0} requests/s"));
+        match e2e::run(ctx, rate).await {
+            Ok(run) => e2e_figures(report, &run, &baselines, drained.as_ref(), nproc),
+            Err(e) => failed |= fail(report, E2E, "end-to-end", &e),
+        }
+    }
+
+    if wants(Scenario::History) {
+        step(&format!("history at {} rows", ctx.scale.history_rows));
+        match history::run(ctx).await {
+            Ok(run) => history_figures(report, &run, nproc),
+            Err(e) => failed |= fail(report, HISTORY, "history", &e),
+        }
+    }
+
+    report.secs = started.elapsed().as_secs_f64();
+    failed
+}
+
+fn step(what: &str) {
+    eprintln!("==> {what}");
+}
+
+/// Records a failed scenario; returns true.
+fn fail(report: &mut Report, section: &str, what: &str, error: &BoxError) -> bool {
+    eprintln!("!!! {what} failed: {error}");
+    report
+        .notes(section)
+        .text(format!("**{what} FAILED:** {error}"));
+    true
+}
+
+fn rss_figure(name: &str, kib: u64, drained: Option<&Drained>) -> Figure {
+    Figure::new(MEMORY, name, mib(kib), "MiB")
+        .against(drained.map(|d| ("no-op apalis worker", mib(d.vm_hwm_kib))))
+        .target(Target::Below(RSS_TARGET_MIB))
+}
+
+fn delivery_figures(
+    report: &mut Report,
+    run: &DeliveryRun,
+    baselines: &Baselines,
+    drained: Option<&Drained>,
+    nproc: usize,
+) {
+    let w = run.workers;
+    let mut rate = Figure::new(
+        DELIVERY,
+        &format!("deliveries/s, {w} worker(s)"),
+        run.rate,
+        "deliveries/s",
+    )
+    .against(baselines.get(QUEUE_ONE_COMMIT));
+    if w == 2 {
+        rate = rate
+            .target(Target::AtLeast(5000.0))
+            .target(Target::RatioAtLeast(1.0));
+    }
+    report.figures.push(rate);
+    report.figures.push(
+        Figure::new(
+            DELIVERY,
+            &format!("deliveries/s, {w} worker(s), vs no-op drain"),
+            run.rate,
+            "deliveries/s",
+        )
+        .against(drained.map(|d| ("no-op apalis drain", d.rate))),
+    );
+    report.figures.push(
+        Figure::new(
+            DELIVERY,
+            &format!("events delivered, {w} worker(s)"),
+            run.delivered as f64,
+            "",
+        )
+        .target(Target::Exactly(run.events as f64)),
+    );
+    report.figures.push(
+        Figure::new(
+            DELIVERY,
+            &format!("duplicates, {w} worker(s)"),
+            run.duplicates as f64,
+            "",
+        )
+        .target(Target::Exactly(0.0)),
+    );
+    report.figures.push(
+        Figure::new(
+            DELIVERY,
+            &format!("bad signatures, {w} worker(s)"),
+            run.bad_signatures as f64,
+            "",
+        )
+        .target(Target::Exactly(0.0)),
+    );
+    if w == 1 {
+        report.figures.push(
+            Figure::new(
+                DELIVERY,
+                "enqueue through queue::enqueue (1,000 per transaction)",
+                run.enqueue_rate,
+                "events/s",
+            )
+            .against(baselines.get(ENQUEUE_BATCH100)),
+        );
+    }
+    report.figures.push(rss_figure(
+        &format!("worker peak RSS, delivery with {w} worker(s)"),
+        run.worker_peak_kib,
+        drained,
+    ));
+    report.notes(DELIVERY).text(format!(
+        "{w} worker(s): {} events, {} distinct received in {:.2} s (first to last arrival), \
+         {} duplicates, {} bad signatures; database afterwards: {}. {}. Database work {}.",
+        run.events,
+        run.distinct,
+        run.secs,
+        run.duplicates,
+        run.bad_signatures,
+        run.statuses,
+        run.cpu.describe(nproc),
+        run.work
+    ));
+    report.notes(DELIVERY).text(run.tables.clone());
+}
+
+fn ingest_figures(
+    report: &mut Report,
+    run: &IngestRun,
+    baselines: &Baselines,
+    drained: Option<&Drained>,
+    ctx: &Context,
+    nproc: usize,
+) {
+    let tpcb_latency = baselines
+        .tpcb_latency_ms()
+        .map(|v| ("TPC-B mean transaction latency", v));
+    report.figures.push(
+        Figure::new(
+            INGEST,
+            &format!(
+                "requests/s, {} connections, {} s",
+                ctx.scale.connections,
+                ctx.scale.ingest.as_secs()
+            ),
+            run.rps,
+            "requests/s",
+        )
+        .against(baselines.get(TPCB))
+        .target(Target::RatioAtLeast(0.8)),
+    );
+    report
+        .figures
+        .push(Figure::new(INGEST, "latency p50", ms(run.latency.p50), "ms").against(tpcb_latency));
+    report.figures.push(
+        Figure::new(INGEST, "latency p99", ms(run.latency.p99), "ms")
+            .against(tpcb_latency)
+            .target(Target::Below(50.0)),
+    );
+    report
+        .figures
+        .push(Figure::new(INGEST, "errors", run.errors as f64, "").target(Target::Exactly(0.0)));
+    report.figures.push(rss_figure(
+        "api peak RSS, ingest",
+        run.api_peak_kib,
+        drained,
+    ));
+    let mut text = format!(
+        "{} requests in {:.1} s, {} errors; latency max {:.1} ms. Database afterwards (1 s \
+         warm-up included): {} inbound `processed`, {} outbound `pending` (no worker ran). {}. \
+         Database work {}.",
+        run.requests,
+        run.secs,
+        run.errors,
+        ms(run.latency.max),
+        run.inbound_processed,
+        run.outbound_pending,
+        run.cpu.describe(nproc),
+        run.work
+    );
+    if !run.error_examples.is_empty() {
+        text.push_str(&format!(" Errors, e.g.: {}", run.error_examples.join("; ")));
+    }
+    report.notes(INGEST).text(text);
+}
+
+fn e2e_figures(
+    report: &mut Report,
+    run: &E2eRun,
+    baselines: &Baselines,
+    drained: Option<&Drained>,
+    nproc: usize,
+) {
+    let tpcb_latency = baselines
+        .tpcb_latency_ms()
+        .map(|v| ("TPC-B mean transaction latency", v));
+    let name = |what: &str| {
+        format!(
+            "{what} ({} req/s, {} worker(s))",
+            number0(run.rate),
+            run.workers
+        )
+    };
+    report.figures.push(
+        Figure::new(
+            E2E,
+            &name("answer → delivery p50"),
+            ms(run.latency.p50),
+            "ms",
+        )
+        .against(tpcb_latency),
+    );
+    report.figures.push(
+        Figure::new(
+            E2E,
+            &name("answer → delivery p99"),
+            ms(run.latency.p99),
+            "ms",
+        )
+        .against(tpcb_latency)
+        .target(Target::Below(100.0)),
+    );
+    report.figures.push(
+        Figure::new(
+            E2E,
+            &name("answer → delivery max"),
+            ms(run.latency.max),
+            "ms",
+        )
+        .against(tpcb_latency),
+    );
+    report.figures.push(
+        Figure::new(E2E, "requests not accepted", run.errors as f64, "")
+            .target(Target::Exactly(0.0)),
+    );
+    report.figures.push(
+        Figure::new(E2E, "accepted but never delivered", run.lost as f64, "")
+            .target(Target::Exactly(0.0)),
+    );
+    report.figures.push(rss_figure(
+        "worker peak RSS, end-to-end",
+        run.worker_peak_kib,
+        drained,
+    ));
+    report.figures.push(rss_figure(
+        "api peak RSS, end-to-end",
+        run.api_peak_kib,
+        drained,
+    ));
+    report.notes(E2E).text(format!(
+        "{} requests offered at {:.0}/s; ingest latency during the run p50 {:.1} ms, p99 {:.1} ms; \
+         {} deliveries arrived before the provider had read the api's answer (counted as 0 ms). \
+         Where the time goes (from apalis.jobs): job due → claimed by a worker p50 {:.1} ms, \
+         p99 {:.1} ms, max {:.1} ms; claimed → arrived at the receiver p50 {:.1} ms, p99 {:.1} ms, \
+         max {:.1} ms. {}.",
+        run.requests,
+        run.rate,
+        ms(run.ingest_latency.p50),
+        ms(run.ingest_latency.p99),
+        run.before_answer,
+        ms(run.queue_wait.p50),
+        ms(run.queue_wait.p99),
+        ms(run.queue_wait.max),
+        ms(run.claim_to_arrival.p50),
+        ms(run.claim_to_arrival.p99),
+        ms(run.claim_to_arrival.max),
+        run.cpu.describe(nproc)
+    ));
+}
+
+fn history_figures(report: &mut Report, run: &HistoryRun, nproc: usize) {
+    let mut seq_scans = 0;
+    for q in &run.queries {
+        let db = Some(("same SQL run directly, p50", q.db_ms));
+        report.figures.push(
+            Figure::new(
+                HISTORY,
+                &format!("{} p50", q.query.name),
+                ms(q.latency.p50),
+                "ms",
+            )
+            .against(db),
+        );
+        report.figures.push(
+            Figure::new(
+                HISTORY,
+                &format!("{} p95", q.query.name),
+                ms(q.latency.p95),
+                "ms",
+            )
+            .against(db)
+            .target(Target::Below(50.0)),
+        );
+        if q.errors > 0 {
+            report.figures.push(
+                Figure::new(
+                    HISTORY,
+                    &format!("{} errors", q.query.name),
+                    q.errors as f64,
+                    "",
+                )
+                .target(Target::Exactly(0.0)),
+            );
+        }
+        if !q.uses_index {
+            seq_scans += 1;
+        }
+    }
+    report.figures.push(
+        Figure::new(
+            HISTORY,
+            "queries reading webhook_events by sequential scan",
+            seq_scans as f64,
+            "",
+        )
+        .target(Target::Exactly(0.0)),
+    );
+    report.figures.push(
+        Figure::new(
+            MEMORY,
+            "api peak RSS, history",
+            mib(run.api_peak_kib),
+            "MiB",
+        )
+        .target(Target::Below(RSS_TARGET_MIB)),
+    );
+    let notes = report.notes(HISTORY);
+    notes.text(format!(
+        "{} event rows generated in {:.1} s (one INSERT … SELECT generate_series, plus one \
+         attempt row per tenth outbound event), VACUUM ANALYZE {:.1} s. Samples per query: {} \
+         (sequential requests over one keep-alive connection). The SQL below is what the api \
+         runs for each request (sea-orm's `count()` wraps the same filter in a subquery). \
+         While sampling: {}.",
+        run.rows,
+        run.generate_secs,
+        run.vacuum_secs,
+        run.queries.first().map_or(0, |q| q.latency.n),
+        run.cpu.describe(nproc),
+    ));
+    for q in &run.queries {
+        notes.code(
+            &format!(
+                "**{}** — `GET {}`: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms; SQL run directly {:.1} ms; {}",
+                q.query.name,
+                q.query.path,
+                ms(q.latency.p50),
+                ms(q.latency.p95),
+                ms(q.latency.p99),
+                q.db_ms,
+                if q.uses_index {
+                    "index scans only"
+                } else {
+                    "SEQUENTIAL SCAN"
+                }
+            ),
+            &q.explain,
+        );
+    }
+}
+
+fn number0(v: f64) -> String {
+    super::report::number(v.round())
+}

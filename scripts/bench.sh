@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `just bench`: the benchmark of issue 5. Installs pgbench when missing, builds the api,
+# worker and bench binaries (release), finds a PostgreSQL (scripts/pg-local.sh ensure:
+# $DATABASE_URL, or the project-local cluster) and runs target/release/bench, which prints
+# a table and writes bench/RESULTS.md. Extra arguments go to the bench binary, e.g.
+#   just bench --only delivery --events 5000
+#   just bench --only ingest,e2e --ingest-secs 5 --e2e-secs 5
+# CARGO overrides the cargo command (e.g. a wrapper that serialises builds).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+have_pgbench() {
+    local p
+    for p in $(command -v pgbench 2>/dev/null) /usr/lib/postgresql/*/bin/pgbench; do
+        if [[ -x "$p" ]] && "$p" --version >/dev/null 2>&1; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+apt_install() {
+    local sudo=""
+    if [[ "$(id -u)" -ne 0 ]]; then sudo="sudo"; fi
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
+}
+
+if ! have_pgbench; then
+    # Newer Debian/Ubuntu ship pgbench in the client package, older ones (PostgreSQL 15 on
+    # Debian 12) with the server, which postgresql-contrib pulls in.
+    echo "==> pgbench not found; installing postgresql-client" >&2
+    apt_install postgresql-client
+    if ! have_pgbench; then
+        echo "==> pgbench still missing; installing postgresql-contrib" >&2
+        apt_install postgresql-contrib
+    fi
+    have_pgbench || { echo "bench: cannot install pgbench" >&2; exit 1; }
+fi
+
+target_dir="${CARGO_TARGET_DIR:-target}"
+echo "==> building api, worker and bench (release, $target_dir)" >&2
+"${CARGO:-cargo}" build --release -p wirehook-api -p wirehook-worker -p wirehook-harness
+
+DATABASE_URL="$(scripts/pg-local.sh ensure)"
+export DATABASE_URL
+echo "==> benchmark against $DATABASE_URL" >&2
+exec "$target_dir/release/bench" --repo-root . --bin-dir "$target_dir/release" \
+    --log-dir "$target_dir/bench-logs" "$@"
