@@ -27,6 +27,8 @@ use verify::{AttemptRow, Expected, Faults, InboundRow, OutboundRow, Report};
 
 const JWT_SECRET: &str = "chaos-run-jwt-secret-0123456789";
 const SIGNALWIRE_KEY: &str = "PSKchaos1234567890abcdef";
+/// The longest worker kills go on after the last source event is accepted.
+const DRAIN_FAULTS_LIMIT: Duration = Duration::from_secs(90);
 
 /// How a run is shaped.
 #[derive(Debug, Clone)]
@@ -204,8 +206,19 @@ async fn run_on(
         started.elapsed(),
         progress.refused.load(Ordering::Relaxed)
     );
-    // Keep killing workers a little longer while the backlog drains.
-    tokio::time::sleep(opts.kill_every * 2).await;
+    // Keep killing workers while the retries drain, until at most 5% of the events are open.
+    let drained = Instant::now();
+    let quiet_below = i64::try_from(opts.events / 20).unwrap_or(i64::MAX);
+    while drained.elapsed() < DRAIN_FAULTS_LIMIT {
+        if open_work(&pool).await.is_ok_and(|open| open <= quiet_below) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "chaos: faults stop at {:.2}",
+        started.elapsed().as_secs_f64()
+    );
     progress.done.store(true, Ordering::Relaxed);
     let stage = injector
         .await
@@ -338,7 +351,7 @@ async fn send_all(
 
 /// The fault injector: kills a random worker every `kill_every` and starts it again; crashes
 /// PostgreSQL once a third of the source events are in, and kills and restarts the api at two
-/// thirds; stops once `progress.done` is set.
+/// thirds; stops once `progress.done` is set (when at most 5% of the deliveries are open).
 struct Injector {
     api: Proc,
     workers: Vec<Proc>,
@@ -449,22 +462,9 @@ async fn settle(pool: &DatabaseConnection, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     let mut last = String::new();
     loop {
-        let open = scalar(
-            pool,
-            "SELECT (SELECT count(*) FROM webhook_events \
-                      WHERE direction = 'outbound' AND status = 'pending') \
-                  + (SELECT count(*) FROM apalis.jobs \
-                      WHERE status IN ('Pending', 'Queued', 'Running'))",
-        )
-        .await;
-        match open {
+        match open_work(pool).await {
             Ok(0) => return true,
-            Ok(n) => {
-                let now = format!("{n} open");
-                if now != last {
-                    last = now;
-                }
-            }
+            Ok(n) => last = format!("{n} open"),
             Err(_) => {}
         }
         if Instant::now() >= deadline {
@@ -473,6 +473,18 @@ async fn settle(pool: &DatabaseConnection, limit: Duration) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Outbound events still pending plus delivery jobs pending or running.
+async fn open_work(pool: &DatabaseConnection) -> Result<i64, sea_orm::DbErr> {
+    scalar(
+        pool,
+        "SELECT (SELECT count(*) FROM webhook_events \
+                  WHERE direction = 'outbound' AND status = 'pending') \
+              + (SELECT count(*) FROM apalis.jobs \
+                  WHERE status IN ('Pending', 'Queued', 'Running'))",
+    )
+    .await
 }
 
 async fn scalar(pool: &DatabaseConnection, sql: &str) -> Result<i64, sea_orm::DbErr> {
