@@ -21,6 +21,14 @@ test *args:
 bench *args:
     scripts/bench.sh "$@"
 
+# Fault-injection run: real api + 3 workers on a throwaway PostgreSQL (127.0.0.1), failing,
+# hanging and resetting receivers, worker SIGKILLs, one PostgreSQL crash, one api restart;
+# 10,000 events unless `--events N` is given. Exits non-zero if anything is lost.
+chaos *args:
+    cargo build -q -p wirehook-api -p wirehook-worker -p wirehook-harness --bins
+    "${CARGO_TARGET_DIR:-target}/debug/chaos" --bin-dir "${CARGO_TARGET_DIR:-target}/debug" \
+        --log-dir "${CARGO_TARGET_DIR:-target}/chaos" "$@"
+
 # Write the OpenAPI document to openapi.json
 openapi:
     cargo run -q --bin api -- openapi > openapi.json.tmp || { rm -f openapi.json.tmp; exit 1; }

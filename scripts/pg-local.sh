@@ -7,6 +7,7 @@
 #                                stdout; everything else goes to stderr)
 #   scripts/pg-local.sh status   say whether the local cluster exists / runs
 #   scripts/pg-local.sh stop     stop the local cluster if it runs
+#   scripts/pg-local.sh crash    stop it at once, as a crash would (pg_ctl -m immediate)
 #
 # `ensure`:
 #   * If DATABASE_URL is set, check that it answers and print it unchanged.
@@ -18,6 +19,12 @@
 # Environment:
 #   DATABASE_URL        use this server instead of a local cluster
 #   WIREHOOK_PG_PORT    port of the local cluster (default 54329)
+#   WIREHOOK_PG_DIR     keep the cluster in this folder instead of .dev/pg (created if
+#                       missing; no fallback). Tests and `just chaos` use it for clusters of
+#                       their own that they stop and start (unset DATABASE_URL for them).
+#   WIREHOOK_PG_DURABLE 1: create the cluster with synchronous_commit on (the default), so
+#                       that a crash of the server (`crash`) loses no committed transaction;
+#                       fsync stays off, which only matters if the machine itself goes down
 #   WIREHOOK_PG_BINDIR  directory holding initdb/pg_ctl (default: newest of
 #                       /usr/lib/postgresql/*/bin and whatever is on PATH)
 #
@@ -162,7 +169,17 @@ FALLBACK_BASE="/tmp/wirehook-pg-$PATH_HASH"
 resolve_layout() {
     local mode="${1:-look}" primary="$REPO_ROOT/.dev/pg"
     BASE="$primary"
-    if is_root; then
+    if [[ -n "${WIREHOOK_PG_DIR:-}" ]]; then
+        BASE="$WIREHOOK_PG_DIR"
+        if [[ "$mode" == create ]]; then
+            mkdir -p "$BASE"
+            if is_root; then
+                chown "$PG_OWNER:" "$BASE"
+                runuser -u "$PG_OWNER" -- test -w "$BASE" -a -x "$BASE" 2>/dev/null ||
+                    die "user '$PG_OWNER' cannot reach WIREHOOK_PG_DIR=$BASE (make its parent folders traversable, e.g. chmod 755)"
+            fi
+        fi
+    elif is_root; then
         if [[ -f "$FALLBACK_BASE/data/PG_VERSION" && ! -f "$primary/data/PG_VERSION" ]]; then
             BASE="$FALLBACK_BASE"
         elif [[ "$mode" == create && ! -f "$primary/data/PG_VERSION" ]]; then
@@ -255,6 +272,20 @@ init_cluster() {
         --encoding=UTF8 --no-locale --no-instructions >"$BASE/initdb.log" 2>&1; then
         cat "$BASE/initdb.log" >&2 || true
         die "initdb failed (output above)"
+    fi
+    if [[ "${WIREHOOK_PG_DURABLE:-0}" == 1 ]]; then
+        cat >>"$DATA_DIR/postgresql.conf" <<'EOF'
+
+# --- wirehook throwaway cluster (scripts/pg-local.sh, WIREHOOK_PG_DURABLE=1) ---
+# A commit is written to the operating system before it is acknowledged, so a crash of the
+# server (pg_ctl -m immediate) loses no committed transaction; only a crash of the machine
+# could (fsync off: the data is disposable).
+fsync = off
+full_page_writes = off
+max_connections = 300
+include_if_exists = 'wirehook.conf'
+EOF
+        return
     fi
     cat >>"$DATA_DIR/postgresql.conf" <<'EOF'
 
@@ -354,7 +385,10 @@ cmd_ensure() {
     printf '%s\n' "$url"
 }
 
+# Stops the cluster with pg_ctl mode $1 (fast: clients are disconnected and a checkpoint is
+# written; immediate: the server processes exit at once and the next start recovers from WAL).
 cmd_stop() {
+    local mode="${1:-fast}"
     resolve_layout look
     if ! cluster_exists; then
         log "no local cluster (nothing in $DATA_DIR)"
@@ -365,11 +399,11 @@ cmd_stop() {
         log "local cluster is not running"
         return 0
     fi
-    as_owner "$BINDIR/pg_ctl" -D "$DATA_DIR" -m fast -w -t "$WAIT_SECS" stop >/dev/null 2>&1 || {
+    as_owner "$BINDIR/pg_ctl" -D "$DATA_DIR" -m "$mode" -w -t "$WAIT_SECS" stop >/dev/null 2>&1 || {
         tail_log
         die "could not stop the local cluster in $DATA_DIR"
     }
-    log "local cluster stopped"
+    log "local cluster stopped ($mode)"
 }
 
 cmd_status() {
@@ -392,17 +426,19 @@ cmd_status() {
 
 usage() {
     cat >&2 <<'EOF'
-usage: scripts/pg-local.sh ensure|status|stop
+usage: scripts/pg-local.sh ensure|status|stop|crash
   ensure  print a DATABASE_URL that answers ($DATABASE_URL if set, else a
-          project-local cluster in .dev/pg on 127.0.0.1:${WIREHOOK_PG_PORT:-54329})
+          project-local cluster in ${WIREHOOK_PG_DIR:-.dev/pg} on 127.0.0.1:${WIREHOOK_PG_PORT:-54329})
   status  say whether the local cluster exists and runs (exit 0 if it runs)
   stop    stop the local cluster if it runs
+  crash   stop it at once (pg_ctl -m immediate), as a crash would
 EOF
 }
 
 case "${1:-}" in
     ensure) cmd_ensure ;;
-    stop) cmd_stop ;;
+    stop) cmd_stop fast ;;
+    crash) cmd_stop immediate ;;
     status) cmd_status ;;
     -h | --help | help) usage ;;
     *)

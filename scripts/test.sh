@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # `just test`: run the workspace tests against $DATABASE_URL, or against the
 # project-local cluster that scripts/pg-local.sh starts when it is unset, then
-# fuzz the api with schemathesis (scripts/schemathesis.sh).
+# fuzz the api with schemathesis (scripts/schemathesis.sh), then the short
+# fault-injection run (`just chaos --events 1000`, on a throwaway cluster of its
+# own on 127.0.0.1).
 # Extra arguments go to `cargo test` (e.g. `just test -p api -- --nocapture`);
-# with them, or with WIREHOOK_FUZZ=0, the fuzzing run is skipped.
+# with them, the fuzzing and chaos runs are skipped; WIREHOOK_FUZZ=0 and
+# WIREHOOK_CHAOS=0 skip one of them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,4 +17,11 @@ cargo test --workspace "$@"
 if [[ $# -eq 0 && "${WIREHOOK_FUZZ:-1}" != 0 ]]; then
     echo "==> schemathesis against the api (scripts/schemathesis.sh)" >&2
     scripts/schemathesis.sh
+fi
+if [[ $# -eq 0 && "${WIREHOOK_CHAOS:-1}" != 0 ]]; then
+    echo "==> chaos run, 1,000 events (just chaos --events 1000)" >&2
+    target_dir="${CARGO_TARGET_DIR:-target}"
+    cargo build -q -p wirehook-api -p wirehook-worker -p wirehook-harness --bins
+    "$target_dir/debug/chaos" --events 1000 --bin-dir "$target_dir/debug" \
+        --log-dir "$target_dir/chaos-test"
 fi

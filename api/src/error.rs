@@ -40,9 +40,13 @@ pub enum ApiError {
     /// The body is larger than the route accepts.
     #[error("{0}")]
     PayloadTooLarge(String),
-    /// A dependency (the database, a missing provider key) is not available.
+    /// A dependency other than the database (e.g. a provider key that is not set) is missing.
     #[error("{0}")]
     Unavailable(String),
+    /// PostgreSQL cannot be reached: no connection within the pool's acquire timeout
+    /// ([`wirehook_worker::process::ACQUIRE_TIMEOUT`]), or the connection broke mid-query.
+    #[error("the database is unavailable; try again shortly")]
+    DatabaseUnavailable,
     /// A bug or an unexpected failure; details are logged, never returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -61,6 +65,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Unavailable(_) => "service_unavailable",
+            Self::DatabaseUnavailable => "database_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -74,7 +79,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,16 +117,43 @@ impl From<DbErr> for ApiError {
                 "text must not contain NUL characters (`\\u0000`), which cannot be stored".into(),
             );
         }
+        if is_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            return Self::DatabaseUnavailable;
+        }
+        Self::Internal(err.to_string())
+    }
+}
+
+/// Whether `err` means PostgreSQL cannot be reached (as opposed to refusing a statement): no
+/// connection could be acquired, the connection broke (I/O, TLS, protocol), or the server said
+/// it is shutting down or not accepting connections (SQLSTATE classes 08 and 57P).
+fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    let (DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
+    | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+    | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err
+    else {
+        return matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_));
+    };
+    match e.as_ref() {
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::Protocol(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed => true,
+        Sqlx::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => matches!(err, DbErr::Conn(_)),
+    }
+}
+
+impl From<wirehook_worker::engine::EngineError> for ApiError {
+    fn from(err: wirehook_worker::engine::EngineError) -> Self {
         match err {
-            DbErr::ConnectionAcquire(e) => {
-                tracing::warn!(error = %e, "database unavailable");
-                Self::Unavailable("the database is unavailable; try again shortly".into())
-            }
-            DbErr::Conn(e) => {
-                tracing::warn!(error = %e, "database connection error");
-                Self::Unavailable("the database is unavailable; try again shortly".into())
-            }
-            other => Self::Internal(other.to_string()),
+            wirehook_worker::engine::EngineError::Db(e) => e.into(),
         }
     }
 }
@@ -210,7 +242,7 @@ impl From<ApiError> for ErrorResponse {
             ApiError::NotFound(_) => Self::NotFound(b),
             ApiError::Conflict(_) => Self::Conflict(b),
             ApiError::PayloadTooLarge(_) => Self::PayloadTooLarge(b),
-            ApiError::Unavailable(_) => Self::Unavailable(b),
+            ApiError::Unavailable(_) | ApiError::DatabaseUnavailable => Self::Unavailable(b),
             ApiError::Internal(_) => Self::Internal(b),
         }
     }
@@ -279,5 +311,46 @@ fn classify(err: &poem::Error, status: StatusCode) -> (&'static str, String) {
             ("internal_error", "internal server error".into())
         }
         _ => ("error", err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::{ConnAcquireErr, RuntimeErr, sqlx};
+
+    use super::*;
+
+    fn query_err(e: sqlx::Error) -> DbErr {
+        DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)))
+    }
+
+    #[test]
+    fn no_connection_within_the_acquire_timeout_is_database_unavailable() {
+        let err = ApiError::from(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout));
+        assert_eq!(err.code(), "database_unavailable");
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_connection_broken_mid_query_is_database_unavailable() {
+        let broken = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let err = ApiError::from(query_err(sqlx::Error::Io(broken)));
+        assert_eq!(err.code(), "database_unavailable");
+    }
+
+    #[test]
+    fn a_statement_error_is_still_internal() {
+        let err = ApiError::from(query_err(sqlx::Error::ColumnNotFound("x".into())));
+        assert_eq!(err.code(), "internal_error");
+    }
+
+    #[test]
+    fn a_missing_provider_key_keeps_its_own_code() {
+        assert_eq!(
+            ApiError::Unavailable("not configured".into()).code(),
+            "service_unavailable"
+        );
     }
 }

@@ -9,6 +9,10 @@
 //! e.g. `/c/3`) or as the fallback: a fixed [`Reply`] (200 by default), or any function of the
 //! [`Delivery`] (fail the first attempt, hang on every tenth, drop the connection for one
 //! path…). Routes can be changed while deliveries arrive.
+//!
+//! For fault runs it can also keep a [`Journal`] ([`Receiver::keep_journal`]): every arrival
+//! in order, with the answer it got and the connection it came on, and when each connection
+//! closed, so that a run can tell which answers a sender may never have read.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +39,9 @@ pub enum Reply {
     Hang(Duration),
     /// Close the connection without answering (the sender sees a connection error).
     Drop,
+    /// Reset the connection (TCP RST, `SO_LINGER` 0) without answering, as a receiver whose
+    /// process died mid-request does.
+    Reset,
 }
 
 /// One received request, as a [`Behaviour`] sees it.
@@ -149,9 +156,34 @@ pub struct Summary {
     pub last_at: Option<Instant>,
 }
 
+/// One request as the [`Journal`] keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    /// The `webhook-id` header.
+    pub webhook_id: Option<String>,
+    /// The request path.
+    pub path: String,
+    /// What it was answered.
+    pub reply: Reply,
+    /// When its body had been read (before the answer).
+    pub at: Instant,
+    /// The connection it came on (numbered from 0 in accept order).
+    pub connection: u64,
+}
+
+/// Every arrival and connection close since [`Receiver::keep_journal`].
+#[derive(Debug, Clone, Default)]
+pub struct Journal {
+    /// Arrivals in the order they were answered.
+    pub arrivals: Vec<Arrival>,
+    /// When each closed connection closed (the sender went away, or the receiver dropped it).
+    pub closed: HashMap<u64, Instant>,
+}
+
 #[derive(Default)]
 struct Log {
     by_id: HashMap<String, Seen>,
+    journal: Option<Journal>,
     requests: u64,
     bad_signatures: u64,
     without_id: u64,
@@ -235,9 +267,27 @@ impl Receiver {
         lock(&self.shared.log).by_id.clone()
     }
 
-    /// Forgets everything recorded (routes stay).
+    /// Forgets everything recorded (routes stay, and so does journaling if it was on).
     pub fn clear(&self) {
-        *lock(&self.shared.log) = Log::default();
+        let mut log = lock(&self.shared.log);
+        let journaling = log.journal.is_some();
+        *log = Log::default();
+        if journaling {
+            log.journal = Some(Journal::default());
+        }
+    }
+
+    /// Starts keeping a [`Journal`] of every arrival from now on (it grows with every
+    /// request: for fault runs, not for long benchmarks).
+    pub fn keep_journal(&self) {
+        lock(&self.shared.log)
+            .journal
+            .get_or_insert_with(Journal::default);
+    }
+
+    /// The journal so far (empty unless [`keep_journal`](Self::keep_journal) was called).
+    pub fn journal(&self) -> Journal {
+        lock(&self.shared.log).journal.clone().unwrap_or_default()
     }
 
     /// Waits until at least `n` distinct ids arrived; false if `timeout` passed first.
@@ -264,6 +314,7 @@ impl Drop for Receiver {
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
+    let mut next_connection = 0u64;
     loop {
         while connections.try_join_next().is_some() {}
         let stream = match listener.accept().await {
@@ -275,15 +326,55 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            id: next_connection,
+            fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
+        };
+        next_connection += 1;
         let shared = shared.clone();
         connections.spawn(async move {
-            let service = service_fn(move |req| handle(req, shared.clone()));
+            let service = {
+                let shared = shared.clone();
+                service_fn(move |req| handle(req, shared.clone(), connection))
+            };
             // A connection error ends only that connection (and `Reply::Drop` is one).
             let _ = http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            if let Some(journal) = lock(&shared.log).journal.as_mut() {
+                journal.closed.insert(connection.id, Instant::now());
+            }
         });
+    }
+}
+
+/// The connection a request came on: its number, and its socket for [`Reply::Reset`].
+#[derive(Debug, Clone, Copy)]
+struct Connection {
+    id: u64,
+    fd: std::os::fd::RawFd,
+}
+
+impl Connection {
+    /// Makes closing the socket send RST instead of FIN (`SO_LINGER` on, 0 s).
+    fn reset_on_close(self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: `fd` is the socket of the connection whose request is being handled; hyper
+        // owns it and closes it only after this handler returns, so it is open here. The
+        // option value is a valid `linger` of the size passed.
+        unsafe {
+            libc::setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                std::ptr::from_ref(&linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
     }
 }
 
@@ -295,6 +386,7 @@ struct DropConnection;
 async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
+    connection: Connection,
 ) -> Result<Response<Full<Bytes>>, DropConnection> {
     let path = req.uri().path().to_owned();
     let header = |name: &str| {
@@ -328,6 +420,15 @@ async fn handle(
         body: &body,
         nth,
     });
+    if let Some(journal) = lock(&shared.log).journal.as_mut() {
+        journal.arrivals.push(Arrival {
+            webhook_id: id.clone(),
+            path: path.clone(),
+            reply: reply.clone(),
+            at: now,
+            connection: connection.id,
+        });
+    }
     let status = match reply {
         Reply::Status(code) => {
             if (200..300).contains(&code)
@@ -343,6 +444,10 @@ async fn handle(
             StatusCode::OK
         }
         Reply::Drop => return Err(DropConnection),
+        Reply::Reset => {
+            connection.reset_on_close();
+            return Err(DropConnection);
+        }
     };
     let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
     *response.status_mut() = status;
@@ -504,5 +609,78 @@ mod tests {
         );
         // No key on these routes: nothing to verify, nothing counted as bad.
         assert_eq!(receiver.summary().bad_signatures, 0);
+    }
+
+    /// Sends one raw HTTP/1.1 request to `path` and reads until the connection ends.
+    async fn raw_exchange(receiver: &Receiver, path: &str) -> std::io::Result<Vec<u8>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(receiver.addr()).await?;
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nwebhook-id: m-raw\r\n\
+             connection: close\r\ncontent-length: 2\r\n\r\n{{}}"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok(answer)
+    }
+
+    #[tokio::test]
+    async fn a_reset_route_resets_the_connection_instead_of_closing_it() {
+        let receiver = Receiver::start().await.expect("receiver");
+        receiver.set_route("/reset", Route::new(Reply::Reset));
+        receiver.set_route("/drop", Route::new(Reply::Drop));
+
+        let reset = raw_exchange(&receiver, "/reset").await;
+        assert_eq!(
+            reset.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionReset)
+        );
+        // Dropping closes cleanly: the sender reads the end of the stream, no answer.
+        assert_eq!(
+            raw_exchange(&receiver, "/drop").await.ok(),
+            Some(Vec::new())
+        );
+    }
+
+    #[tokio::test]
+    async fn the_journal_keeps_each_arrival_with_its_answer_and_connection() {
+        let receiver = Receiver::start().await.expect("receiver");
+        receiver.keep_journal();
+        receiver.set_route("/fail", Route::new(Reply::Status(500)));
+
+        assert_eq!(
+            post(&receiver, "/fail", "m1", "v1,x").await.expect("post"),
+            500
+        );
+        assert_eq!(
+            post(&receiver, "/ok", "m1", "v1,x").await.expect("post"),
+            200
+        );
+        assert!(raw_exchange(&receiver, "/ok").await.is_ok());
+
+        // The receiver notes the close just after the sender sees it.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while receiver.journal().closed.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let journal = receiver.journal();
+        let replies: Vec<(&str, &Reply)> = journal
+            .arrivals
+            .iter()
+            .map(|a| (a.path.as_str(), &a.reply))
+            .collect();
+        assert_eq!(
+            replies,
+            vec![
+                ("/fail", &Reply::Status(500)),
+                ("/ok", &Reply::Status(200)),
+                ("/ok", &Reply::Status(200)),
+            ]
+        );
+        // The raw exchange came on a connection of its own, which is closed now.
+        let raw = journal.arrivals[2].connection;
+        assert_ne!(raw, journal.arrivals[0].connection);
+        assert!(journal.closed.contains_key(&raw), "{:?}", journal.closed);
     }
 }

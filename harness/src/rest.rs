@@ -139,6 +139,16 @@ impl ApiClient {
         }
     }
 
+    /// An authorized `POST` of the JSON `body` to `path`; returns status and JSON body
+    /// (`Null` if the body is not JSON).
+    pub async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), RestError> {
+        self.send(
+            self.http.post(format!("{}{path}", self.base)).json(body),
+            path,
+        )
+        .await
+    }
+
     /// An authorized `GET` of `path_and_query`; returns status and JSON body (`Null` if the
     /// body is not JSON).
     pub async fn get(&self, path_and_query: &str) -> Result<(u16, Value), RestError> {

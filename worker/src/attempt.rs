@@ -813,6 +813,40 @@ mod tests {
         assert_eq!(outcome.error.unwrap().kind, AttemptErrorKind::Connect);
     }
 
+    /// A receiver that reads the whole request, writes `partial` (maybe nothing) and then
+    /// resets the connection (RST), as a receiver process dying mid-request does.
+    async fn resetting_receiver(partial: &'static [u8]) -> SocketAddr {
+        let (listener, addr) = free_port_listener().await;
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let _ = read_request(&mut stream).await;
+                let _ = stream.write_all(partial).await;
+                let _ = stream.set_zero_linger();
+                drop(stream);
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_connection_reset_after_the_request_was_sent_is_retried_not_delivered() {
+        let addr = resetting_receiver(b"").await;
+        let outcome = attempt(&open_client(), &delivery(format!("http://{addr}/"))).await;
+
+        assert_eq!(outcome.verdict(), Verdict::Retry);
+        assert_eq!(outcome.status_code, None);
+        assert!(outcome.error.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_status_line_cut_off_by_a_reset_is_retried_not_delivered() {
+        let addr = resetting_receiver(b"HTTP/1.1 200 O").await;
+        let outcome = attempt(&open_client(), &delivery(format!("http://{addr}/"))).await;
+
+        assert_eq!(outcome.verdict(), Verdict::Retry);
+        assert_eq!(outcome.status_code, None);
+    }
+
     #[tokio::test]
     async fn unresolvable_host_is_a_dns_error() {
         let outcome = attempt(

@@ -21,13 +21,24 @@ pub fn init_tracing() {
     drop(result);
 }
 
-/// Connects a pool of at most `max_connections`, failing within 5 s when the database is down.
+/// How long a caller waits for a pooled database connection before giving up.
+///
+/// While PostgreSQL is down, the pool keeps trying to connect for this long and then fails: the
+/// api answers `503 database_unavailable` after at most this wait instead of hanging, and a
+/// worker's job fails and is run again later. Larger than any wait for a free connection under
+/// load (pools are sized above the work they serve), small enough for clients and load
+/// balancers to see an outage quickly.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Connects a pool of at most `max_connections`; connecting and acquiring a connection each
+/// fail after [`ACQUIRE_TIMEOUT`] when the database is down. The pool reconnects by itself once
+/// the database returns: a connection found broken is dropped and a new one opened.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, String> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(max_connections)
         .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        .connect_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .sqlx_logging(false);
     Database::connect(opts)
         .await

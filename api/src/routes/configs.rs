@@ -547,7 +547,7 @@ impl ConfigsApi {
         let processed = engine
             .deliver(event.event_id, Mode::Once)
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(ApiError::from)?;
         let Processed::Attempted { outcome, .. } = processed else {
             return Err(
                 ApiError::Conflict("the configuration was deleted during the test".into()).into(),

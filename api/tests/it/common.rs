@@ -22,6 +22,8 @@ pub struct TestDb {
     pub url: String,
     name: String,
     admin_url: String,
+    /// False on a throwaway cluster, which goes away with its test (and may be down by then).
+    drop_on_exit: bool,
 }
 
 impl TestDb {
@@ -30,6 +32,11 @@ impl TestDb {
         let admin_url = std::env::var("DATABASE_URL").expect(
             "DATABASE_URL must point at a PostgreSQL server; run the tests with `just test`",
         );
+        Self::create_on(admin_url, true).await
+    }
+
+    /// Creates an empty database on the server at `admin_url`.
+    async fn create_on(admin_url: String, drop_on_exit: bool) -> Self {
         let name = format!(
             "wirehook_test_{}",
             ulid::Ulid::generate().to_string().to_lowercase()
@@ -48,6 +55,7 @@ impl TestDb {
             url: url.into(),
             name,
             admin_url,
+            drop_on_exit,
         }
     }
 
@@ -61,6 +69,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if !self.drop_on_exit {
+            return;
+        }
         let (name, admin_url) = (self.name.clone(), self.admin_url.clone());
         // Drop runs inside the test's runtime; use a thread with its own runtime.
         let _ = std::thread::spawn(move || {
@@ -113,6 +124,17 @@ impl TestApp {
         Self::spawn_configured(jwt, |_| {}, true).await
     }
 
+    /// Starts the app as `api serve` runs it, with the binary's pool
+    /// ([`wirehook_worker::process::connect`]), on a fresh database of the server at
+    /// `admin_url`: a throwaway cluster that the test stops and starts.
+    pub async fn spawn_on(admin_url: String) -> Self {
+        let database = TestDb::create_on(admin_url, false).await;
+        let db = wirehook_worker::process::connect(&database.url, 32)
+            .await
+            .expect("connect like the binary");
+        Self::spawn_inner(database, db, jwt_config(), |_| {}, true).await
+    }
+
     /// Starts the app with both provider keys set and `inbound` applied to the inbound settings.
     pub async fn spawn_inbound(inbound: impl FnOnce(&mut InboundConfig)) -> Self {
         Self::spawn_configured(jwt_config(), inbound, true).await
@@ -134,6 +156,16 @@ impl TestApp {
         }
         let database = TestDb::create().await;
         let db = database.connect().await;
+        Self::spawn_inner(database, db, jwt, inbound, allow_private_targets).await
+    }
+
+    async fn spawn_inner(
+        database: TestDb,
+        db: DatabaseConnection,
+        jwt: JwtConfig,
+        inbound: impl FnOnce(&mut InboundConfig),
+        allow_private_targets: bool,
+    ) -> Self {
         migration::migrate(&db)
             .await
             .expect("migrate test database");

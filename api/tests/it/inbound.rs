@@ -13,7 +13,7 @@ const SIGNALWIRE_PATH: &str = "/api/webhooks/signalwire";
 const ELEVENLABS_PATH: &str = "/api/webhooks/elevenlabs";
 
 /// The contract's SignalWire example, as a `call.completed` event.
-fn signalwire_call(event_type: &str, call_id: &str, campaign: &str) -> Vec<u8> {
+pub(crate) fn signalwire_call(event_type: &str, call_id: &str, campaign: &str) -> Vec<u8> {
     json!({
         "event_type": event_type,
         "timestamp": "2023-07-29T15:00:00Z",
@@ -45,7 +45,7 @@ fn elevenlabs_voice(event_type: &str) -> Vec<u8> {
 }
 
 /// Posts a JSON body to SignalWire's endpoint signed as SignalWire signs it.
-async fn post_signalwire(app: &TestApp, body: &[u8]) -> (u16, Value) {
+pub(crate) async fn post_signalwire(app: &TestApp, body: &[u8]) -> (u16, Value) {
     let url = format!("{}{SIGNALWIRE_PATH}", app.public_base_url);
     let signature = signalwire::sign_json(SIGNALWIRE_KEY.as_bytes(), &url, body);
     send(
@@ -94,7 +94,7 @@ async fn send(
 }
 
 /// Inbound events of `status`, newest first, through the history API.
-async fn inbound_events(app: &TestApp, status: &str) -> Vec<Value> {
+pub(crate) async fn inbound_events(app: &TestApp, status: &str) -> Vec<Value> {
     let (code, body) = app
         .get(&format!(
             "/api/webhooks/events?direction=inbound&status={status}"

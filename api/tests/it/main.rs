@@ -2,6 +2,9 @@
 
 mod auth;
 mod cli;
+#[allow(dead_code)]
+#[path = "../../../harness/src/cluster.rs"]
+mod cluster;
 mod common;
 mod configs;
 mod delivery;
@@ -12,6 +15,7 @@ mod inbound;
 mod migrate;
 mod openapi;
 mod operations;
+mod outage;
 mod receiver;
 mod secrets;
 mod ssrf;
