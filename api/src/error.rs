@@ -98,6 +98,12 @@ impl ApiError {
 
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
+        Self::from(&err)
+    }
+}
+
+impl From<&DbErr> for ApiError {
+    fn from(err: &DbErr) -> Self {
         match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(detail)) => {
                 tracing::debug!(%detail, "unique violation");
@@ -109,7 +115,7 @@ impl From<DbErr> for ApiError {
             }
             _ => {}
         }
-        if let Some(code) = sqlstate(&err)
+        if let Some(code) = sqlstate(err)
             && UNSTORABLE_TEXT.contains(&code.as_str())
         {
             tracing::debug!(error = %err, "text the database cannot store");
@@ -117,7 +123,7 @@ impl From<DbErr> for ApiError {
                 "text must not contain NUL characters (`\\u0000`), which cannot be stored".into(),
             );
         }
-        if is_unavailable(&err) {
+        if is_unavailable(err) {
             tracing::warn!(error = %err, "database unavailable");
             return Self::DatabaseUnavailable;
         }
@@ -154,6 +160,7 @@ impl From<wirehook_worker::engine::EngineError> for ApiError {
     fn from(err: wirehook_worker::engine::EngineError) -> Self {
         match err {
             wirehook_worker::engine::EngineError::Db(e) => e.into(),
+            wirehook_worker::engine::EngineError::Batch(e) => e.as_ref().into(),
         }
     }
 }

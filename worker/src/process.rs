@@ -34,15 +34,19 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// fail after [`ACQUIRE_TIMEOUT`] when the database is down. The pool reconnects by itself once
 /// the database returns: a connection found broken is dropped and a new one opened.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, String> {
+    Database::connect(options(url, max_connections))
+        .await
+        .map_err(|e| format!("cannot connect to the database: {e}"))
+}
+
+fn options(url: &str, max_connections: u32) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(ACQUIRE_TIMEOUT)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .sqlx_logging(false);
-    Database::connect(opts)
-        .await
-        .map_err(|e| format!("cannot connect to the database: {e}"))
+    opts
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
@@ -76,13 +80,8 @@ pub async fn shutdown_signal() {
 /// PostgreSQL crash (the last few hundred milliseconds) means the job runs again. The api keeps
 /// synchronous commits, since its answer promises an accepted event is stored.
 pub async fn connect_worker(url: &str, max_connections: u32) -> Result<DatabaseConnection, String> {
-    let mut opts = ConnectOptions::new(url.to_owned());
-    opts.max_connections(max_connections)
-        .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false)
-        .map_sqlx_postgres_opts(|pg| pg.options([("synchronous_commit", "off")]));
+    let mut opts = options(url, max_connections);
+    opts.map_sqlx_postgres_opts(|pg| pg.options([("synchronous_commit", "off")]));
     Database::connect(opts)
         .await
         .map_err(|e| format!("cannot connect to the database: {e}"))
