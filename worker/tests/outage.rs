@@ -296,7 +296,8 @@ async fn a_2xx_that_could_not_be_recorded_is_sent_again_and_then_recorded_delive
     let (event, message_id) = database.enqueue(config).await;
 
     wait_until_down(&database).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Down for longer than a pool waits for a connection, so the answer cannot be recorded late.
+    tokio::time::sleep(wirehook_worker::process::ACQUIRE_TIMEOUT + Duration::from_secs(1)).await;
     database.resume().await;
 
     let (status, attempts) = database.settled(event, Duration::from_secs(40)).await;
@@ -315,7 +316,8 @@ async fn a_5xx_that_could_not_be_recorded_never_ends_delivered() {
     let (event, message_id) = database.enqueue(config).await;
 
     wait_until_down(&database).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Down for longer than a pool waits for a connection, so the answer cannot be recorded late.
+    tokio::time::sleep(wirehook_worker::process::ACQUIRE_TIMEOUT + Duration::from_secs(1)).await;
     database.resume().await;
 
     let (status, attempts) = database.settled(event, Duration::from_secs(40)).await;
