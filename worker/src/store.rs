@@ -126,10 +126,9 @@ async fn record_together(
     if records.is_empty() {
         return Ok(Vec::new());
     }
+    // The worker's pool commits asynchronously (`process::connect_worker`): safe under
+    // at-least-once, a lost commit only means the attempt runs again.
     let txn = db.begin().await?;
-    // Safe under at-least-once: a lost commit only means the attempt runs again.
-    txn.execute_unprepared("SET LOCAL synchronous_commit = off")
-        .await?;
     webhook_attempts::Entity::insert_many(records.iter().map(|r| r.row.clone()))
         .exec_without_returning(&txn)
         .await?;
