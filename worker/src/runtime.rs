@@ -361,13 +361,15 @@ impl PollStrategy for AckNudge {
 ///
 /// Used instead of apalis' `IntervalStrategy`, which re-arms its timer without registering for
 /// it and so depends on the worker being polled again; with it, a replica was seen idling until
-/// its next heartbeat. This one always leaves its next tick registered.
-struct PollTick {
+/// its next heartbeat. This one always leaves its next tick registered. Public for the
+/// benchmark's no-op drain, which must poll the way a replica does.
+pub struct PollTick {
     interval: tokio::time::Interval,
 }
 
 impl PollTick {
-    fn new(period: Duration) -> Self {
+    /// Ticks every `period`; missed ticks are delayed, not bunched.
+    pub fn new(period: Duration) -> Self {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Self { interval }

@@ -8,12 +8,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{
-    BackendExt, BoxDynError, Data, PollSnapshot, PollStrategy, Strategy, WorkerBuilder,
-    WorkerBuilderExt, WorkerContext,
+    BackendExt, BoxDynError, Data, Strategy, WorkerBuilder, WorkerBuilderExt, WorkerContext,
 };
 use apalis_postgres::PostgresStorage;
 use serde::{Deserialize, Serialize};
@@ -89,7 +87,11 @@ pub async fn drain(database_url: &str, jobs: u64, timeout: Duration) -> BenchRes
     let backend = PostgresStorage::<serde_json::Value>::new(&pool)
         .with_config(wirehook_worker::runtime::storage_config(&settings))
         .with_pubsub()
-        .poll_with_strategy(Strategy::new().apply(PollTick::new(settings.poll_interval)));
+        .poll_with_strategy(
+            Strategy::new().apply(wirehook_worker::runtime::PollTick::new(
+                settings.poll_interval,
+            )),
+        );
     let worker = WorkerBuilder::new(&worker_ctx)
         .backend(backend)
         .data(progress.clone())
@@ -143,32 +145,4 @@ async fn noop(_job: serde_json::Value, progress: Data<Arc<Progress>>) -> Result<
     }
     progress.done.fetch_add(1, Ordering::Relaxed);
     Ok(())
-}
-
-/// Wakes the worker every poll interval (the worker's runtime does the same), always leaving
-/// its next tick registered.
-struct PollTick {
-    interval: tokio::time::Interval,
-}
-
-impl PollTick {
-    fn new(period: Duration) -> Self {
-        let mut interval = tokio::time::interval(period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Self { interval }
-    }
-}
-
-impl PollStrategy for PollTick {
-    fn poll_drive(&mut self, cx: &mut TaskContext<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
-        let mut ticked = false;
-        while self.interval.poll_tick(cx).is_ready() {
-            ticked = true;
-        }
-        if ticked {
-            Poll::Ready(Some(()))
-        } else {
-            Poll::Pending
-        }
-    }
 }
