@@ -133,11 +133,12 @@ async fn record_together(
         .exec_without_returning(&txn)
         .await?;
 
-    // A duplicate job of the same event in this batch can only lose: the first one updates.
-    let mut seen = HashSet::new();
-    let updates: Vec<Value> = records
-        .iter()
-        .filter(|r| seen.insert(r.event_id))
+    // One record per event updates it: the first, unless a later one of the same event was
+    // delivered (two jobs of one event can race after a crash; the receiver's 2xx is the truth).
+    let chosen = chosen_per_event(records);
+    let updates: Vec<Value> = chosen
+        .values()
+        .map(|&i| &records[i])
         .map(|r| {
             json!({
                 "id": r.event_id,
@@ -157,15 +158,18 @@ async fn record_together(
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
+            // Failures apply only to the attempt count they were made at; a delivery applies to
+            // any pending state, since a racing job may have counted a failure meanwhile.
             "UPDATE webhook_events AS e \
-             SET attempts = r.attempts, status = r.status, response_data = r.response_data, \
+             SET attempts = GREATEST(e.attempts, r.attempts), status = r.status, \
+                 response_data = r.response_data, \
                  next_attempt_at = r.next_attempt_at, last_error = r.last_error, \
                  updated_at = r.updated_at \
              FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, prior integer, attempts integer, \
                  status text, response_data jsonb, next_attempt_at timestamptz, last_error text, \
                  updated_at timestamptz) \
              WHERE e.id = ANY($2) AND e.id = r.id AND e.status = 'pending' \
-               AND e.attempts = r.prior \
+               AND (e.attempts = r.prior OR r.status = 'delivered') \
              RETURNING e.id",
             [Value::Array(updates).into(), ids.into()],
         ))
@@ -174,10 +178,10 @@ async fn record_together(
         .iter()
         .map(|row| row.try_get::<i64>("", "id"))
         .collect::<Result<_, _>>()?;
-    let mut first = HashSet::new();
     let won: Vec<Won> = records
         .iter()
-        .map(|r| updated.contains(&r.event_id) && first.insert(r.event_id))
+        .enumerate()
+        .map(|(i, r)| updated.contains(&r.event_id) && chosen.get(&r.event_id) == Some(&i))
         .collect();
 
     let winners = || {
@@ -211,6 +215,21 @@ async fn record_together(
     }
     txn.commit().await?;
     Ok(won)
+}
+
+/// For each event in `records`, the index of the record that updates it: its first record,
+/// or the first delivered one when there is one.
+fn chosen_per_event(records: &[AttemptRecord]) -> std::collections::BTreeMap<i64, usize> {
+    let mut chosen = std::collections::BTreeMap::new();
+    for (i, record) in records.iter().enumerate() {
+        let entry = chosen.entry(record.event_id).or_insert(i);
+        if record.status == EventStatus::Delivered
+            && records[*entry].status != EventStatus::Delivered
+        {
+            *entry = i;
+        }
+    }
+    chosen
 }
 
 /// Clears a recovered endpoint's failing clock and probe slot.

@@ -307,3 +307,89 @@ async fn many_concurrent_jobs_of_many_events_record_each_delivery_once() {
     assert_eq!(one["event"]["attempts"], 1);
     assert_eq!(one["deliveryAttempts"][0]["statusCode"], 200);
 }
+
+fn record(event_id: i64, config_id: i64, delivered: bool) -> wirehook_worker::store::AttemptRecord {
+    use sea_orm::ActiveValue::Set;
+    let now = chrono::Utc::now();
+    wirehook_worker::store::AttemptRecord {
+        event_id,
+        config_id,
+        prior_attempts: 0,
+        row: entity::webhook_attempts::ActiveModel {
+            event_id: Set(event_id),
+            attempt: Set(1),
+            request_headers: Set(json!({})),
+            status_code: Set(Some(if delivered { 200 } else { 500 })),
+            truncated: Set(false),
+            duration_ms: Set(1),
+            created_at: Set(now),
+            ..Default::default()
+        },
+        status: if delivered {
+            entity::EventStatus::Delivered
+        } else {
+            entity::EventStatus::Pending
+        },
+        response_data: json!({"timing": 1}),
+        next_attempt_at: (!delivered).then(|| now + chrono::Duration::seconds(60)),
+        last_error: None,
+        now,
+        gone: false,
+        health: None,
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_recorded_after_a_racing_failure_of_the_same_attempt_still_counts() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let (config_id, id) = enqueue_one(&app, &receiver, json!({})).await;
+    let failure = vec![record(id, config_id, false)];
+    let won = wirehook_worker::store::record_batch(&app.db, None, failure)
+        .await
+        .expect("record the failure");
+    assert!(matches!(won.as_slice(), [Ok(true)]));
+    let late = vec![record(id, config_id, true)];
+    let won = wirehook_worker::store::record_batch(&app.db, None, late)
+        .await
+        .expect("record the delivery");
+    assert!(matches!(won.as_slice(), [Ok(true)]), "{won:?}");
+    let details = event(&app, id).await;
+    assert_eq!(details["event"]["status"], "delivered", "{details}");
+    assert_eq!(details["event"]["attempts"], 1);
+}
+
+#[tokio::test]
+async fn in_one_batch_the_delivered_record_of_an_event_wins_over_a_failed_one() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let (config_id, id) = enqueue_one(&app, &receiver, json!({})).await;
+    let batch = vec![record(id, config_id, false), record(id, config_id, true)];
+    let won = wirehook_worker::store::record_batch(&app.db, None, batch)
+        .await
+        .expect("record");
+    assert!(matches!(won.as_slice(), [Ok(false), Ok(true)]), "{won:?}");
+    let details = event(&app, id).await;
+    assert_eq!(details["event"]["status"], "delivered", "{details}");
+    assert_eq!(
+        details["deliveryAttempts"].as_array().map_or(0, Vec::len),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_failure_recorded_after_the_event_moved_on_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await;
+    let (config_id, id) = enqueue_one(&app, &receiver, json!({})).await;
+    let delivered = vec![record(id, config_id, true)];
+    wirehook_worker::store::record_batch(&app.db, None, delivered)
+        .await
+        .expect("record the delivery");
+    let late = vec![record(id, config_id, false)];
+    let won = wirehook_worker::store::record_batch(&app.db, None, late)
+        .await
+        .expect("record the failure");
+    assert!(matches!(won.as_slice(), [Ok(false)]), "{won:?}");
+    assert_eq!(event(&app, id).await["event"]["status"], "delivered");
+}
