@@ -15,7 +15,8 @@
 //!   the arrival and the arrival's connection was that worker's (it closed within
 //!   [`KILL_WINDOW`] after the kill; connections are pooled, so it need not be the last request
 //!   on it), or, for a reset the receiver itself caused (so the connection's owner cannot be
-//!   seen), a kill came at most [`RESET_WINDOW`] after it; or it arrived while PostgreSQL was
+//!   seen), a kill came at most [`RESET_WINDOW`] after it; for a hang, a kill came at most
+//!   [`RESET_WINDOW`] after the worker timed out and closed the connection; or it arrived while PostgreSQL was
 //!   down or within [`OUTAGE_MARGIN`] of that;
 //! - **duplicates** are the 2xx answers beyond the one a delivered event needs. They can only
 //!   come from unrecorded attempts (explained above) or from a job run twice after its worker
@@ -241,15 +242,22 @@ pub fn check(
         let a = &journal.arrivals[i];
         let closed = journal.closed.get(&a.connection).copied();
         let reset_here = matches!(a.reply, Reply::Reset | Reply::Drop);
+        let hang_here = matches!(a.reply, Reply::Hang(_));
         let by_kill = faults.kills.iter().any(|&k| {
             // The body may be read just after the sender died.
             let before = a.at <= k + Duration::from_millis(500);
             if reset_here {
                 before && a.at + RESET_WINDOW >= k
             } else {
+                let killed_its_connection = closed.is_some_and(|c| k <= c && c <= k + KILL_WINDOW);
+                // A hang's outcome (a timeout) is known when the worker gives up and closes the
+                // connection; a kill right after that, before the record, loses it. The owner
+                // of a connection the worker closed itself cannot be seen: timing only.
+                let killed_after_its_timeout =
+                    hang_here && closed.is_some_and(|c| c <= k && k <= c + RESET_WINDOW);
                 before
                     && a.at + RECORD_WINDOW >= k
-                    && closed.is_some_and(|c| k <= c && c <= k + KILL_WINDOW)
+                    && (killed_its_connection || killed_after_its_timeout)
             }
         });
         let by_outage = faults
@@ -595,6 +603,24 @@ mod tests {
         run.faults.kills.push(run.at(2500));
         assert_eq!(run.check().unexplained, 1);
         run.faults.kills.push(run.at(400));
+        assert!(run.check().passed());
+    }
+
+    #[test]
+    fn an_unrecorded_hang_is_explained_by_a_kill_right_after_its_timeout() {
+        let mut run = Run::new("delivered", 1);
+        run.arrive(0, Reply::Hang(Duration::from_secs(3)), 1)
+            .arrive(9000, Reply::Status(200), 2);
+        run.record(1, Some(200), None);
+        // The worker timed out and closed the connection at 1 s.
+        run.journal.closed.insert(1, run.at(1000));
+        run.faults.kills.push(run.at(4000));
+        assert_eq!(
+            run.check().unexplained,
+            1,
+            "a kill 3 s later explains nothing"
+        );
+        run.faults.kills.push(run.at(1010));
         assert!(run.check().passed());
     }
 
