@@ -233,6 +233,12 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "## Method\n\n{METHOD}\n");
     let (met, missed) = report.tally();
     let _ = writeln!(out, "## Figures\n\nTargets met: {met}, missed: {missed}.\n");
+    if missed > 0 {
+        let _ = writeln!(
+            out,
+            "Where the time goes for the missed targets, and what was tried: `bench/PROFILE.md`.\n"
+        );
+    }
     let _ = writeln!(
         out,
         "| section | figure | value | baseline (same run) | ratio | target | met |"
