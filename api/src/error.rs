@@ -161,6 +161,7 @@ impl From<wirehook_worker::engine::EngineError> for ApiError {
         match err {
             wirehook_worker::engine::EngineError::Db(e) => e.into(),
             wirehook_worker::engine::EngineError::Batch(e) => e.as_ref().into(),
+            wirehook_worker::engine::EngineError::Panicked(message) => Self::Internal(message),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! transaction is held across the network call, and every write is guarded by "only if still in
 //! flight", so a late or duplicate job cannot overwrite a newer state.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 use entity::{
     ConfigStatus, EventStatus, ResponseData, webhook_attempts, webhook_configs, webhook_events,
 };
+use futures::FutureExt;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
@@ -37,6 +39,9 @@ pub enum EngineError {
     /// A batched load or record failed (the error is shared by every job of the batch).
     #[error("database: {0}")]
     Batch(Arc<sea_orm::DbErr>),
+    /// A delivery panicked (a bug); the other events of its job were still delivered.
+    #[error("a delivery panicked: {0}")]
+    Panicked(String),
 }
 
 impl From<BatchError> for EngineError {
@@ -169,7 +174,23 @@ impl Engine {
                 .acquire()
                 .await
                 .map_err(|_| BatchError::Stopped)?;
-            self.deliver(event_id, Mode::Queued).await
+            // A panic must not take the job's other deliveries down with it (they would be
+            // dropped mid-flight, and their events left without a job).
+            match AssertUnwindSafe(self.deliver(event_id, Mode::Queued))
+                .catch_unwind()
+                .await
+            {
+                Ok(result) => result,
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".to_owned());
+                    tracing::error!(event_id, %message, "delivery panicked");
+                    Err(EngineError::Panicked(message))
+                }
+            }
         });
         let results = futures::future::join_all(runs).await;
         match results.into_iter().find_map(Result::err) {

@@ -307,9 +307,14 @@ struct JobContext {
     finished: mpsc::Sender<()>,
 }
 
-/// When, after a job finishes, the worker is woken to record its result: twice, in case the
-/// first wake comes while a fetch is still running.
-const ACK_NUDGES: [Duration; 2] = [Duration::from_millis(20), Duration::from_millis(150)];
+/// When, after a job finishes, the worker is woken to record its result: more than once, in
+/// case a wake comes while a fetch is still running (a loaded machine can stretch a fetch past
+/// the second one; the last costs one idle wake-up a second at most).
+const ACK_NUDGES: [Duration; 3] = [
+    Duration::from_millis(20),
+    Duration::from_millis(150),
+    Duration::from_millis(1000),
+];
 
 /// Wakes the apalis worker shortly after a job finishes.
 ///
