@@ -9,6 +9,11 @@ use wirehook_api::{App, auth};
 use wirehook_worker::http_client::ClientConfig;
 use wirehook_worker::process;
 
+/// mimalloc instead of glibc malloc: the request and delivery paths allocate many small
+/// short-lived buffers across threads, where glibc's allocator cost about a quarter of the CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "api",
