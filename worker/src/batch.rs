@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 /// Why a batched call got no answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -24,6 +24,16 @@ pub enum BatchError {
 struct Pending<I, O> {
     item: I,
     reply: oneshot::Sender<Result<O, BatchError>>,
+}
+
+/// Moves queued items into `batch` until it holds `max` or the queue is empty.
+fn drain<T>(rx: &mut mpsc::UnboundedReceiver<T>, batch: &mut Vec<T>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
 }
 
 /// A handle to a batching task; cheap to clone. The task ends when the last handle is dropped.
@@ -48,10 +58,30 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, sea_orm::DbErr>> + Send + 'static,
     {
+        Self::spawn_overlapping(max_batch, parallel, 1, flush)
+    }
+
+    /// Like [`Batcher::spawn`], but a flush starts while others are still running only once
+    /// `min_overlap` items wait for it (or when the others have finished): a lone item still
+    /// goes at once, and under load the extra flushes carry full-sized batches instead of
+    /// splitting the queue into many small ones.
+    pub fn spawn_overlapping<F, Fut>(
+        max_batch: usize,
+        parallel: usize,
+        min_overlap: usize,
+        flush: F,
+    ) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<O>, sea_orm::DbErr>> + Send + 'static,
+    {
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending<I, O>>();
-        let slots = Arc::new(Semaphore::new(parallel.max(1)));
+        let parallel = parallel.max(1);
+        let slots = Arc::new(Semaphore::new(parallel));
+        let finished = Arc::new(Notify::new());
         let flush = Arc::new(flush);
         let max_batch = max_batch.max(1);
+        let min_overlap = min_overlap.clamp(1, max_batch);
         tokio::spawn(async move {
             loop {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -61,13 +91,30 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     return;
                 };
                 let mut batch = vec![first];
-                while batch.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
+                drain(&mut rx, &mut batch, max_batch);
+                // Other flushes are running: wait for company, or for one of them to end.
+                loop {
+                    // Registered before the check, so an end in between is not missed.
+                    let ended = finished.notified();
+                    tokio::pin!(ended);
+                    ended.as_mut().enable();
+                    let others_running = slots.available_permits() + 1 < parallel;
+                    if batch.len() >= min_overlap || !others_running {
+                        break;
+                    }
+                    tokio::select! {
+                        next = rx.recv() => match next {
+                            Some(next) => {
+                                batch.push(next);
+                                drain(&mut rx, &mut batch, max_batch);
+                            }
+                            None => break,
+                        },
+                        () = &mut ended => break,
                     }
                 }
                 let flush = flush.clone();
+                let finished = finished.clone();
                 tokio::spawn(async move {
                     let (items, replies): (Vec<I>, Vec<_>) =
                         batch.into_iter().map(|p| (p.item, p.reply)).unzip();
@@ -95,6 +142,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                         }
                     }
                     drop(slot);
+                    finished.notify_waiters();
                 });
             }
         });
@@ -185,6 +233,67 @@ mod tests {
         let sizes = sizes.lock().map(|s| s.clone()).unwrap_or_default();
         assert_eq!(sizes.iter().sum::<usize>(), 30);
         assert!(sizes.iter().all(|n| *n <= 4), "{sizes:?}");
+    }
+
+    type FlushLog = Arc<Mutex<Vec<(&'static str, usize)>>>;
+
+    /// Spawns a 2-slot overlapping batcher whose flushes take 50 ms and log `("start"|"end",
+    /// size)`.
+    fn logged_overlapping(min_overlap: usize) -> (Batcher<u32, u32>, FlushLog) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let seen = log.clone();
+        let batcher = Batcher::spawn_overlapping(100, 2, min_overlap, move |items: Vec<u32>| {
+            let seen = seen.clone();
+            async move {
+                let n = items.len();
+                seen.lock().map(|mut l| l.push(("start", n))).ok();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                seen.lock().map(|mut l| l.push(("end", n))).ok();
+                Ok(items)
+            }
+        });
+        (batcher, log)
+    }
+
+    async fn one_then_many(batcher: &Batcher<u32, u32>, many: u32) {
+        let first = {
+            let b = batcher.clone();
+            tokio::spawn(async move { b.call(0).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let rest = (1..=many).map(|i| {
+            let b = batcher.clone();
+            async move { b.call(i).await }
+        });
+        assert!(
+            futures::future::join_all(rest)
+                .await
+                .iter()
+                .all(Result::is_ok)
+        );
+        assert!(matches!(first.await, Ok(Ok(0))));
+    }
+
+    #[tokio::test]
+    async fn a_small_batch_waits_for_the_running_flush_instead_of_overlapping_it() {
+        let (batcher, log) = logged_overlapping(5);
+        one_then_many(&batcher, 3).await;
+        let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+        assert_eq!(
+            log,
+            vec![("start", 1), ("end", 1), ("start", 3), ("end", 3)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_enough_batch_overlaps_the_running_flush() {
+        let (batcher, log) = logged_overlapping(5);
+        one_then_many(&batcher, 6).await;
+        let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+        assert_eq!(
+            log,
+            vec![("start", 1), ("start", 6), ("end", 1), ("end", 6)]
+        );
     }
 
     #[tokio::test]
