@@ -2,15 +2,18 @@
 //! together inside the caller's transaction so both commit or neither does.
 
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
 use entity::{Direction, EventStatus, MessageId, Source, webhook_events};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, Statement};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::job::{DeliveryJob, MAX_EVENTS_PER_JOB, QUEUE};
 
 /// apalis may re-run a job this many times when the engine itself fails (database errors);
 /// receiver failures never count here, they schedule a new job instead.
-const INFRA_MAX_ATTEMPTS: i32 = 25;
+pub const INFRA_MAX_ATTEMPTS: i32 = 25;
 
 /// An outbound delivery to create.
 #[derive(Debug, Clone)]
@@ -54,7 +57,8 @@ async fn push_grouped(conn: &impl ConnectionTrait, event_ids: &[i64]) -> Result<
     push_delivery_jobs(conn, &jobs).await
 }
 
-/// Inserts `pending` outbound events without jobs (the test endpoint delivers them at once).
+/// Inserts `pending` outbound events without jobs (the test endpoint delivers them at once),
+/// in one statement; returns them in the order given.
 pub async fn insert_events(
     conn: &impl ConnectionTrait,
     deliveries: Vec<NewDelivery>,
@@ -62,33 +66,62 @@ pub async fn insert_events(
     if deliveries.is_empty() {
         return Ok(Vec::new());
     }
-    let now = Utc::now();
-    let rows = deliveries.into_iter().map(|d| webhook_events::ActiveModel {
-        message_id: Set(MessageId::generate().into_inner()),
-        direction: Set(Direction::Outbound),
-        source: Set(d.source),
-        event_type: Set(d.event_type),
-        payload: Set(d.payload),
-        status: Set(EventStatus::Pending),
-        attempts: Set(0),
-        attempt_base: Set(0),
-        webhook_config_id: Set(Some(d.config_id)),
-        parent_event_id: Set(d.parent_event_id),
-        next_attempt_at: Set(Some(now)),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    });
-    let models = webhook_events::Entity::insert_many(rows)
-        .exec_with_returning(conn)
-        .await?;
-    Ok(models
-        .into_iter()
-        .map(|m| Enqueued {
-            event_id: m.id,
-            message_id: m.message_id,
+    let rows: Vec<OutboundRow<'_>> = deliveries
+        .iter()
+        .map(|d| OutboundRow {
+            message_id: MessageId::generate().into_inner(),
+            source: d.source.as_str(),
+            event_type: &d.event_type,
+            payload: &d.payload,
+            config_id: d.config_id,
+            parent_event_id: d.parent_event_id,
         })
-        .collect())
+        .collect();
+    // The rows travel as one JSON text: no per-row parameters, one prepared statement for any
+    // batch size, and the payloads are serialized once, straight from the caller's values.
+    let rows_json = serde_json::to_string(&rows).map_err(|e| DbErr::Json(e.to_string()))?;
+    let inserted = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "INSERT INTO webhook_events \
+               (message_id, direction, source, event_type, payload, status, attempts, \
+                attempt_base, webhook_config_id, parent_event_id, next_attempt_at, created_at, \
+                updated_at) \
+             SELECT r.message_id, 'outbound', r.source, r.event_type, r.payload, 'pending', 0, \
+                    0, r.config_id, r.parent_event_id, $2, $2, $2 \
+             FROM jsonb_to_recordset($1::jsonb) AS r(message_id text, source text, \
+                  event_type text, payload jsonb, config_id bigint, parent_event_id bigint) \
+             RETURNING id, message_id",
+            [rows_json.into(), Utc::now().into()],
+        ))
+        .await?;
+    let mut ids: HashMap<String, i64> = HashMap::with_capacity(inserted.len());
+    for row in inserted {
+        ids.insert(row.try_get("", "message_id")?, row.try_get("", "id")?);
+    }
+    rows.into_iter()
+        .map(|r| {
+            let event_id = ids
+                .get(&r.message_id)
+                .copied()
+                .ok_or_else(|| DbErr::RecordNotInserted)?;
+            Ok(Enqueued {
+                event_id,
+                message_id: r.message_id,
+            })
+        })
+        .collect()
+}
+
+/// One outbound event as [`insert_events`] sends it.
+#[derive(Serialize)]
+struct OutboundRow<'a> {
+    message_id: String,
+    source: &'static str,
+    event_type: &'a str,
+    payload: &'a Value,
+    config_id: i64,
+    parent_event_id: Option<i64>,
 }
 
 /// When a job is due.
