@@ -16,6 +16,7 @@ use wirehook_worker::http_client::{ClientConfig, DeliveryClient};
 use crate::auth::JwtVerifier;
 use crate::config::{InboundConfig, JwtConfig};
 use crate::error::json_error;
+use crate::ingest::Ingestor;
 use crate::routes::{
     config_ops::ConfigOpsApi, configs::ConfigsApi, events::EventsApi, health::HealthApi,
     inbound::InboundApi,
@@ -32,15 +33,20 @@ pub fn openapi_service(
     engine: Option<Arc<Engine>>,
     inbound: Arc<InboundConfig>,
 ) -> OpenApiService<Apis, ()> {
+    let ingestor = Ingestor::new(db.clone());
     let apis = (
         ConfigsApi {
             db: db.clone(),
             engine,
         },
         ConfigOpsApi { db: db.clone() },
-        EventsApi { db: db.clone() },
+        EventsApi {
+            db: db.clone(),
+            ingestor: ingestor.clone(),
+        },
         InboundApi {
             db: db.clone(),
+            ingestor,
             config: inbound,
         },
         HealthApi {

@@ -1,18 +1,14 @@
 //! Recording received events (provider webhooks and platform events) and fanning them out to
-//! the matching configurations, each in one transaction.
+//! the matching configurations ([`Ingestor`]: concurrent events share one atomic statement),
+//! and the audit of refused requests.
 
-use entity::{
-    ConfigStatus, Direction, EventStatus, EventType, MessageId, Source, webhook_configs,
-    webhook_events,
-};
-use sea_orm::sea_query::{Expr, LockType};
-use sea_orm::{
-    ActiveEnum, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult,
-    QueryFilter, QuerySelect, Statement, TransactionTrait,
-};
+use entity::{Direction, EventStatus, EventType, MessageId, Source, webhook_events};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr};
 use serde_json::{Value, json};
-use wirehook_worker::queue::{self, NewDelivery};
+
+mod group;
+
+pub use group::{Ingestor, record_batch};
 
 /// The most of a rejected request's body that is kept for the audit.
 pub const REJECTED_BODY_LIMIT: usize = 4 * 1024;
@@ -53,121 +49,6 @@ pub struct Recorded {
     pub duplicate: bool,
     /// Outbound deliveries queued.
     pub deliveries: usize,
-}
-
-/// Records `received` and queues its deliveries, all in one transaction; a duplicate key
-/// records and queues nothing.
-///
-/// The unique index on `(source, dedupe_key)` decides duplicates, so two api replicas racing on
-/// the same provider retry fan out once: the second insert waits for the first transaction and
-/// then finds the key taken.
-pub async fn record(db: &DatabaseConnection, received: Received) -> Result<Recorded, DbErr> {
-    let txn = db.begin().await?;
-    let Some(event) = insert_received(&txn, &received).await? else {
-        txn.rollback().await?;
-        let first = webhook_events::Entity::find()
-            .filter(webhook_events::Column::Source.eq(received.source))
-            .filter(webhook_events::Column::DedupeKey.eq(received.dedupe_key.clone()))
-            .one(db)
-            .await?
-            .ok_or_else(|| {
-                DbErr::RecordNotFound("the event first recorded under this key is gone".into())
-            })?;
-        return Ok(Recorded {
-            event: first,
-            duplicate: true,
-            deliveries: 0,
-        });
-    };
-    let deliveries = match &received.disposition {
-        Disposition::Deliver(event_type) => {
-            fan_out(
-                &txn,
-                received.source,
-                *event_type,
-                &received.payload,
-                event.id,
-            )
-            .await?
-        }
-        Disposition::Ignore { .. } => 0,
-    };
-    txn.commit().await?;
-    Ok(Recorded {
-        event,
-        duplicate: false,
-        deliveries,
-    })
-}
-
-/// Inserts the event unless its key is taken; returns it, or `None` for a duplicate.
-async fn insert_received(
-    txn: &DatabaseTransaction,
-    received: &Received,
-) -> Result<Option<webhook_events::Model>, DbErr> {
-    let (status, event_type) = match &received.disposition {
-        Disposition::Deliver(t) => (EventStatus::Processed, t.as_str().to_owned()),
-        Disposition::Ignore { provider_type } => (EventStatus::Ignored, provider_type.clone()),
-    };
-    let stmt = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "INSERT INTO webhook_events \
-           (message_id, direction, source, event_type, payload, status, provider_payload, \
-            dedupe_key, client_ip) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (source, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING \
-         RETURNING *",
-        [
-            MessageId::generate().into_inner().into(),
-            Direction::Inbound.to_value().into(),
-            received.source.to_value().into(),
-            event_type.into(),
-            received.payload.clone().into(),
-            status.to_value().into(),
-            received.provider_payload.clone().into(),
-            received.dedupe_key.clone().into(),
-            received.client_ip.clone().into(),
-        ],
-    );
-    let row = txn.query_one_raw(stmt).await?;
-    row.map(|r| webhook_events::Model::from_query_result(&r, ""))
-        .transpose()
-}
-
-/// Queues one delivery of the event to every active configuration subscribed to its type whose
-/// filters match; returns how many.
-///
-/// The configurations are read `FOR KEY SHARE`, so one being deleted meanwhile waits for this
-/// transaction instead of failing it; a configuration deactivated meanwhile is caught by the
-/// engine, which cancels deliveries to inactive configurations.
-pub async fn fan_out(
-    txn: &DatabaseTransaction,
-    source: Source,
-    event_type: EventType,
-    payload: &Value,
-    parent_event_id: i64,
-) -> Result<usize, DbErr> {
-    let configs = webhook_configs::Entity::find()
-        .filter(webhook_configs::Column::Status.eq(ConfigStatus::Active))
-        .filter(Expr::cust_with_values(
-            "event_types @> $1",
-            [json!([event_type.as_str()])],
-        ))
-        .lock(LockType::KeyShare)
-        .all(txn)
-        .await?;
-    let deliveries: Vec<NewDelivery> = configs
-        .into_iter()
-        .filter(|c| c.filters.matches(payload))
-        .map(|c| NewDelivery {
-            config_id: c.id,
-            source,
-            event_type: event_type.as_str().to_owned(),
-            payload: payload.clone(),
-            parent_event_id: Some(parent_event_id),
-        })
-        .collect();
-    Ok(queue::enqueue(txn, deliveries).await?.len())
 }
 
 /// A request refused before it was trusted, for the audit.

@@ -20,7 +20,7 @@ use super::ApiTags;
 use crate::auth::BearerAuth;
 use crate::error::{ApiError, ApiResult};
 use crate::history;
-use crate::ingest::{self, Disposition, Received};
+use crate::ingest::{Disposition, Ingestor, Received};
 
 /// A webhook event, inbound or outbound.
 #[derive(Debug, Object)]
@@ -225,6 +225,8 @@ pub enum PublishResponse {
 /// Event history handlers.
 pub struct EventsApi {
     pub db: DatabaseConnection,
+    /// Records published events (group commit).
+    pub ingestor: Ingestor,
 }
 
 /// Parses an ISO 8601 timestamp, or a date; `end_of_day` makes a date mean the end of that day.
@@ -269,18 +271,18 @@ impl EventsApi {
         let payload = Value::Object(body.payload.into_iter().collect());
         crate::domain::storable_json(&payload)
             .map_err(|e| ApiError::Validation(format!("`payload` {e}")))?;
-        let recorded = ingest::record(
-            &self.db,
-            Received {
+        let recorded = self
+            .ingestor
+            .record(Received {
                 source: Source::Platform,
                 disposition: Disposition::Deliver(body.event_type),
                 payload,
                 provider_payload: None,
                 dedupe_key: idempotency_key,
                 client_ip: None,
-            },
-        )
-        .await?;
+            })
+            .await
+            .map_err(|e| ApiError::from(e.as_ref()))?;
         let published = PublishedEvent {
             success: true,
             message: if recorded.duplicate {

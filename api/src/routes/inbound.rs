@@ -21,7 +21,7 @@ use super::ApiTags;
 use crate::config::InboundConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::inbound::{self, CidrList, Normalized, SignalWireSignature, SignatureError};
-use crate::ingest::{self, Disposition, Received, Recorded, Rejected};
+use crate::ingest::{self, Disposition, Ingestor, Received, Recorded, Rejected};
 use crate::raw_body::RawBody;
 
 /// Counter: inbound provider requests, labelled `source` and `result` = `accepted` |
@@ -47,6 +47,8 @@ pub struct InboundResponse {
 /// Provider webhook handlers.
 pub struct InboundApi {
     pub db: DatabaseConnection,
+    /// Records accepted events (group commit).
+    pub ingestor: Ingestor,
     pub config: Arc<InboundConfig>,
 }
 
@@ -276,19 +278,18 @@ impl InboundApi {
                 provider_type: normalized.provider_type.clone(),
             },
         };
-        let recorded = ingest::record(
-            &self.db,
-            Received {
+        let recorded = self
+            .ingestor
+            .record(Received {
                 source: inbound.source,
                 disposition,
                 payload: normalized.payload,
                 provider_payload: Some(normalized.raw),
                 dedupe_key: Some(dedupe_key),
                 client_ip: Some(inbound.client_ip.to_string()),
-            },
-        )
-        .await
-        .map_err(ApiError::from)?;
+            })
+            .await
+            .map_err(|e| ApiError::from(e.as_ref()))?;
         Ok(Json(answer(inbound.source, &recorded)))
     }
 }

@@ -12,6 +12,7 @@ mod errors;
 mod events;
 mod hostile;
 mod inbound;
+mod ingest_group;
 mod migrate;
 mod openapi;
 mod operations;
