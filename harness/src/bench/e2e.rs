@@ -181,8 +181,14 @@ async fn job_times(
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),
-            "SELECT (convert_from(job, 'UTF8')::jsonb->>'event_id')::bigint, run_at, lock_at \
-             FROM apalis.jobs WHERE job_type = $1",
+            // A job holds one event (`{"v":1,"event_id":N}`) or several (`"v":2,"event_ids"`):
+            // the api's group commit puts the deliveries of concurrent requests in one job.
+            "SELECT e.id::bigint, j.run_at, j.lock_at \
+             FROM apalis.jobs j \
+             CROSS JOIN LATERAL (SELECT convert_from(j.job, 'UTF8')::jsonb AS p) AS payload \
+             CROSS JOIN LATERAL jsonb_array_elements_text(COALESCE(payload.p->'event_ids', \
+                  jsonb_build_array(payload.p->'event_id'))) AS e(id) \
+             WHERE j.job_type = $1",
             [wirehook_worker::job::QUEUE.into()],
         ))
         .await?;
