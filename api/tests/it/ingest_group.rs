@@ -41,6 +41,26 @@ fn recorded(outcome: Result<Recorded, sea_orm::DbErr>) -> Recorded {
     outcome.expect("recorded")
 }
 
+/// Records `batch` together; every event must be recorded.
+async fn record_all(app: &TestApp, batch: Vec<Received>) -> Vec<Recorded> {
+    record_batch(&app.db, batch)
+        .await
+        .expect("batch")
+        .into_iter()
+        .map(recorded)
+        .collect()
+}
+
+/// Records one `call.completed` under `key` in a batch of its own.
+async fn record_one(app: &TestApp, key: &str) -> Recorded {
+    let mut out = record_all(
+        app,
+        vec![received(EventType::CallCompleted, key, json!({}))],
+    )
+    .await;
+    out.pop().expect("one")
+}
+
 #[tokio::test]
 async fn each_event_of_a_batch_fans_out_to_its_own_matching_configurations() {
     let app = TestApp::spawn().await;
@@ -57,12 +77,7 @@ async fn each_event_of_a_batch_fans_out_to_its_own_matching_configurations() {
             ..received(EventType::CallCompleted, "k4", json!({}))
         },
     ];
-    let out: Vec<Recorded> = record_batch(&app.db, batch)
-        .await
-        .expect("batch")
-        .into_iter()
-        .map(recorded)
-        .collect();
+    let out = record_all(&app, batch).await;
     assert_eq!(
         out.iter().map(|r| r.deliveries).collect::<Vec<_>>(),
         [1, 0, 1, 0]
@@ -83,12 +98,7 @@ async fn each_event_of_a_batch_gets_its_own_row_and_payload() {
         received(EventType::CallCompleted, "k1", json!({"n": 1})),
         received(EventType::CallCompleted, "k2", json!({"n": 2})),
     ];
-    let out: Vec<Recorded> = record_batch(&app.db, batch)
-        .await
-        .expect("batch")
-        .into_iter()
-        .map(recorded)
-        .collect();
+    let out = record_all(&app, batch).await;
     assert_ne!(out[0].event.id, out[1].event.id);
     assert_eq!(out[0].event.payload, json!({"n": 1}));
     assert_eq!(out[1].event.payload, json!({"n": 2}));
@@ -101,12 +111,7 @@ async fn the_same_key_twice_in_one_batch_is_recorded_and_fanned_out_once() {
     let app = TestApp::spawn().await;
     config(&app, json!(["call.completed"]), json!({})).await;
     let one = received(EventType::CallCompleted, "same", json!({}));
-    let out: Vec<Recorded> = record_batch(&app.db, vec![one.clone(), one])
-        .await
-        .expect("batch")
-        .into_iter()
-        .map(recorded)
-        .collect();
+    let out = record_all(&app, vec![one.clone(), one]).await;
     assert_eq!(out.iter().filter(|r| r.duplicate).count(), 1);
     assert_eq!(out[0].event.id, out[1].event.id);
     assert_eq!(out.iter().map(|r| r.deliveries).sum::<usize>(), 1);
@@ -116,25 +121,15 @@ async fn the_same_key_twice_in_one_batch_is_recorded_and_fanned_out_once() {
 #[tokio::test]
 async fn a_key_recorded_by_an_earlier_batch_is_a_duplicate_with_the_first_event() {
     let app = TestApp::spawn().await;
-    let first = record_batch(
-        &app.db,
-        vec![received(EventType::CallCompleted, "k", json!({}))],
-    )
-    .await
-    .expect("first batch")
-    .pop()
-    .map(recorded)
-    .expect("one");
-    let again = record_batch(
-        &app.db,
+    let first = record_one(&app, "k").await;
+    let again = record_all(
+        &app,
         vec![
             received(EventType::CallCompleted, "other", json!({})),
             received(EventType::CallCompleted, "k", json!({})),
         ],
     )
-    .await
-    .expect("second batch");
-    let again: Vec<Recorded> = again.into_iter().map(recorded).collect();
+    .await;
     assert!(!again[0].duplicate);
     assert!(again[1].duplicate);
     assert_eq!(again[1].event.id, first.event.id);
@@ -196,9 +191,8 @@ async fn a_batch_queues_its_deliveries_sixteen_to_a_job_in_the_workers_format() 
     let batch = (0..20)
         .map(|i| received(EventType::CallCompleted, &format!("k{i}"), json!({})))
         .collect();
-    let out = record_batch(&app.db, batch).await.expect("batch");
     let mut expected = Vec::new();
-    for recorded in out.into_iter().map(recorded) {
+    for recorded in record_all(&app, batch).await {
         expected.extend(
             deliveries_of(&app, recorded.event.id)
                 .await
@@ -220,13 +214,7 @@ async fn a_batch_queues_its_deliveries_sixteen_to_a_job_in_the_workers_format() 
 async fn a_lone_delivery_is_queued_as_a_version_1_job() {
     let app = TestApp::spawn().await;
     config(&app, json!(["call.completed"]), json!({})).await;
-    let out = record_batch(
-        &app.db,
-        vec![received(EventType::CallCompleted, "k", json!({}))],
-    )
-    .await
-    .expect("batch");
-    let parent = out.into_iter().map(recorded).next().expect("one").event.id;
+    let parent = record_one(&app, "k").await.event.id;
     let delivery = deliveries_of(&app, parent).await[0].id;
     let row = app
         .db
@@ -252,13 +240,7 @@ async fn an_inactive_configuration_gets_no_delivery() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let out = record_batch(
-        &app.db,
-        vec![received(EventType::CallCompleted, "k", json!({}))],
-    )
-    .await
-    .expect("batch");
-    let recorded = out.into_iter().map(recorded).next().expect("one");
+    let recorded = record_one(&app, "k").await;
     assert_eq!(recorded.deliveries, 0);
     assert!(deliveries_of(&app, recorded.event.id).await.is_empty());
     assert!(stored_jobs(&app).await.is_empty());
