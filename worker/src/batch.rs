@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// Why a batched call got no answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -24,6 +24,20 @@ pub enum BatchError {
 struct Pending<I, O> {
     item: I,
     reply: oneshot::Sender<Result<O, BatchError>>,
+}
+
+/// A running flush's hold on its slot: dropping it frees the slot, then wakes a batch that
+/// waits for a flush to end.
+struct FlushSlot {
+    permit: Option<OwnedSemaphorePermit>,
+    ended: Arc<Notify>,
+}
+
+impl Drop for FlushSlot {
+    fn drop(&mut self) {
+        self.permit.take();
+        self.ended.notify_waiters();
+    }
 }
 
 /// Moves queued items into `batch` until it holds `max` or the queue is empty.
@@ -114,7 +128,11 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     }
                 }
                 let flush = flush.clone();
-                let finished = finished.clone();
+                // Frees the slot and wakes a waiting batch when the flush ends, even by a panic.
+                let slot = FlushSlot {
+                    permit: Some(slot),
+                    ended: finished.clone(),
+                };
                 tokio::spawn(async move {
                     let (items, replies): (Vec<I>, Vec<_>) =
                         batch.into_iter().map(|p| (p.item, p.reply)).unzip();
@@ -142,7 +160,6 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                         }
                     }
                     drop(slot);
-                    finished.notify_waiters();
                 });
             }
         });
@@ -294,6 +311,29 @@ mod tests {
             log,
             vec![("start", 1), ("start", 6), ("end", 1), ("end", 6)]
         );
+    }
+
+    #[tokio::test]
+    async fn a_flush_that_panics_still_lets_the_waiting_batch_go() {
+        let batcher = Batcher::spawn_overlapping(100, 2, 5, |items: Vec<u32>| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(!items.contains(&0), "item 0 makes the flush panic");
+            Ok(items)
+        });
+        let first = {
+            let b = batcher.clone();
+            tokio::spawn(async move { b.call(0).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let rest = (1..=3).map(|i| {
+            let b = batcher.clone();
+            async move { b.call(i).await }
+        });
+        let rest = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(rest))
+            .await
+            .expect("the waiting batch was flushed");
+        assert!(rest.iter().all(Result::is_ok));
+        assert!(matches!(first.await, Ok(Err(BatchError::Stopped))));
     }
 
     #[tokio::test]
