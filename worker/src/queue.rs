@@ -1,9 +1,9 @@
 //! The one way deliveries enter the queue: outbound event rows and their apalis jobs, written
 //! together inside the caller's transaction so both commit or neither does.
 
-use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use entity::{Direction, EventStatus, MessageId, Source, webhook_events};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement};
 use serde::Serialize;

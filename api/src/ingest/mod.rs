@@ -40,7 +40,7 @@ pub struct Received {
     pub client_ip: Option<String>,
 }
 
-/// The outcome of [`record`].
+/// The outcome of [`Ingestor::record`].
 #[derive(Debug, Clone)]
 pub struct Recorded {
     /// The recorded event; for a duplicate, the event first recorded under the same key.
