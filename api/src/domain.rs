@@ -148,7 +148,8 @@ pub fn event_types(types: Vec<EventType>) -> Result<EventTypes, ApiError> {
     Ok(EventTypes(names))
 }
 
-/// Custom headers: valid names and values, not reserved, at most 32.
+/// Custom headers: valid names and values, not reserved, no name twice in any case, at most 32;
+/// names kept exactly as given.
 pub fn custom_headers(headers: BTreeMap<String, String>) -> Result<Headers, ApiError> {
     if headers.len() > MAX_HEADERS {
         return Err(invalid(format!(
@@ -156,6 +157,7 @@ pub fn custom_headers(headers: BTreeMap<String, String>) -> Result<Headers, ApiE
         )));
     }
     let mut out = BTreeMap::new();
+    let mut seen = BTreeSet::new();
     for (name, value) in headers {
         let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             invalid(format!(
@@ -173,11 +175,14 @@ pub fn custom_headers(headers: BTreeMap<String, String>) -> Result<Headers, ApiE
                 "the value of header `{name}` contains characters not allowed in HTTP headers"
             ))
         })?;
-        if out.insert(parsed.as_str().to_owned(), value).is_some() {
+        // HTTP compares names case-insensitively (`HeaderName` is the lower-cased form), but the
+        // API keeps the name as given so a client can read back exactly what it wrote.
+        if !seen.insert(parsed.as_str().to_owned()) {
             return Err(invalid(format!(
                 "header `{name}` is given twice (names are case-insensitive)"
             )));
         }
+        out.insert(name, value);
     }
     Ok(Headers(out))
 }
