@@ -47,6 +47,10 @@ pub enum ApiError {
     /// ([`wirehook_worker::process::ACQUIRE_TIMEOUT`]), or the connection broke mid-query.
     #[error("the database is unavailable; try again shortly")]
     DatabaseUnavailable,
+    /// PostgreSQL aborted the transaction for a deadlock or a serialization failure: nothing
+    /// was changed, and running it again succeeds ([`crate::contention::retrying`] does).
+    #[error("the database was busy with a conflicting change; nothing was changed, try again")]
+    Contention,
     /// A bug or an unexpected failure; details are logged, never returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,6 +70,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Unavailable(_) => "service_unavailable",
             Self::DatabaseUnavailable => "database_unavailable",
+            Self::Contention => "database_busy",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -79,7 +84,9 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) | Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::DatabaseUnavailable | Self::Contention => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,7 +122,12 @@ impl From<&DbErr> for ApiError {
             }
             _ => {}
         }
-        if let Some(code) = sqlstate(err)
+        let code = sqlstate(err);
+        if code.as_deref().is_some_and(|c| CONTENTION.contains(&c)) {
+            tracing::info!(error = %err, "transaction aborted by a conflicting one");
+            return Self::Contention;
+        }
+        if let Some(code) = code
             && UNSTORABLE_TEXT.contains(&code.as_str())
         {
             tracing::debug!(error = %err, "text the database cannot store");
@@ -170,6 +182,10 @@ impl From<wirehook_worker::engine::EngineError> for ApiError {
 /// `text` (22021, character_not_in_repertoire) or `\u0000` in `jsonb` (22P05,
 /// untranslatable_character).
 const UNSTORABLE_TEXT: [&str; 2] = ["22021", "22P05"];
+
+/// SQLSTATEs of a transaction PostgreSQL aborted because of a concurrent one: it changed
+/// nothing and can run again (40001 serialization_failure, 40P01 deadlock_detected).
+const CONTENTION: [&str; 2] = ["40001", "40P01"];
 
 /// The SQLSTATE of a database error, if the database answered one.
 fn sqlstate(err: &DbErr) -> Option<String> {
@@ -250,7 +266,9 @@ impl From<ApiError> for ErrorResponse {
             ApiError::NotFound(_) => Self::NotFound(b),
             ApiError::Conflict(_) => Self::Conflict(b),
             ApiError::PayloadTooLarge(_) => Self::PayloadTooLarge(b),
-            ApiError::Unavailable(_) | ApiError::DatabaseUnavailable => Self::Unavailable(b),
+            ApiError::Unavailable(_) | ApiError::DatabaseUnavailable | ApiError::Contention => {
+                Self::Unavailable(b)
+            }
             ApiError::Internal(_) => Self::Internal(b),
         }
     }

@@ -3,11 +3,13 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod contention;
 pub mod domain;
 pub mod error;
 pub mod history;
 pub mod inbound;
 pub mod ingest;
+pub mod json_input;
 pub mod metrics;
 pub mod raw_body;
 pub mod routes;

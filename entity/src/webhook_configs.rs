@@ -35,6 +35,9 @@ pub struct Model {
     pub failed_attempts: i32,
     /// While failing, the one attempt in flight holds the endpoint until this time.
     pub probe_until: Option<DateTimeUtc>,
+    /// When the configuration was deleted. The row stays (always `inactive`) so that its
+    /// events keep their `webhook_config_id`; the API treats it as gone.
+    pub deleted_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

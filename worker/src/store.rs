@@ -3,7 +3,7 @@
 //! of their events, one INSERT of follow-up jobs). Endpoint-health writes happen only for
 //! failing endpoints, so a healthy delivery costs no statement of its own.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,6 +129,7 @@ async fn record_together(
     // The worker's pool commits asynchronously (`process::connect_worker`): safe under
     // at-least-once, a lost commit only means the attempt runs again.
     let txn = db.begin().await?;
+    lock_in_order(&txn, records).await?;
     webhook_attempts::Entity::insert_many(records.iter().map(|r| r.row.clone()))
         .exec_without_returning(&txn)
         .await?;
@@ -215,6 +216,35 @@ async fn record_together(
     }
     txn.commit().await?;
     Ok(won)
+}
+
+/// Locks what `records` may write in the one order every writer of configurations and their
+/// events follows: the configurations they may change (by id), then their events (by id).
+///
+/// The api deactivates a configuration by locking its row, then its pending events by id; a
+/// batch that locked an event first and then waited for that configuration would deadlock it.
+async fn lock_in_order(txn: &impl ConnectionTrait, records: &[AttemptRecord]) -> Result<(), DbErr> {
+    let configs: BTreeSet<i64> = records
+        .iter()
+        .filter(|r| r.gone || matches!(r.health, Some(Health::Recovered | Health::Failed)))
+        .map(|r| r.config_id)
+        .collect();
+    if !configs.is_empty() {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id FROM webhook_configs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+            [Vec::from_iter(configs).into()],
+        ))
+        .await?;
+    }
+    let events: BTreeSet<i64> = records.iter().map(|r| r.event_id).collect();
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT id FROM webhook_events WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        [Vec::from_iter(events).into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// For each event in `records`, the index of the record that updates it: its first record,

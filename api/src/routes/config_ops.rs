@@ -6,16 +6,17 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::{
-    ActiveEnum, ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, Set,
-    TransactionTrait,
+    ActiveEnum, ActiveModelTrait, DatabaseConnection, IntoActiveModel, Set, TransactionTrait,
 };
 use wirehook_worker::queue;
 
 use super::ApiTags;
-use super::configs::{ConfigCreatedOut, ConfigOut, lock_config, not_found};
+use super::configs::{ConfigCreatedOut, ConfigOut, find_config, lock_config};
 use crate::auth::BearerAuth;
+use crate::contention::retrying;
 use crate::domain;
 use crate::error::{ApiError, ApiResult};
+use crate::json_input::{JsonBody, Text};
 
 /// Default overlap of a rotation: one day.
 const DEFAULT_OVERLAP_SECS: u32 = 86_400;
@@ -28,7 +29,7 @@ const RECOVER_BATCH: u32 = 500;
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RotateIn {
     /// The new secret (`whsec_` + base64, or plain base64); generated when omitted.
-    pub secret: Option<String>,
+    pub secret: Option<Text>,
     /// Seconds during which the old secret still signs, beside the new one (0–604800,
     /// default 86400). 0 drops the old secret at once.
     #[oai(validator(maximum(value = "604800")))]
@@ -93,34 +94,12 @@ impl ConfigOpsApi {
         &self,
         _auth: BearerAuth,
         id: Path<i64>,
-        body: Json<RotateIn>,
+        body: JsonBody<RotateIn>,
     ) -> ApiResult<Json<RotateResponse>> {
         let body = body.0;
-        let secret = domain::secret(body.secret)?;
+        let secret = domain::secret(body.secret.map(Text::into_inner))?;
         let overlap = body.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECS);
-        let txn = self.db.begin().await?;
-        let current = lock_config(&txn, id.0).await?;
-        if current.secret == secret {
-            return Err(ApiError::Validation(
-                "`secret` must differ from the current secret".into(),
-            )
-            .into());
-        }
-        let now = Utc::now();
-        let old = current.secret.clone();
-        let mut row = current.into_active_model();
-        row.secret = Set(secret.clone());
-        if overlap == 0 {
-            row.previous_secret = Set(None);
-            row.previous_secret_expires_at = Set(None);
-        } else {
-            row.previous_secret = Set(Some(old));
-            row.previous_secret_expires_at =
-                Set(Some(now + chrono::Duration::seconds(i64::from(overlap))));
-        }
-        row.updated_at = Set(now);
-        let model = row.update(&txn).await?;
-        txn.commit().await?;
+        let model = retrying(|| self.rotate_once(id.0, &secret, overlap)).await?;
         tracing::info!(
             config_id = id.0,
             overlap_secs = overlap,
@@ -154,7 +133,7 @@ impl ConfigOpsApi {
         &self,
         _auth: BearerAuth,
         id: Path<i64>,
-        body: Json<RecoverIn>,
+        body: JsonBody<RecoverIn>,
     ) -> ApiResult<Recovered> {
         let now = Utc::now();
         let since = body.0.since;
@@ -165,10 +144,7 @@ impl ConfigOpsApi {
         if since > until {
             return Err(ApiError::Validation("`since` is after `until`".into()).into());
         }
-        let config = webhook_configs::Entity::find_by_id(id.0)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| not_found(id.0))?;
+        let config = find_config(&self.db, id.0).await?;
         if config.status != ConfigStatus::Active {
             return Err(ApiError::Conflict(format!(
                 "the configuration is {}; activate it before recovering its deliveries",
@@ -192,5 +168,39 @@ impl ConfigOpsApi {
             message: format!("{count} failed deliveries queued again"),
             count,
         })))
+    }
+}
+
+impl ConfigOpsApi {
+    /// One run of a rotation: `secret` becomes current, the old one signs for `overlap` seconds.
+    async fn rotate_once(
+        &self,
+        id: i64,
+        secret: &str,
+        overlap: u32,
+    ) -> Result<webhook_configs::Model, ApiError> {
+        let txn = self.db.begin().await?;
+        let current = lock_config(&txn, id).await?;
+        if current.secret == secret {
+            return Err(ApiError::Validation(
+                "`secret` must differ from the current secret".into(),
+            ));
+        }
+        let now = Utc::now();
+        let old = current.secret.clone();
+        let mut row = current.into_active_model();
+        row.secret = Set(secret.to_owned());
+        if overlap == 0 {
+            row.previous_secret = Set(None);
+            row.previous_secret_expires_at = Set(None);
+        } else {
+            row.previous_secret = Set(Some(old));
+            row.previous_secret_expires_at =
+                Set(Some(now + chrono::Duration::seconds(i64::from(overlap))));
+        }
+        row.updated_at = Set(now);
+        let model = row.update(&txn).await?;
+        txn.commit().await?;
+        Ok(model)
     }
 }

@@ -3,16 +3,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use entity::{
-    ConfigStatus, EventStatus, EventType, Filters, RetryPolicy, webhook_configs, webhook_events,
-};
+use entity::{ConfigStatus, EventStatus, EventType, Filters, RetryPolicy, webhook_configs};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
-use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
+    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    TransactionTrait,
 };
 use serde_json::Value;
 
@@ -21,8 +19,10 @@ use wirehook_worker::engine::{Engine, Mode, Processed};
 use wirehook_worker::queue::{self, NewDelivery};
 
 use crate::auth::BearerAuth;
+use crate::contention::retrying;
 use crate::domain::{self, ConfigName, TargetUrl};
 use crate::error::{ApiError, ApiResult};
+use crate::json_input::{JsonBody, Text};
 
 /// Statuses a user may set; `disabled` is set only by the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -46,12 +46,16 @@ impl From<UserStatus> for ConfigStatus {
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryConfigIn {
     /// Attempts in one series, 1–50 (default 5).
+    #[oai(validator(minimum(value = "1"), maximum(value = "50")))]
     pub max_attempts: Option<u32>,
-    /// Seconds before the second attempt, ≥ 1 (default 30).
+    /// Seconds before the second attempt, 1–604800 (default 30).
+    #[oai(validator(minimum(value = "1"), maximum(value = "604800")))]
     pub initial_delay: Option<u32>,
-    /// Upper bound for any delay in seconds, ≥ initialDelay (default 3600).
+    /// Upper bound for any delay in seconds, 1–604800 and ≥ initialDelay (default 3600).
+    #[oai(validator(minimum(value = "1"), maximum(value = "604800")))]
     pub max_delay: Option<u32>,
     /// Multiplier per attempt, 1–10 (default 2).
+    #[oai(validator(minimum(value = "1"), maximum(value = "10")))]
     pub backoff_factor: Option<f64>,
 }
 
@@ -66,44 +70,81 @@ impl RetryConfigIn {
     }
 }
 
+/// Which events of the subscribed types a configuration receives; an absent key matches all.
+#[derive(Debug, Clone, Default, Object)]
+#[oai(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FiltersIn {
+    /// Matches the event's `campaignId`.
+    #[oai(validator(min_items = 1, max_items = 1000))]
+    pub campaigns: Option<Vec<Text>>,
+    /// Matches the event's `outcome`.
+    #[oai(validator(min_items = 1, max_items = 1000))]
+    pub outcomes: Option<Vec<Text>>,
+    /// Matches the event's `agentId`.
+    #[oai(validator(min_items = 1, max_items = 1000))]
+    pub agents: Option<Vec<Text>>,
+}
+
+impl From<FiltersIn> for Filters {
+    fn from(f: FiltersIn) -> Self {
+        let texts = |values: Option<Vec<Text>>| {
+            values.map(|values| values.into_iter().map(Text::into_inner).collect())
+        };
+        Self {
+            campaigns: texts(f.campaigns),
+            outcomes: texts(f.outcomes),
+            agents: texts(f.agents),
+        }
+    }
+}
+
 /// Body of `POST /api/webhooks/config`.
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigIn {
     /// 1–255 characters.
-    pub name: String,
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub name: Text,
     /// Absolute http(s) URL deliveries are POSTed to.
-    pub url: String,
+    #[oai(validator(max_length = 2048))]
+    pub url: Text,
     /// Standard Webhooks secret (`whsec_` + base64, or plain base64); generated when omitted.
-    pub secret: Option<String>,
+    pub secret: Option<Text>,
     /// Event types to deliver; at least one.
+    #[oai(validator(min_items = 1))]
     pub event_types: Vec<EventType>,
     /// `active` (default) or `inactive`.
     pub status: Option<UserStatus>,
-    /// Extra headers sent with every delivery.
-    pub headers: Option<BTreeMap<String, String>>,
+    /// Extra headers sent with every delivery (at most 32; names kept as given).
+    #[oai(validator(max_properties = 32))]
+    pub headers: Option<BTreeMap<String, Text>>,
     pub retry_config: Option<RetryConfigIn>,
-    pub filters: Option<Filters>,
+    pub filters: Option<FiltersIn>,
     /// Free-form JSON object kept with the configuration.
     pub metadata: Option<BTreeMap<String, Value>>,
 }
 
 /// Body of `PUT /api/webhooks/config/{id}`: a partial update; omitted fields are unchanged.
-#[derive(Debug, Object)]
+#[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigPatch {
-    pub name: Option<String>,
-    pub url: Option<String>,
+    /// 1–255 characters.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub name: Option<Text>,
+    #[oai(validator(max_length = 2048))]
+    pub url: Option<Text>,
     /// Replaces the signing secret at once (no overlap).
-    pub secret: Option<String>,
+    pub secret: Option<Text>,
+    #[oai(validator(min_items = 1))]
     pub event_types: Option<Vec<EventType>>,
     /// `active` re-enables a disabled configuration; `inactive` cancels its queued deliveries.
     pub status: Option<UserStatus>,
     /// Replaces all custom headers.
-    pub headers: Option<BTreeMap<String, String>>,
+    #[oai(validator(max_properties = 32))]
+    pub headers: Option<BTreeMap<String, Text>>,
     pub retry_config: Option<RetryConfigIn>,
     /// Replaces all filters; `{}` matches every event.
-    pub filters: Option<Filters>,
+    pub filters: Option<FiltersIn>,
     pub metadata: Option<BTreeMap<String, Value>>,
 }
 
@@ -265,6 +306,14 @@ pub struct ConfigsApi {
     pub engine: Option<std::sync::Arc<Engine>>,
 }
 
+/// Header values as plain strings, names unchanged.
+fn strings(headers: BTreeMap<String, Text>) -> BTreeMap<String, String> {
+    headers
+        .into_iter()
+        .map(|(name, value)| (name, value.into_inner()))
+        .collect()
+}
+
 /// A sample payload for a test delivery of `event_type`.
 fn sample_payload(event_type: EventType) -> Value {
     serde_json::json!({
@@ -282,12 +331,31 @@ fn sample_payload(event_type: EventType) -> Value {
     })
 }
 
-/// Configuration `id`, locked for update until `txn` ends; 404 when there is none.
+/// Configurations not deleted: the only ones the configuration API shows.
+fn live() -> sea_orm::Select<webhook_configs::Entity> {
+    webhook_configs::Entity::find().filter(webhook_configs::Column::DeletedAt.is_null())
+}
+
+/// Configuration `id`; 404 when there is none or it was deleted.
+pub(crate) async fn find_config(
+    conn: &impl ConnectionTrait,
+    id: i64,
+) -> Result<webhook_configs::Model, ApiError> {
+    live()
+        .filter(webhook_configs::Column::Id.eq(id))
+        .one(conn)
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+/// Configuration `id`, locked for update until `txn` ends; 404 when there is none or it was
+/// deleted.
 pub(crate) async fn lock_config(
     txn: &sea_orm::DatabaseTransaction,
     id: i64,
 ) -> Result<webhook_configs::Model, ApiError> {
-    webhook_configs::Entity::find_by_id(id)
+    live()
+        .filter(webhook_configs::Column::Id.eq(id))
         .lock_exclusive()
         .one(txn)
         .await?
@@ -300,27 +368,33 @@ pub(crate) fn not_found(id: i64) -> ApiError {
 }
 
 /// Marks the configuration's queued deliveries `cancelled` so workers skip them.
+///
+/// The caller holds the configuration's row lock; the events are locked in id order, the order
+/// every writer of a configuration and its events follows (see [`crate::contention`]).
 async fn cancel_pending(
     conn: &impl ConnectionTrait,
     config_id: i64,
     why: &str,
 ) -> Result<u64, sea_orm::DbErr> {
-    let res = webhook_events::Entity::update_many()
-        .col_expr(
-            webhook_events::Column::Status,
-            Expr::value(EventStatus::Cancelled.to_value()),
-        )
-        .col_expr(
-            webhook_events::Column::NextAttemptAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(webhook_events::Column::LastError, Expr::value(why))
-        .col_expr(webhook_events::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(webhook_events::Column::WebhookConfigId.eq(config_id))
-        .filter(webhook_events::Column::Status.eq(EventStatus::Pending))
-        .exec(conn)
+    let pending = EventStatus::Pending.to_value();
+    let res = conn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE webhook_events \
+             SET status = $3, next_attempt_at = NULL, last_error = $2, updated_at = now() \
+             WHERE id IN (SELECT id FROM webhook_events \
+                          WHERE webhook_config_id = $1 AND status = $4 \
+                          ORDER BY id FOR NO KEY UPDATE) \
+               AND status = $4",
+            [
+                config_id.into(),
+                why.into(),
+                EventStatus::Cancelled.to_value().into(),
+                pending.into(),
+            ],
+        ))
         .await?;
-    Ok(res.rows_affected)
+    Ok(res.rows_affected())
 }
 
 #[OpenApi(prefix_path = "/api/webhooks/config", tag = "ApiTags::Configs")]
@@ -328,7 +402,7 @@ impl ConfigsApi {
     /// List webhook configurations
     #[oai(path = "/", method = "get", operation_id = "configs.list")]
     async fn list_configs(&self, _auth: BearerAuth) -> ApiResult<Json<ConfigListResponse>> {
-        let rows = webhook_configs::Entity::find()
+        let rows = live()
             .order_by_asc(webhook_configs::Column::Id)
             .all(&self.db)
             .await?;
@@ -345,10 +419,7 @@ impl ConfigsApi {
         _auth: BearerAuth,
         id: Path<i64>,
     ) -> ApiResult<Json<ConfigResponse>> {
-        let row = webhook_configs::Entity::find_by_id(id.0)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| not_found(id.0))?;
+        let row = find_config(&self.db, id.0).await?;
         Ok(Json(ConfigResponse {
             success: true,
             webhook: row.into(),
@@ -362,23 +433,25 @@ impl ConfigsApi {
     async fn create_config(
         &self,
         _auth: BearerAuth,
-        body: Json<ConfigIn>,
+        body: JsonBody<ConfigIn>,
     ) -> ApiResult<CreatedConfig> {
         let input = body.0;
-        let secret = domain::secret(input.secret)?;
+        let secret = domain::secret(input.secret.map(Text::into_inner))?;
         let now = Utc::now();
         let model = webhook_configs::ActiveModel {
-            name: Set(ConfigName::try_from(input.name)?.into_inner()),
-            url: Set(TargetUrl::try_from(input.url)?.into_inner()),
+            name: Set(ConfigName::try_from(input.name.into_inner())?.into_inner()),
+            url: Set(TargetUrl::try_from(input.url.into_inner())?.into_inner()),
             secret: Set(secret.clone()),
             event_types: Set(domain::event_types(input.event_types)?),
             status: Set(input.status.unwrap_or(UserStatus::Active).into()),
-            headers: Set(domain::custom_headers(input.headers.unwrap_or_default())?),
+            headers: Set(domain::custom_headers(strings(
+                input.headers.unwrap_or_default(),
+            ))?),
             retry_config: Set(match input.retry_config {
                 Some(r) => r.apply_to(RetryPolicy::default())?,
                 None => RetryPolicy::default(),
             }),
-            filters: Set(domain::filters(input.filters.unwrap_or_default())?),
+            filters: Set(domain::filters(input.filters.unwrap_or_default().into())?),
             metadata: Set(domain::metadata(input.metadata.unwrap_or_default())?),
             disabled_reason: Set(None),
             disabled_at: Set(None),
@@ -408,56 +481,9 @@ impl ConfigsApi {
         &self,
         _auth: BearerAuth,
         id: Path<i64>,
-        body: Json<ConfigPatch>,
+        body: JsonBody<ConfigPatch>,
     ) -> ApiResult<Json<ConfigChangedResponse>> {
-        let patch = body.0;
-        let txn = self.db.begin().await?;
-        let current = lock_config(&txn, id.0).await?;
-        let base_retry = current.retry_config;
-        let mut row = current.into_active_model();
-        if let Some(name) = patch.name {
-            row.name = Set(ConfigName::try_from(name)?.into_inner());
-        }
-        if let Some(url) = patch.url {
-            row.url = Set(TargetUrl::try_from(url)?.into_inner());
-        }
-        if let Some(secret) = patch.secret {
-            row.secret = Set(domain::secret(Some(secret))?);
-            // Replaced at once: the old secret stops signing (rotate-secret keeps an overlap).
-            row.previous_secret = Set(None);
-            row.previous_secret_expires_at = Set(None);
-        }
-        if let Some(types) = patch.event_types {
-            row.event_types = Set(domain::event_types(types)?);
-        }
-        if let Some(headers) = patch.headers {
-            row.headers = Set(domain::custom_headers(headers)?);
-        }
-        if let Some(retry) = patch.retry_config {
-            row.retry_config = Set(retry.apply_to(base_retry)?);
-        }
-        if let Some(filters) = patch.filters {
-            row.filters = Set(domain::filters(filters)?);
-        }
-        if let Some(metadata) = patch.metadata {
-            row.metadata = Set(domain::metadata(metadata)?);
-        }
-        if let Some(status) = patch.status {
-            row.status = Set(status.into());
-            if status == UserStatus::Active {
-                row.disabled_reason = Set(None);
-                row.disabled_at = Set(None);
-                // A fresh start: no failing clock carried over from before.
-                row.failing_since = Set(None);
-                row.failed_attempts = Set(0);
-                row.probe_until = Set(None);
-            } else {
-                cancel_pending(&txn, id.0, "configuration deactivated").await?;
-            }
-        }
-        row.updated_at = Set(Utc::now());
-        let model = row.update(&txn).await?;
-        txn.commit().await?;
+        let model = retrying(|| self.update_once(id.0, body.0.clone())).await?;
         Ok(Json(ConfigChangedResponse {
             success: true,
             message: "Webhook configuration updated successfully".into(),
@@ -467,22 +493,16 @@ impl ConfigsApi {
 
     /// Delete a webhook configuration
     ///
-    /// Queued deliveries are cancelled; past events stay in the history.
+    /// Queued deliveries are cancelled. The configuration disappears from this API (404), but
+    /// its past events stay in the history with their `webhookConfigId`, and event details
+    /// still name it (with `deletedAt`).
     #[oai(path = "/:id", method = "delete", operation_id = "configs.delete")]
     async fn delete_config(
         &self,
         _auth: BearerAuth,
         id: Path<i64>,
     ) -> ApiResult<Json<MessageResponse>> {
-        let txn = self.db.begin().await?;
-        cancel_pending(&txn, id.0, "configuration deleted").await?;
-        let res = webhook_configs::Entity::delete_by_id(id.0)
-            .exec(&txn)
-            .await?;
-        if res.rows_affected == 0 {
-            return Err(not_found(id.0).into());
-        }
-        txn.commit().await?;
+        retrying(|| self.delete_once(id.0)).await?;
         tracing::info!(config_id = id.0, "webhook config deleted");
         Ok(Json(MessageResponse {
             success: true,
@@ -500,16 +520,13 @@ impl ConfigsApi {
         &self,
         _auth: BearerAuth,
         id: Path<i64>,
-        body: Json<TestIn>,
+        body: JsonBody<TestIn>,
     ) -> ApiResult<Json<TestResponse>> {
         let engine = self
             .engine
             .as_ref()
             .ok_or_else(|| ApiError::Internal("delivery engine missing".into()))?;
-        let config = webhook_configs::Entity::find_by_id(id.0)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| not_found(id.0))?;
+        let config = find_config(&self.db, id.0).await?;
         let event_type = body.0.event_type;
         if !config
             .event_types
@@ -578,5 +595,83 @@ impl ConfigsApi {
                 message_id: event.message_id,
             },
         }))
+    }
+}
+
+impl ConfigsApi {
+    /// One run of a partial update: the configuration row locked first, then (deactivating)
+    /// its pending events by id.
+    async fn update_once(
+        &self,
+        id: i64,
+        patch: ConfigPatch,
+    ) -> Result<webhook_configs::Model, ApiError> {
+        let txn = self.db.begin().await?;
+        let current = lock_config(&txn, id).await?;
+        let base_retry = current.retry_config;
+        let mut row = current.into_active_model();
+        if let Some(name) = patch.name {
+            row.name = Set(ConfigName::try_from(name.into_inner())?.into_inner());
+        }
+        if let Some(url) = patch.url {
+            row.url = Set(TargetUrl::try_from(url.into_inner())?.into_inner());
+        }
+        if let Some(secret) = patch.secret {
+            row.secret = Set(domain::secret(Some(secret.into_inner()))?);
+            // Replaced at once: the old secret stops signing (rotate-secret keeps an overlap).
+            row.previous_secret = Set(None);
+            row.previous_secret_expires_at = Set(None);
+        }
+        if let Some(types) = patch.event_types {
+            row.event_types = Set(domain::event_types(types)?);
+        }
+        if let Some(headers) = patch.headers {
+            row.headers = Set(domain::custom_headers(strings(headers))?);
+        }
+        if let Some(retry) = patch.retry_config {
+            row.retry_config = Set(retry.apply_to(base_retry)?);
+        }
+        if let Some(filters) = patch.filters {
+            row.filters = Set(domain::filters(filters.into())?);
+        }
+        if let Some(metadata) = patch.metadata {
+            row.metadata = Set(domain::metadata(metadata)?);
+        }
+        if let Some(status) = patch.status {
+            row.status = Set(status.into());
+            if status == UserStatus::Active {
+                row.disabled_reason = Set(None);
+                row.disabled_at = Set(None);
+                // A fresh start: no failing clock carried over from before.
+                row.failing_since = Set(None);
+                row.failed_attempts = Set(0);
+                row.probe_until = Set(None);
+            } else {
+                cancel_pending(&txn, id, "configuration deactivated").await?;
+            }
+        }
+        row.updated_at = Set(Utc::now());
+        let model = row.update(&txn).await?;
+        txn.commit().await?;
+        Ok(model)
+    }
+
+    /// One run of a delete: the row stays, marked deleted and inactive, so that its events keep
+    /// their configuration; its pending events are cancelled.
+    async fn delete_once(&self, id: i64) -> Result<(), ApiError> {
+        let txn = self.db.begin().await?;
+        let current = lock_config(&txn, id).await?;
+        let now = Utc::now();
+        let mut row = current.into_active_model();
+        // Inactive, so that nothing that checks for `active` (fan-out, workers, retry) can
+        // deliver for it again.
+        row.status = Set(ConfigStatus::Inactive);
+        row.deleted_at = Set(Some(now));
+        row.probe_until = Set(None);
+        row.updated_at = Set(now);
+        row.update(&txn).await?;
+        cancel_pending(&txn, id, "configuration deleted").await?;
+        txn.commit().await?;
+        Ok(())
     }
 }

@@ -18,9 +18,11 @@ use wirehook_worker::queue::{self, RetryRefused};
 
 use super::ApiTags;
 use crate::auth::BearerAuth;
+use crate::contention::retrying;
 use crate::error::{ApiError, ApiResult};
 use crate::history;
 use crate::ingest::{Disposition, Ingestor, Received};
+use crate::json_input::{JsonBody, Text};
 
 /// A webhook event, inbound or outbound.
 #[derive(Debug, Object)]
@@ -33,9 +35,15 @@ pub struct EventOut {
     pub source: Source,
     pub event_type: String,
     pub status: EventStatus,
-    /// The platform's event payload (camelCase, normalized from the provider's for inbound
-    /// provider events); for outbound events exactly the `data` delivered.
+    /// Outbound: exactly the `data` delivered. Inbound from a provider: the provider's body as
+    /// received (JSON as sent, a form callback as an object of its fields); a rejected request:
+    /// `{contentType, bytes, truncated, body}` with the first 4 KiB of its body. Published
+    /// platform events: the payload as published.
     pub payload: Value,
+    /// Inbound from a provider (processed or ignored): the platform's camelCase form of
+    /// `payload`, which is what its outbound deliveries carry as `data`.
+    #[oai(skip_serializing_if_is_none)]
+    pub normalized_payload: Option<Value>,
     /// Delivery attempts made so far (outbound).
     pub attempts: i32,
     #[oai(skip_serializing_if_is_none)]
@@ -52,10 +60,6 @@ pub struct EventOut {
     /// Why the latest attempt failed, or why the request was rejected.
     #[oai(skip_serializing_if_is_none)]
     pub last_error: Option<String>,
-    /// Inbound from a provider: the payload as the provider sent it (form fields as an object);
-    /// rejected requests: `{contentType, bytes, truncated, body}` with the first 4 KiB of the body.
-    #[oai(skip_serializing_if_is_none)]
-    pub provider_payload: Option<Value>,
     /// Inbound: the client address (the socket peer, or what a trusted proxy forwarded).
     #[oai(skip_serializing_if_is_none)]
     pub client_ip: Option<String>,
@@ -65,6 +69,15 @@ pub struct EventOut {
 
 impl From<webhook_events::Model> for EventOut {
     fn from(m: webhook_events::Model) -> Self {
+        // Storage keeps the normalized form in `payload` (outbound rows copy it) and what a
+        // provider sent in `provider_payload`; the API shows the provider's body as `payload`.
+        let (payload, normalized_payload) = match m.provider_payload {
+            Some(received) if m.direction == Direction::Inbound => (
+                received,
+                (m.status != EventStatus::Rejected).then_some(m.payload),
+            ),
+            _ => (m.payload, None),
+        };
         Self {
             id: m.id,
             message_id: m.message_id,
@@ -72,14 +85,14 @@ impl From<webhook_events::Model> for EventOut {
             source: m.source,
             event_type: m.event_type,
             status: m.status,
-            payload: m.payload,
+            payload,
+            normalized_payload,
             attempts: m.attempts,
             webhook_config_id: m.webhook_config_id,
             response_data: m.response_data,
             parent_event_id: m.parent_event_id,
             next_attempt_at: m.next_attempt_at,
             last_error: m.last_error,
-            provider_payload: m.provider_payload,
             client_ip: m.client_ip,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -135,6 +148,9 @@ pub struct ConfigSummary {
     pub id: i64,
     pub name: String,
     pub url: String,
+    /// When the configuration was deleted; its events stay in the history.
+    #[oai(skip_serializing_if_is_none)]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Object)]
@@ -156,7 +172,7 @@ pub struct EventListResponse {
 pub struct EventDetailsResponse {
     pub success: bool,
     pub event: EventOut,
-    /// The related configuration, when the event has one that still exists.
+    /// The configuration an outbound event was for (also after it was deleted).
     #[oai(skip_serializing_if_is_none)]
     pub webhook_config: Option<ConfigSummary>,
     /// Every outbound attempt, oldest first.
@@ -194,7 +210,7 @@ pub struct PublishEventRequest {
     /// Makes publishing safe to retry: a key seen before returns the event first published with
     /// it, and nothing is published again (1–255 characters).
     #[oai(validator(min_length = 1, max_length = 255))]
-    pub idempotency_key: Option<String>,
+    pub idempotency_key: Option<Text>,
 }
 
 /// A published platform event.
@@ -257,10 +273,10 @@ impl EventsApi {
     async fn publish_event(
         &self,
         _auth: BearerAuth,
-        body: Json<PublishEventRequest>,
+        body: JsonBody<PublishEventRequest>,
     ) -> ApiResult<PublishResponse> {
         let body = body.0;
-        let idempotency_key = match body.idempotency_key {
+        let idempotency_key = match body.idempotency_key.map(Text::into_inner) {
             Some(key) if key.trim().is_empty() => {
                 return Err(
                     ApiError::Validation("`idempotencyKey` must not be blank".into()).into(),
@@ -406,6 +422,7 @@ impl EventsApi {
                 id: c.id,
                 name: c.name,
                 url: c.url,
+                deleted_at: c.deleted_at,
             }),
             delivery_attempts: attempts.into_iter().map(AttemptOut::from).collect(),
         }))
@@ -422,9 +439,13 @@ impl EventsApi {
         _auth: BearerAuth,
         id: Path<i64>,
     ) -> ApiResult<Json<RetryResponse>> {
-        let txn = self.db.begin().await?;
-        let event = queue::requeue(&txn, id.0).await.map_err(ApiError::from)?;
-        txn.commit().await?;
+        let event = retrying(|| async {
+            let txn = self.db.begin().await?;
+            let event = queue::requeue(&txn, id.0).await.map_err(ApiError::from)?;
+            txn.commit().await?;
+            Ok(event)
+        })
+        .await?;
         tracing::info!(event_id = id.0, "manual retry queued");
         Ok(Json(RetryResponse {
             success: true,

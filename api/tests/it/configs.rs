@@ -25,7 +25,7 @@ async fn create_answers_201_with_the_contract_fields() {
         json!(["call.completed", "conversation.completed"])
     );
     assert_eq!(w["status"], "active");
-    assert_eq!(w["headers"], json!({"x-api-key": "marketing-api-key-456"}));
+    assert_eq!(w["headers"], json!({"X-API-Key": "marketing-api-key-456"}));
     assert_eq!(
         w["retryConfig"],
         json!({"maxAttempts": 3, "initialDelay": 60, "maxDelay": 1800, "backoffFactor": 2.0})
@@ -82,6 +82,41 @@ async fn create_fills_defaults_for_omitted_optional_fields() {
     );
     assert_eq!(w["headers"], json!({}));
     assert_eq!(w["filters"], json!({}));
+}
+
+#[tokio::test]
+async fn header_names_are_echoed_exactly_as_given_everywhere() {
+    let app = TestApp::spawn().await;
+    let headers = json!({"X-API-Key": "crm-api-key-123", "x-lower": "1", "X-MiXeD-CaSe": "2"});
+    let created = app.create_config(json!({"headers": headers})).await;
+    assert_eq!(created["headers"], headers);
+    let path = format!("/api/webhooks/config/{}", created["id"]);
+    let (_, details) = app.get(&path).await;
+    assert_eq!(details["webhook"]["headers"], headers);
+    let (_, list) = app.get("/api/webhooks/config").await;
+    assert_eq!(list["webhooks"][0]["headers"], headers);
+    let (status, updated) = app.put(&path, json!({"name": "renamed"})).await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["webhook"]["headers"], headers);
+}
+
+#[tokio::test]
+async fn the_same_header_name_in_two_cases_is_refused() {
+    let app = TestApp::spawn().await;
+    let mut body = example_config();
+    merge(
+        &mut body,
+        json!({"headers": {"X-Api-Key": "a", "x-api-key": "b"}}),
+    );
+    let (status, answer) = app.post("/api/webhooks/config", body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(error_code(&answer), "validation_failed");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("twice")),
+        "{answer}"
+    );
 }
 
 #[tokio::test]
@@ -272,7 +307,7 @@ async fn users_cannot_set_disabled() {
         )
         .await;
     assert_eq!(status, 400);
-    assert_eq!(error_code(&body), "invalid_body");
+    assert_eq!(error_code(&body), "validation_failed");
 }
 
 #[tokio::test]
@@ -307,6 +342,60 @@ async fn delete_removes_the_configuration_and_keeps_its_history() {
 }
 
 #[tokio::test]
+async fn a_deleted_configuration_keeps_its_deliveries_findable_by_config() {
+    let app = TestApp::spawn().await;
+    let created = app.create_config(json!({})).await;
+    let id = created["id"].as_i64().expect("id");
+    let delivered = app
+        .insert_event(NewEvent::outbound(
+            "call.completed",
+            id,
+            EventStatus::Delivered,
+        ))
+        .await;
+    let (status, _) = app.delete(&format!("/api/webhooks/config/{id}")).await;
+    assert_eq!(status, 200);
+
+    let (status, history) = app
+        .get(&format!("/api/webhooks/events?webhookConfigId={id}"))
+        .await;
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(history["total"], 1, "{history}");
+    assert_eq!(history["events"][0]["id"], delivered);
+    assert_eq!(history["events"][0]["webhookConfigId"], id);
+    let (_, details) = app.get(&format!("/api/webhooks/events/{delivered}")).await;
+    assert_eq!(details["webhookConfig"]["id"], id, "{details}");
+    assert_eq!(details["webhookConfig"]["name"], created["name"]);
+    assert!(
+        is_iso8601(&details["webhookConfig"]["deletedAt"]),
+        "{details}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_configuration_is_gone_from_the_configuration_api() {
+    let app = TestApp::spawn().await;
+    let created = app.create_config(json!({})).await;
+    let path = format!("/api/webhooks/config/{}", created["id"]);
+    app.delete(&path).await;
+    let (_, list) = app.get("/api/webhooks/config").await;
+    assert_eq!(list["webhooks"], json!([]));
+    assert_eq!(app.get(&path).await.0, 404);
+    assert_eq!(app.put(&path, json!({"status": "active"})).await.0, 404);
+    assert_eq!(app.delete(&path).await.0, 404);
+    let test = json!({"eventType": "call.completed"});
+    assert_eq!(app.post(&format!("{path}/test"), test).await.0, 404);
+    let since = json!({"since": "2026-01-01T00:00:00Z"});
+    assert_eq!(app.post(&format!("{path}/recover"), since).await.0, 404);
+    assert_eq!(
+        app.post(&format!("{path}/rotate-secret"), json!({}))
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
 async fn delete_of_an_unknown_id_is_404() {
     let app = TestApp::spawn().await;
     let (status, body) = app.delete("/api/webhooks/config/31337").await;
@@ -333,7 +422,7 @@ fn invalid_creates() -> Vec<(&'static str, Value, &'static str)> {
             json!({"name": "x".repeat(256)}),
             "validation_failed",
         ),
-        ("missing name", json!({"name": null}), "invalid_body"),
+        ("missing name", json!({"name": null}), "validation_failed"),
         (
             "relative url",
             json!({"url": "/hooks"}),
@@ -357,17 +446,17 @@ fn invalid_creates() -> Vec<(&'static str, Value, &'static str)> {
         (
             "unknown event type",
             json!({"eventTypes": ["call.exploded"]}),
-            "invalid_body",
+            "validation_failed",
         ),
         (
             "status disabled",
             json!({"status": "disabled"}),
-            "invalid_body",
+            "validation_failed",
         ),
         (
             "status unknown",
             json!({"status": "paused"}),
-            "invalid_body",
+            "validation_failed",
         ),
         (
             "reserved header",
@@ -417,17 +506,17 @@ fn invalid_creates() -> Vec<(&'static str, Value, &'static str)> {
         (
             "negative delay",
             json!({"retryConfig": {"initialDelay": -1}}),
-            "invalid_body",
+            "validation_failed",
         ),
         (
             "unknown retry key",
             json!({"retryConfig": {"jitter": 1}}),
-            "invalid_body",
+            "validation_failed",
         ),
         (
             "unknown filter key",
             json!({"filters": {"regions": ["eu"]}}),
-            "invalid_body",
+            "validation_failed",
         ),
         (
             "empty filter list",
@@ -437,7 +526,30 @@ fn invalid_creates() -> Vec<(&'static str, Value, &'static str)> {
         (
             "metadata not an object",
             json!({"metadata": [1, 2]}),
-            "invalid_body",
+            "validation_failed",
+        ),
+        ("name a number", json!({"name": 12345}), "validation_failed"),
+        ("name a boolean", json!({"name": true}), "validation_failed"),
+        ("url a number", json!({"url": 42}), "validation_failed"),
+        (
+            "secret a number",
+            json!({"secret": 123456}),
+            "validation_failed",
+        ),
+        (
+            "header value a number",
+            json!({"headers": {"X-Count": 3}}),
+            "validation_failed",
+        ),
+        (
+            "filter entry a number",
+            json!({"filters": {"campaigns": [123]}}),
+            "validation_failed",
+        ),
+        (
+            "event type a number",
+            json!({"eventTypes": [7]}),
+            "validation_failed",
         ),
         (
             "secret not base64",
@@ -447,7 +559,7 @@ fn invalid_creates() -> Vec<(&'static str, Value, &'static str)> {
         (
             "unknown top-level field",
             json!({"colour": "blue"}),
-            "invalid_body",
+            "validation_failed",
         ),
     ]
 }
@@ -464,6 +576,22 @@ async fn every_invalid_create_is_refused_with_400_and_stores_nothing() {
     }
     let (_, list) = app.get("/api/webhooks/config").await;
     assert_eq!(list["webhooks"], json!([]));
+}
+
+#[tokio::test]
+async fn a_number_as_name_is_400_validation_failed_not_a_stringified_name() {
+    let app = TestApp::spawn().await;
+    let mut body = example_config();
+    merge(&mut body, json!({"name": 12345}));
+    let (status, answer) = app.post("/api/webhooks/config", body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(error_code(&answer), "validation_failed");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expected a JSON string, found the number 12345")),
+        "{answer}"
+    );
 }
 
 #[tokio::test]

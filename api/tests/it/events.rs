@@ -418,7 +418,7 @@ async fn totals_equal_a_direct_count_for_every_filter_and_range() {
 }
 
 #[tokio::test]
-async fn totals_follow_status_changes_deletions_and_a_deleted_configuration() {
+async fn totals_follow_status_changes_deletions_and_a_deleted_configuration_keeps_its_events() {
     let app = TestApp::spawn().await;
     let config = seed_days(&app).await;
     fold(&app).await;
@@ -441,5 +441,18 @@ async fn totals_follow_status_changes_deletions_and_a_deleted_configuration() {
     let (_, page) = app
         .get(&format!("/api/webhooks/events?webhookConfigId={config}"))
         .await;
-    assert_eq!(page["total"], 0);
+    // A deleted configuration keeps its events: the history by configuration still finds them.
+    let kept = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT count(*) AS n FROM webhook_events WHERE webhook_config_id = {config}"),
+        ))
+        .await
+        .expect("count")
+        .expect("row")
+        .try_get::<i64>("", "n")
+        .expect("n");
+    assert!(kept > 0);
+    assert_eq!(page["total"], kept);
 }

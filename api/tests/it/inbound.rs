@@ -199,7 +199,7 @@ async fn a_signed_signalwire_event_is_delivered_to_matching_configs_only() {
 }
 
 #[tokio::test]
-async fn the_inbound_event_keeps_the_provider_payload_and_the_normalized_one() {
+async fn an_inbound_event_payload_is_the_provider_body_beside_its_normalized_form() {
     let app = TestApp::spawn().await;
     let body = signalwire_call("call.completed", "CA7", "campaign-1");
     let (status, answer) = post_signalwire(&app, &body).await;
@@ -211,10 +211,11 @@ async fn the_inbound_event_keeps_the_provider_payload_and_the_normalized_one() {
     assert_eq!(event["source"], "signalwire");
     assert_eq!(event["eventType"], "call.completed");
     assert_eq!(event["status"], "processed");
-    assert_eq!(event["payload"]["callId"], "CA7");
-    assert_eq!(event["payload"]["contactId"], 42);
     let raw: Value = serde_json::from_slice(&body).expect("json");
-    assert_eq!(event["providerPayload"], raw);
+    assert_eq!(event["payload"], raw);
+    assert_eq!(event["normalizedPayload"]["callId"], "CA7");
+    assert_eq!(event["normalizedPayload"]["contactId"], 42);
+    assert!(event.get("providerPayload").is_none(), "{event}");
     assert_eq!(event["clientIp"], "127.0.0.1");
 }
 
@@ -250,10 +251,11 @@ async fn a_signed_cxml_status_callback_is_processed() {
     let id = body["eventId"].as_i64().expect("eventId");
     let (_, details) = app.get(&format!("/api/webhooks/events/{id}")).await;
     assert_eq!(details["event"]["eventType"], "call.completed");
-    assert_eq!(details["event"]["payload"]["callId"], "CA1234567890ABCDE");
+    assert_eq!(details["event"]["payload"]["CallStatus"], "completed");
+    assert_eq!(details["event"]["payload"]["CallSid"], "CA1234567890ABCDE");
     assert_eq!(
-        details["event"]["providerPayload"]["CallStatus"],
-        "completed"
+        details["event"]["normalizedPayload"]["callId"],
+        "CA1234567890ABCDE"
     );
 }
 
@@ -277,7 +279,7 @@ async fn a_wrong_signalwire_signature_is_401_and_audited() {
         "the signature does not match the request"
     );
     assert_eq!(
-        audit["providerPayload"]["body"],
+        audit["payload"]["body"],
         String::from_utf8(body).expect("utf8")
     );
 }
@@ -339,7 +341,8 @@ async fn a_rejected_request_keeps_at_most_4_kib_of_its_body() {
     let body = format!("{{\"junk\":\"{}\"}}", "x".repeat(10_000)).into_bytes();
     let answer = send(&app, SIGNALWIRE_PATH, "application/json", &body, &[]).await;
     let audit = assert_rejected_401(&app, answer).await;
-    let kept = &audit["providerPayload"];
+    let kept = &audit["payload"];
+    assert!(audit.get("normalizedPayload").is_none(), "{audit}");
     assert_eq!(kept["bytes"], body.len());
     assert_eq!(kept["truncated"], true);
     assert_eq!(kept["body"].as_str().expect("body").len(), 4096);
@@ -473,8 +476,13 @@ async fn a_real_post_call_transcription_webhook_is_processed() {
     assert_eq!(answer["status"], "processed");
     let id = answer["eventId"].as_i64().expect("eventId");
     let (_, details) = app.get(&format!("/api/webhooks/events/{id}")).await;
-    assert_eq!(details["event"]["payload"]["conversationId"], "conv-1");
-    assert_eq!(details["event"]["payload"]["agentId"], "agent-1");
+    assert_eq!(
+        details["event"]["payload"]["data"]["conversation_id"],
+        "conv-1"
+    );
+    let normalized = &details["event"]["normalizedPayload"];
+    assert_eq!(normalized["conversationId"], "conv-1");
+    assert_eq!(normalized["agentId"], "agent-1");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod cli;
 #[path = "../../../harness/src/cluster.rs"]
 mod cluster;
 mod common;
+mod concurrency;
 mod configs;
 mod delivery;
 mod errors;

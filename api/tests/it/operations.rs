@@ -191,10 +191,10 @@ async fn rotate_secret_refuses_bad_input() {
     let id = config(&app, &receiver, json!({})).await;
     let path = format!("/api/webhooks/config/{id}/rotate-secret");
     for (body, code) in [
-        (json!({"overlapSeconds": 604_801}), "invalid_body"),
+        (json!({"overlapSeconds": 604_801}), "validation_failed"),
         (json!({"secret": "not base64!"}), "validation_failed"),
         (json!({"secret": OLD_SECRET}), "validation_failed"),
-        (json!({"unknown": 1}), "invalid_body"),
+        (json!({"unknown": 1}), "validation_failed"),
     ] {
         let (status, answer) = app.post(&path, body.clone()).await;
         assert_eq!(status, 400, "{body} → {answer}");
@@ -317,7 +317,7 @@ async fn recover_refuses_a_window_in_the_future_or_reversed() {
     assert_eq!(status, 400, "{body}");
     let (status, body) = app.post(&path, json!({"since": "yesterday"})).await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(error_code(&body), "invalid_body");
+    assert_eq!(error_code(&body), "validation_failed");
 }
 
 #[tokio::test]

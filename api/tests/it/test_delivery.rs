@@ -181,5 +181,5 @@ async fn test_body_must_name_a_catalog_event_type() {
         )
         .await;
     assert_eq!(status, 400);
-    assert_eq!(error_code(&resp), "invalid_body");
+    assert_eq!(error_code(&resp), "validation_failed");
 }
