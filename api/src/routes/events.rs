@@ -185,7 +185,7 @@ impl From<RetryRefused> for ApiError {
 
 /// A platform event to publish to the configurations subscribed to its type.
 #[derive(Debug, Object)]
-#[oai(rename = "PublishEvent", rename_all = "camelCase")]
+#[oai(rename = "PublishEvent", rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishEventRequest {
     /// One of the catalog's event types.
     pub event_type: EventType,

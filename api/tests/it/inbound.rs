@@ -684,6 +684,21 @@ async fn publishing_a_blank_idempotency_key_is_400() {
 }
 
 #[tokio::test]
+async fn publishing_refuses_an_unknown_field_and_publishes_nothing() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post(
+            "/api/webhooks/events",
+            json!({"eventType": "contact.created", "payload": {}, "idempotencyKye": "k-1"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "invalid_body");
+    let (_, history) = app.get("/api/webhooks/events").await;
+    assert_eq!(history["total"], 0, "{history}");
+}
+
+#[tokio::test]
 async fn publishing_needs_a_token() {
     let app = TestApp::spawn().await;
     let resp = app
