@@ -1,6 +1,6 @@
 //! The committed `openapi.json` is what the api serves; every operation is documented.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::TestApp;
 
@@ -104,4 +104,29 @@ async fn the_served_spec_is_the_generated_one() {
         .await
         .expect("json");
     assert_eq!(served["paths"], generated()["paths"]);
+}
+
+#[test]
+fn attempt_headers_are_string_maps() {
+    let spec = generated();
+    let attempt = &spec["components"]["schemas"]["DeliveryAttempt"]["properties"];
+    for field in ["requestHeaders", "responseHeaders"] {
+        assert_eq!(attempt[field]["type"], "object", "{field}");
+        assert_eq!(
+            attempt[field]["additionalProperties"],
+            json!({"type": "string"}),
+            "{field}"
+        );
+    }
+}
+
+#[test]
+fn configurations_answer_metadata_as_an_object_and_event_types_from_the_catalog() {
+    let spec = generated();
+    let config = &spec["components"]["schemas"]["WebhookConfig"]["properties"];
+    assert_eq!(config["metadata"]["type"], "object");
+    assert_eq!(
+        config["eventTypes"]["items"],
+        json!({"$ref": "#/components/schemas/EventType"})
+    );
 }
