@@ -13,6 +13,7 @@ use sea_orm::DatabaseConnection;
 use wirehook_worker::engine::Engine;
 use wirehook_worker::http_client::{ClientConfig, DeliveryClient};
 
+use crate::allowed_methods::{AllowedMethods, with_allow_header};
 use crate::auth::JwtVerifier;
 use crate::config::{InboundConfig, JwtConfig};
 use crate::error::json_error;
@@ -111,10 +112,11 @@ impl App {
         );
         let docs = service.swagger_ui();
         let spec = service.spec_endpoint();
+        let routes = with_allow_header(service.into_endpoint(), AllowedMethods::of::<Apis>());
         Route::new()
             .nest("/docs", docs)
             .at("/openapi.json", spec)
-            .nest("/", service.into_endpoint())
+            .nest("/", routes)
             .before(limit_body)
             .catch_all_error(json_error)
             .around(|ep, req| async move {

@@ -1,5 +1,6 @@
 //! The wirehook api: configuration and history REST API, inbound provider webhooks, OpenAPI.
 
+pub mod allowed_methods;
 pub mod app;
 pub mod auth;
 pub mod config;
