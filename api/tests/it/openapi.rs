@@ -130,3 +130,43 @@ fn configurations_answer_metadata_as_an_object_and_event_types_from_the_catalog(
         json!({"$ref": "#/components/schemas/EventType"})
     );
 }
+
+#[test]
+fn provider_webhooks_document_their_signature_headers() {
+    let spec = generated();
+    for (path, headers) in [
+        (
+            "/api/webhooks/signalwire",
+            &[
+                "X-SignalWire-Signature",
+                "X-SignalWire-Sha256-Signature",
+                "X-Twilio-Signature",
+            ][..],
+        ),
+        ("/api/webhooks/elevenlabs", &["ElevenLabs-Signature"][..]),
+    ] {
+        let params = spec["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("POST {path}: no parameters"));
+        for name in headers {
+            let param = params
+                .iter()
+                .find(|p| p["name"] == *name)
+                .unwrap_or_else(|| panic!("POST {path}: {name} undocumented"));
+            assert_eq!(param["in"], "header", "{name}");
+            assert_eq!(param["required"], false, "{name}");
+            assert_eq!(param["schema"]["type"], "string", "{name}");
+            assert!(param["description"].is_string(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn the_elevenlabs_webhook_documents_only_a_json_body() {
+    let spec = generated();
+    let content = spec["paths"]["/api/webhooks/elevenlabs"]["post"]["requestBody"]["content"]
+        .as_object()
+        .expect("content");
+    let media: Vec<&String> = content.keys().collect();
+    assert_eq!(media, ["application/json"]);
+}
