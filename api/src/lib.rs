@@ -11,6 +11,7 @@ pub mod history;
 pub mod inbound;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi_doc;
 pub mod raw_body;
 pub mod routes;
 
