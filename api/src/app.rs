@@ -4,15 +4,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use poem::endpoint::make_sync;
 use poem::http::header::CONTENT_LENGTH;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Route, Server};
+use poem::web::Html;
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route, Server};
 use poem_openapi::OpenApiService;
 use sea_orm::DatabaseConnection;
 
 use wirehook_worker::engine::Engine;
 use wirehook_worker::http_client::{ClientConfig, DeliveryClient};
 
+use crate::allowed_methods::{AllowedMethods, with_allow_header};
 use crate::auth::JwtVerifier;
 use crate::config::{InboundConfig, JwtConfig};
 use crate::error::json_error;
@@ -61,11 +64,12 @@ pub fn openapi_service(
     )
 }
 
-/// The OpenAPI document (what `api openapi` prints and `openapi.json` holds).
+/// The OpenAPI document (what `api openapi` prints, `openapi.json` holds and the api serves).
 pub fn openapi_spec() -> String {
     let base = url::Url::parse("http://127.0.0.1:8080").expect("a constant URL parses");
     let inbound = InboundConfig::unconfigured(base);
-    openapi_service(DatabaseConnection::default(), None, Arc::new(inbound)).spec()
+    let service = openapi_service(DatabaseConnection::default(), None, Arc::new(inbound));
+    crate::openapi_doc::finish(&service.spec())
 }
 
 /// Why the application could not be assembled.
@@ -109,12 +113,25 @@ impl App {
             Some(self.engine.clone()),
             self.inbound.clone(),
         );
-        let docs = service.swagger_ui();
-        let spec = service.spec_endpoint();
+        let raw_spec = service.spec();
+        let spec = crate::openapi_doc::finish(&raw_spec);
+        // poem-openapi's Swagger UI page embeds its own document; show the finished one.
+        let docs = service.swagger_ui_html().replacen(&raw_spec, &spec, 1);
+        let routes = with_allow_header(service.into_endpoint(), AllowedMethods::of::<Apis>());
         Route::new()
-            .nest("/docs", docs)
-            .at("/openapi.json", spec)
-            .nest("/", service.into_endpoint())
+            .nest(
+                "/docs",
+                Route::new().at("/", make_sync(move |_| Html(docs.clone()))),
+            )
+            .at(
+                "/openapi.json",
+                make_sync(move |_| {
+                    Response::builder()
+                        .content_type("application/json")
+                        .body(spec.clone())
+                }),
+            )
+            .nest("/", routes)
             .before(limit_body)
             .catch_all_error(json_error)
             .around(|ep, req| async move {

@@ -1,9 +1,11 @@
 //! The wirehook api: configuration and history REST API, inbound provider webhooks, OpenAPI.
 
+pub mod allowed_methods;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod contention;
+pub mod documented_header;
 pub mod domain;
 pub mod error;
 pub mod history;
@@ -11,6 +13,7 @@ pub mod inbound;
 pub mod ingest;
 pub mod json_input;
 pub mod metrics;
+pub mod openapi_doc;
 pub mod raw_body;
 pub mod routes;
 

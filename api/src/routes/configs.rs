@@ -155,12 +155,12 @@ pub struct ConfigOut {
     pub id: i64,
     pub name: String,
     pub url: String,
-    pub event_types: Vec<String>,
+    pub event_types: Vec<EventType>,
     pub status: ConfigStatus,
     pub headers: BTreeMap<String, String>,
     pub retry_config: RetryPolicy,
     pub filters: Filters,
-    pub metadata: Value,
+    pub metadata: BTreeMap<String, Value>,
     /// Why the service disabled this configuration.
     #[oai(skip_serializing_if_is_none)]
     pub disabled_reason: Option<String>,
@@ -185,12 +185,15 @@ impl From<webhook_configs::Model> for ConfigOut {
             id: m.id,
             name: m.name,
             url: m.url,
-            event_types: m.event_types.0,
+            event_types: catalog_types(m.id, m.event_types.0),
             status: m.status,
             headers: m.headers.0,
             retry_config: m.retry_config,
             filters: m.filters,
-            metadata: m.metadata,
+            metadata: match m.metadata {
+                Value::Object(metadata) => metadata.into_iter().collect(),
+                _ => BTreeMap::new(),
+            },
             disabled_reason: m.disabled_reason,
             disabled_at: m.disabled_at,
             failing_since: m.failing_since,
@@ -202,6 +205,22 @@ impl From<webhook_configs::Model> for ConfigOut {
             updated_at: m.updated_at,
         }
     }
+}
+
+/// The stored event types of configuration `id`, all from the catalog: they are validated on the
+/// way in. A type the catalog has since lost is left out (and logged) rather than failing every
+/// read of the configuration.
+fn catalog_types(id: i64, stored: Vec<String>) -> Vec<EventType> {
+    stored
+        .into_iter()
+        .filter_map(|name| match name.parse() {
+            Ok(event_type) => Some(event_type),
+            Err(unknown) => {
+                tracing::warn!(config_id = id, %unknown, "stored event type not in the catalog");
+                None
+            }
+        })
+        .collect()
 }
 
 /// A newly created configuration, with its secret shown this once.

@@ -33,6 +33,9 @@ pub struct EventOut {
     pub message_id: String,
     pub direction: Direction,
     pub source: Source,
+    /// One of the catalog's event types, except on inbound events the platform does not
+    /// publish: `ignored` ones carry the provider's own type (e.g. `call.state`), `rejected`
+    /// ones `unverified`. Hence a string, not the `EventType` enum.
     pub event_type: String,
     pub status: EventStatus,
     /// Outbound: exactly the `data` delivered. Inbound from a provider: the provider's body as
@@ -114,9 +117,10 @@ pub struct AttemptOut {
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
     /// Headers sent, signature redacted.
-    pub request_headers: Value,
+    pub request_headers: BTreeMap<String, String>,
+    /// The receiver's response headers, lowercase names (absent when no response arrived).
     #[oai(skip_serializing_if_is_none)]
-    pub response_headers: Option<Value>,
+    pub response_headers: Option<BTreeMap<String, String>>,
     #[oai(skip_serializing_if_is_none)]
     pub response_body: Option<String>,
     /// True when the stored body was cut at 32 KiB.
@@ -132,12 +136,27 @@ impl From<webhook_attempts::Model> for AttemptOut {
             duration_ms: m.duration_ms,
             error_kind: m.error_kind,
             error: m.error_message,
-            request_headers: m.request_headers,
-            response_headers: m.response_headers,
+            request_headers: header_map(m.request_headers),
+            response_headers: m.response_headers.map(header_map),
             response_body: m.response_body,
             truncated: m.truncated,
             created_at: m.created_at,
         }
+    }
+}
+
+/// A stored header map: the worker records headers as a JSON object of strings. Anything else
+/// (never written) reads as no headers rather than failing the whole history request.
+fn header_map(stored: Value) -> BTreeMap<String, String> {
+    match stored {
+        Value::Object(headers) => headers
+            .into_iter()
+            .filter_map(|(name, value)| match value {
+                Value::String(value) => Some((name, value)),
+                _ => None,
+            })
+            .collect(),
+        _ => BTreeMap::new(),
     }
 }
 
@@ -201,7 +220,7 @@ impl From<RetryRefused> for ApiError {
 
 /// A platform event to publish to the configurations subscribed to its type.
 #[derive(Debug, Object)]
-#[oai(rename = "PublishEvent", rename_all = "camelCase")]
+#[oai(rename = "PublishEvent", rename_all = "camelCase", deny_unknown_fields)]
 pub struct PublishEventRequest {
     /// One of the catalog's event types.
     pub event_type: EventType,

@@ -8,6 +8,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use entity::{EventStatus, Source};
 use poem::Request;
 use poem::web::RemoteAddr;
@@ -19,10 +21,11 @@ use sha2::{Digest, Sha256};
 
 use super::ApiTags;
 use crate::config::InboundConfig;
+use crate::documented_header::DocumentedHeader;
 use crate::error::{ApiError, ApiResult};
 use crate::inbound::{self, CidrList, Normalized, SignalWireSignature, SignatureError};
 use crate::ingest::{self, Disposition, Ingestor, Received, Recorded, Rejected};
-use crate::raw_body::RawBody;
+use crate::raw_body::{JsonOnly, JsonOrForm, RawBody};
 
 /// Counter: inbound provider requests, labelled `source` and `result` = `accepted` |
 /// `duplicate` | `ignored` | `rejected_signature` | `rejected_ip` | `invalid` | `unconfigured`.
@@ -55,13 +58,15 @@ pub struct InboundApi {
 /// A provider request on its way through the checks.
 struct Inbound<'a> {
     source: Source,
-    body: &'a RawBody,
+    /// The body exactly as received.
+    body: &'a Bytes,
+    content_type: Option<&'a str>,
     client_ip: IpAddr,
 }
 
 impl Inbound<'_> {
     fn content_type(&self) -> Option<&str> {
-        self.body.content_type.as_deref()
+        self.content_type
     }
 
     /// Records the refusal (a failure to record is logged, never hides the refusal) and
@@ -70,7 +75,7 @@ impl Inbound<'_> {
         let rejected = Rejected {
             source: self.source,
             reason: error.to_string(),
-            body: &self.body.bytes,
+            body: self.body,
             content_type: self.content_type(),
             client_ip: Some(self.client_ip.to_string()),
         };
@@ -116,11 +121,24 @@ impl InboundApi {
         method = "post",
         operation_id = "inbound.signalwire"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn signalwire(
         &self,
         req: &Request,
         remote: &RemoteAddr,
-        body: RawBody,
+        body: RawBody<JsonOrForm>,
+        /// JSON events: lowercase hex HMAC-SHA1 of the URL followed by the body. Form-encoded
+        /// cXML callbacks (and JSON posted with `?bodySHA256=`): the Twilio-compatible base64
+        /// HMAC-SHA1.
+        #[oai(name = "X-SignalWire-Signature")]
+        _sha1: DocumentedHeader,
+        /// JSON events: lowercase hex HMAC-SHA256 of the URL followed by the body; checked
+        /// instead of `X-SignalWire-Signature` when present.
+        #[oai(name = "X-SignalWire-Sha256-Signature")]
+        _sha256: DocumentedHeader,
+        /// Read as `X-SignalWire-Signature` when that header is absent.
+        #[oai(name = "X-Twilio-Signature")]
+        _twilio: DocumentedHeader,
     ) -> ApiResult<Json<InboundResponse>> {
         let inbound = self.start(Source::SignalWire, req, remote, &body);
         let key = self
@@ -171,7 +189,10 @@ impl InboundApi {
         &self,
         req: &Request,
         remote: &RemoteAddr,
-        body: RawBody,
+        body: RawBody<JsonOnly>,
+        /// `t=<unix seconds>,v0=<hex HMAC-SHA256 of "<t>.<body>">`.
+        #[oai(name = "ElevenLabs-Signature")]
+        _signature: DocumentedHeader,
     ) -> ApiResult<Json<InboundResponse>> {
         let inbound = self.start(Source::ElevenLabs, req, remote, &body);
         let secret = self
@@ -203,12 +224,12 @@ impl InboundApi {
 }
 
 impl InboundApi {
-    fn start<'a>(
+    fn start<'a, K>(
         &self,
         source: Source,
         req: &Request,
         remote: &RemoteAddr,
-        body: &'a RawBody,
+        body: &'a RawBody<K>,
     ) -> Inbound<'a> {
         let peer = remote
             .as_socket_addr()
@@ -222,7 +243,8 @@ impl InboundApi {
             .collect();
         Inbound {
             source,
-            body,
+            body: &body.bytes,
+            content_type: body.content_type.as_deref(),
             client_ip: inbound::client_ip(peer, &forwarded, &self.config.trusted_proxies),
         }
     }
@@ -271,7 +293,7 @@ impl InboundApi {
                     .into());
             }
         };
-        let dedupe_key = dedupe_key(&normalized, &inbound.body.bytes);
+        let dedupe_key = dedupe_key(&normalized, inbound.body);
         let disposition = match normalized.event_type {
             Some(t) => Disposition::Deliver(t),
             None => Disposition::Ignore {

@@ -57,6 +57,41 @@ async fn wrong_method_is_405_in_the_error_shape() {
 }
 
 #[tokio::test]
+async fn a_405_lists_the_methods_the_path_allows() {
+    let app = TestApp::spawn().await;
+    for (method, path, allowed) in [
+        (
+            reqwest::Method::PATCH,
+            "/api/webhooks/config",
+            "GET, HEAD, POST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/webhooks/config/7",
+            "GET, HEAD, PUT, DELETE",
+        ),
+        (reqwest::Method::GET, "/api/webhooks/events/7/retry", "POST"),
+    ] {
+        let resp = app
+            .client
+            .request(method.clone(), app.url(path))
+            .bearer_auth(&app.token)
+            .send()
+            .await
+            .expect("send");
+        let allow = resp.headers().get("allow").cloned();
+        let (status, body) = read(resp).await;
+        assert_eq!(status, 405, "{method} {path}: {body}");
+        assert_eq!(error_code(&body), "method_not_allowed");
+        assert_eq!(
+            allow.as_ref().and_then(|v| v.to_str().ok()),
+            Some(allowed),
+            "{method} {path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn oversized_body_is_413() {
     let app = TestApp::spawn().await;
     let big = "x".repeat(wirehook_api::app::MAX_BODY_BYTES + 1);

@@ -293,6 +293,25 @@ async fn a_missing_signalwire_signature_is_401() {
     assert_eq!(audit["lastError"], "the request has no signature header");
 }
 
+/// The signature headers are documented as parameters but still read by the handler: a value
+/// that is not text is a missing signature, refused and audited, not a 400 before the handler.
+#[tokio::test]
+async fn a_signature_header_that_is_not_text_is_401_and_audited() {
+    let app = TestApp::spawn().await;
+    let not_text = reqwest::header::HeaderValue::from_bytes(b"\xff\xfe").expect("opaque bytes");
+    let resp = app
+        .client
+        .post(app.url(SIGNALWIRE_PATH))
+        .header("content-type", "application/json")
+        .header("X-SignalWire-Signature", not_text)
+        .body(signalwire_call("call.completed", "CA1", "c"))
+        .send()
+        .await
+        .expect("request");
+    let audit = assert_rejected_401(&app, read(resp).await).await;
+    assert_eq!(audit["lastError"], "the request has no signature header");
+}
+
 #[tokio::test]
 async fn a_tampered_signalwire_body_is_401() {
     let app = TestApp::spawn().await;
@@ -689,6 +708,21 @@ async fn publishing_a_blank_idempotency_key_is_400() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(error_code(&body), "validation_failed");
+}
+
+#[tokio::test]
+async fn publishing_refuses_an_unknown_field_and_publishes_nothing() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post(
+            "/api/webhooks/events",
+            json!({"eventType": "contact.created", "payload": {}, "idempotencyKye": "k-1"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "validation_failed");
+    let (_, history) = app.get("/api/webhooks/events").await;
+    assert_eq!(history["total"], 0, "{history}");
 }
 
 #[tokio::test]

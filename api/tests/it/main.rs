@@ -19,6 +19,7 @@ mod openapi;
 mod operations;
 mod outage;
 mod receiver;
+mod schema_instances;
 mod secrets;
 mod ssrf;
 mod test_delivery;
