@@ -166,8 +166,8 @@ impl Replica {
                 .is_some()
         })
         .await;
-        // The LISTEN connection comes up on the worker's first poll, some time after the
-        // registration; a job inserted before it would wait for the next poll.
+        // From now on a job inserted is started by its own notification (one inserted before
+        // LISTEN took effect is found by the fetch the replica makes once it has).
         wait_for(Duration::from_secs(10), "the LISTEN connection", || async {
             sqlx::query(
                 "SELECT 1 FROM pg_stat_activity \
@@ -276,40 +276,38 @@ fn ms(d: chrono::TimeDelta) -> i64 {
     d.num_milliseconds()
 }
 
+/// A poll interval no test waits out: a job a test sees done before a replica's first poll
+/// after the one it makes at start was started by something else.
+const NO_POLL: &[(&str, &str)] = &[
+    ("WORKER_POLL_INTERVAL_MS", "60000"),
+    ("WORKER_HEARTBEAT_SECS", "300"),
+];
+
+/// How long after a replica with [`NO_POLL`] was started its jobs must be done: before its first
+/// poll after the one it makes at start (60 s) and its first heartbeat (300 s), either of which
+/// would start any job due.
+const BEFORE_THE_POLL: Duration = Duration::from_secs(50);
+
 #[tokio::test]
 async fn a_new_job_starts_at_once_through_listen_notify() {
     init_logs();
     let (test_db, db) = TestDb::migrated().await;
-    // Poll and heartbeat so slow that only the insert notification can start the job quickly.
-    let replica = Replica::start(
-        &db,
-        settings(
-            &test_db,
-            &[
-                ("WORKER_POLL_INTERVAL_MS", "60000"),
-                ("WORKER_HEARTBEAT_SECS", "60"),
-            ],
-        ),
-    )
-    .await;
+    let started = Instant::now();
+    let replica = Replica::start(&db, settings(&test_db, NO_POLL)).await;
     let pool = pool(&db);
 
     let mut observed = Vec::new();
     for event_id in 1..=5 {
         let inserted = Instant::now();
         let id = insert_job(&pool, event_id, 0).await;
-        let row = done(&pool, &id, Duration::from_secs(10)).await;
-        let wall = inserted.elapsed();
+        // Done before any poll could have started it: only its notification did. (How fast,
+        // ~10 ms, is a benchmark figure, not a bound a test on a shared machine can hold.)
+        let left = BEFORE_THE_POLL.saturating_sub(started.elapsed());
+        let row = done(&pool, &id, left).await;
         let pickup = ms(row.lock_at.expect("locked") - row.run_at);
         let finish = ms(row.done_at.expect("done") - row.run_at);
         assert_eq!(row.lock_by.as_deref(), Some(replica.name.as_str()));
-        // Far below the 60 s poll: only the notification can have started it. (The latency
-        // itself, ~10 ms, is a benchmark figure, not a test bound on a shared machine.)
-        assert!(
-            wall < Duration::from_secs(2),
-            "job {event_id} took {wall:?} from INSERT to Done"
-        );
-        observed.push((pickup, finish, wall.as_millis()));
+        observed.push((pickup, finish, inserted.elapsed().as_millis()));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!(
@@ -317,26 +315,16 @@ async fn a_new_job_starts_at_once_through_listen_notify() {
          INSERT → Done seen by the test in ms): {observed:?}"
     );
 
-    let (took, result) = replica.stop().await;
+    let (_, result) = replica.stop().await;
     assert!(result.is_ok(), "{result:?}");
-    assert!(took < Duration::from_secs(3), "stopping took {took:?}");
 }
 
 #[tokio::test]
 async fn a_job_enqueued_late_in_a_long_transaction_still_wakes_the_replica() {
     init_logs();
     let (test_db, db) = TestDb::migrated().await;
-    let replica = Replica::start(
-        &db,
-        settings(
-            &test_db,
-            &[
-                ("WORKER_POLL_INTERVAL_MS", "60000"),
-                ("WORKER_HEARTBEAT_SECS", "60"),
-            ],
-        ),
-    )
-    .await;
+    let started = Instant::now();
+    let replica = Replica::start(&db, settings(&test_db, NO_POLL)).await;
     let pool = pool(&db);
     let config_id: i64 = sqlx::query_scalar(
         "INSERT INTO webhook_configs (name, url, secret, event_types, status, retry_config) \
@@ -373,8 +361,13 @@ async fn a_job_enqueued_late_in_a_long_transaction_still_wakes_the_replica() {
     .fetch_one(&pool)
     .await
     .expect("the job");
-    // Far below the 60 s poll: only the notification can have started it.
-    done(&pool, &job_id, Duration::from_secs(10)).await;
+    // Done before any poll could have started it: only its notification did.
+    done(
+        &pool,
+        &job_id,
+        BEFORE_THE_POLL.saturating_sub(started.elapsed()),
+    )
+    .await;
 
     let (_, result) = replica.stop().await;
     assert!(result.is_ok(), "{result:?}");
