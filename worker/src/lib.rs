@@ -1,4 +1,5 @@
 pub mod attempt;
+pub mod backend;
 pub mod batch;
 pub mod engine;
 pub mod http_client;

@@ -254,9 +254,12 @@ pub async fn requeue(
 }
 
 /// Sets back to `pending`, oldest first, up to `limit` `failed` outbound events of `config_id`
-/// created in `[since, until]`, each with a new retry series (keeping its message id and attempt
-/// count, as a manual retry does) and one job due now; returns their ids. Run it inside a
-/// transaction; call it again until it returns fewer than `limit`.
+/// created in `[since, until]`, each with a new retry series of `maxAttempts` attempts, the
+/// first one due now (keeping its message id and attempt count); returns their ids. Run it
+/// inside a transaction; call it again until it returns fewer than `limit`.
+///
+/// Unlike [`requeue`] (one attempt now, then a series if it fails), the attempt due now is the
+/// series' first: `attempt_base` is the attempts made so far.
 pub async fn requeue_failed(
     conn: &impl ConnectionTrait,
     config_id: i64,
@@ -269,7 +272,7 @@ pub async fn requeue_failed(
         .query_all_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),
             "UPDATE webhook_events \
-             SET status = 'pending', attempt_base = attempts + 1, next_attempt_at = $5, \
+             SET status = 'pending', attempt_base = attempts, next_attempt_at = $5, \
                  updated_at = $5 \
              WHERE id IN ( \
                SELECT id FROM webhook_events \

@@ -2,9 +2,11 @@
 //! the [`Engine`], keeps its lease alive, serves `/healthz` and `/metrics`, and shuts down
 //! gracefully.
 //!
-//! How jobs reach a replica:
+//! How jobs reach a replica ([`DeliveryBackend`]):
 //! - a new job wakes every replica at once through LISTEN/NOTIFY (apalis' insert trigger);
 //! - a job scheduled in the future is found by a poll every `WORKER_POLL_INTERVAL_MS`;
+//! - every wake-up is followed by a fetch that starts after it, even one that came while a
+//!   fetch was in flight;
 //! - at most `WORKER_CONCURRENCY` jobs run at once, claimed in batches of that size.
 //!
 //! Leases: a replica renews its apalis worker row every `WORKER_HEARTBEAT_SECS` and, on the same
@@ -19,25 +21,23 @@
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{
-    AbortError, BackendExt, BoxDynError, Data, PollSnapshot, PollStrategy, Strategy, WorkerBuilder,
-    WorkerBuilderExt, WorkerContext,
+    AbortError, BoxDynError, Data, WorkerBuilder, WorkerBuilderExt, WorkerContext,
 };
-use apalis_postgres::{Config, PgConnection, PgPool, PostgresStorage};
+use apalis_postgres::{Config, PgConnection, PgPool};
 use futures::{FutureExt, StreamExt};
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data as PoemData;
 use poem::{Endpoint, EndpointExt, Response, Route, Server, get, handler};
 use sea_orm::sqlx::{self, Connection};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::backend::DeliveryBackend;
 use crate::engine::Engine;
 use crate::job::{DeliveryJob, QUEUE};
 use crate::settings::WorkerSettings;
@@ -255,10 +255,7 @@ fn render_metrics(handle: PoemData<&PrometheusHandle>) -> Response {
 /// A panic is caught and ends the job `Killed` (never retried), like apalis' `catch_panic`
 /// layer, whose type keeps the worker future from being provably `Send`.
 async fn deliver(payload: serde_json::Value, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    let result = run_one(payload, &ctx.engine).await;
-    // Full means a nudge is already due.
-    let _ = ctx.finished.try_send(());
-    result
+    run_one(payload, &ctx.engine).await
 }
 
 async fn run_one(payload: serde_json::Value, engine: &Engine) -> Result<(), BoxDynError> {
@@ -303,96 +300,6 @@ async fn run_one(payload: serde_json::Value, engine: &Engine) -> Result<(), BoxD
 #[derive(Clone)]
 struct JobContext {
     engine: Arc<Engine>,
-    /// Tells [`AckNudge`] a job finished.
-    finished: mpsc::Sender<()>,
-}
-
-/// When, after a job finishes, the worker is woken to record its result: more than once, in
-/// case a wake comes while a fetch is still running (a loaded machine can stretch a fetch past
-/// the second one; the last costs one idle wake-up a second at most).
-const ACK_NUDGES: [Duration; 3] = [
-    Duration::from_millis(20),
-    Duration::from_millis(150),
-    Duration::from_millis(1000),
-];
-
-/// Wakes the apalis worker shortly after a job finishes.
-///
-/// apalis-core 1.0 collects job results from a channel it only drains when something else wakes
-/// the worker and it is between fetches; it does not wake on the channel itself. After the last
-/// job of a burst, nothing else may come before the next poll interval (or heartbeat), and the
-/// job would stay `Running` in the database until then. The delays let the fetch that follows
-/// a job's start finish first, so a wake finds the worker idle and drains the results.
-struct AckNudge {
-    finished: mpsc::Receiver<()>,
-    /// The pending wake and its index in [`ACK_NUDGES`].
-    timer: Option<(Pin<Box<tokio::time::Sleep>>, usize)>,
-}
-
-impl AckNudge {
-    fn new(finished: mpsc::Receiver<()>) -> Self {
-        Self {
-            finished,
-            timer: None,
-        }
-    }
-}
-
-impl PollStrategy for AckNudge {
-    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
-        while let Poll::Ready(Some(())) = self.finished.poll_recv(cx) {
-            if self.timer.is_none() {
-                self.timer = Some((Box::pin(tokio::time::sleep(ACK_NUDGES[0])), 0));
-            }
-        }
-        let Some((timer, round)) = self.timer.as_mut() else {
-            return Poll::Pending;
-        };
-        if timer.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        let next = *round + 1;
-        self.timer = ACK_NUDGES.get(next).map(|delay| {
-            let mut timer = Box::pin(tokio::time::sleep(*delay - ACK_NUDGES[next - 1]));
-            // Register for it now: nothing else may poll this strategy before it is due.
-            let _ = timer.as_mut().poll(cx);
-            (timer, next)
-        });
-        Poll::Ready(Some(()))
-    }
-}
-
-/// Wakes the apalis worker every poll interval, for jobs whose scheduled time has come.
-///
-/// Used instead of apalis' `IntervalStrategy`, which re-arms its timer without registering for
-/// it and so depends on the worker being polled again; with it, a replica was seen idling until
-/// its next heartbeat. This one always leaves its next tick registered. Public for the
-/// benchmark's no-op drain, which must poll the way a replica does.
-pub struct PollTick {
-    interval: tokio::time::Interval,
-}
-
-impl PollTick {
-    /// Ticks every `period`; missed ticks are delayed, not bunched.
-    pub fn new(period: Duration) -> Self {
-        let mut interval = tokio::time::interval(period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Self { interval }
-    }
-}
-
-impl PollStrategy for PollTick {
-    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
-        let mut ticked = false;
-        while self.interval.poll_tick(cx).is_ready() {
-            ticked = true;
-        }
-        if ticked {
-            Poll::Ready(Some(()))
-        } else {
-            Poll::Pending
-        }
-    }
 }
 
 /// Counts a job in [`IN_FLIGHT`] for as long as it lives, including when it is cancelled.
@@ -436,20 +343,11 @@ fn run_generation(
         let engine = &engine;
         let stop = &mut stop;
         let ctx = WorkerContext::new(name);
-        let (finished_tx, finished_rx) = mpsc::channel(1);
-        let backend = PostgresStorage::<serde_json::Value>::new(pool)
-            .with_config(storage_config(settings))
-            .with_pubsub()
-            .poll_with_strategy(
-                Strategy::new()
-                    .apply(AckNudge::new(finished_rx))
-                    .apply(PollTick::new(settings.poll_interval)),
-            );
+        let backend = DeliveryBackend::new(pool, storage_config(settings), settings.poll_interval);
         let worker = WorkerBuilder::new(&ctx)
             .backend(backend)
             .data(JobContext {
                 engine: engine.clone(),
-                finished: finished_tx,
             })
             .concurrency(settings.concurrency)
             .build(deliver);

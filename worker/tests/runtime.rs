@@ -166,8 +166,8 @@ impl Replica {
                 .is_some()
         })
         .await;
-        // The LISTEN connection comes up on the worker's first poll, some time after the
-        // registration; a job inserted before it would wait for the next poll.
+        // From now on a job inserted is started by its own notification (one inserted before
+        // LISTEN took effect is found by the fetch the replica makes once it has).
         wait_for(Duration::from_secs(10), "the LISTEN connection", || async {
             sqlx::query(
                 "SELECT 1 FROM pg_stat_activity \
@@ -276,40 +276,38 @@ fn ms(d: chrono::TimeDelta) -> i64 {
     d.num_milliseconds()
 }
 
+/// A poll interval no test waits out: a job a test sees done before a replica's first poll
+/// after the one it makes at start was started by something else.
+const NO_POLL: &[(&str, &str)] = &[
+    ("WORKER_POLL_INTERVAL_MS", "60000"),
+    ("WORKER_HEARTBEAT_SECS", "300"),
+];
+
+/// How long after a replica with [`NO_POLL`] was started its jobs must be done: before its first
+/// poll after the one it makes at start (60 s) and its first heartbeat (300 s), either of which
+/// would start any job due.
+const BEFORE_THE_POLL: Duration = Duration::from_secs(50);
+
 #[tokio::test]
 async fn a_new_job_starts_at_once_through_listen_notify() {
     init_logs();
     let (test_db, db) = TestDb::migrated().await;
-    // Poll and heartbeat so slow that only the insert notification can start the job quickly.
-    let replica = Replica::start(
-        &db,
-        settings(
-            &test_db,
-            &[
-                ("WORKER_POLL_INTERVAL_MS", "60000"),
-                ("WORKER_HEARTBEAT_SECS", "60"),
-            ],
-        ),
-    )
-    .await;
+    let started = Instant::now();
+    let replica = Replica::start(&db, settings(&test_db, NO_POLL)).await;
     let pool = pool(&db);
 
     let mut observed = Vec::new();
     for event_id in 1..=5 {
         let inserted = Instant::now();
         let id = insert_job(&pool, event_id, 0).await;
-        let row = done(&pool, &id, Duration::from_secs(10)).await;
-        let wall = inserted.elapsed();
+        // Done before any poll could have started it: only its notification did. (How fast,
+        // ~10 ms, is a benchmark figure, not a bound a test on a shared machine can hold.)
+        let left = BEFORE_THE_POLL.saturating_sub(started.elapsed());
+        let row = done(&pool, &id, left).await;
         let pickup = ms(row.lock_at.expect("locked") - row.run_at);
         let finish = ms(row.done_at.expect("done") - row.run_at);
         assert_eq!(row.lock_by.as_deref(), Some(replica.name.as_str()));
-        // Far below the 60 s poll: only the notification can have started it. (The latency
-        // itself, ~10 ms, is a benchmark figure, not a test bound on a shared machine.)
-        assert!(
-            wall < Duration::from_secs(2),
-            "job {event_id} took {wall:?} from INSERT to Done"
-        );
-        observed.push((pickup, finish, wall.as_millis()));
+        observed.push((pickup, finish, inserted.elapsed().as_millis()));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!(
@@ -317,26 +315,16 @@ async fn a_new_job_starts_at_once_through_listen_notify() {
          INSERT → Done seen by the test in ms): {observed:?}"
     );
 
-    let (took, result) = replica.stop().await;
+    let (_, result) = replica.stop().await;
     assert!(result.is_ok(), "{result:?}");
-    assert!(took < Duration::from_secs(3), "stopping took {took:?}");
 }
 
 #[tokio::test]
 async fn a_job_enqueued_late_in_a_long_transaction_still_wakes_the_replica() {
     init_logs();
     let (test_db, db) = TestDb::migrated().await;
-    let replica = Replica::start(
-        &db,
-        settings(
-            &test_db,
-            &[
-                ("WORKER_POLL_INTERVAL_MS", "60000"),
-                ("WORKER_HEARTBEAT_SECS", "60"),
-            ],
-        ),
-    )
-    .await;
+    let started = Instant::now();
+    let replica = Replica::start(&db, settings(&test_db, NO_POLL)).await;
     let pool = pool(&db);
     let config_id: i64 = sqlx::query_scalar(
         "INSERT INTO webhook_configs (name, url, secret, event_types, status, retry_config) \
@@ -373,50 +361,63 @@ async fn a_job_enqueued_late_in_a_long_transaction_still_wakes_the_replica() {
     .fetch_one(&pool)
     .await
     .expect("the job");
-    // Far below the 60 s poll: only the notification can have started it.
-    done(&pool, &job_id, Duration::from_secs(10)).await;
+    // Done before any poll could have started it: only its notification did.
+    done(
+        &pool,
+        &job_id,
+        BEFORE_THE_POLL.saturating_sub(started.elapsed()),
+    )
+    .await;
 
     let (_, result) = replica.stop().await;
     assert!(result.is_ok(), "{result:?}");
 }
 
 #[tokio::test]
-async fn a_scheduled_job_starts_within_the_poll_interval_of_its_due_time_not_before() {
+async fn a_scheduled_job_is_started_by_the_poll_once_due_never_before() {
     init_logs();
     let (test_db, db) = TestDb::migrated().await;
-    let replica = Replica::start(&db, settings(&test_db, &[])).await; // 500 ms poll
+    // Polls every 500 ms and beats every 300 s. A job inserted for later is not notified, so
+    // one done well before the first heartbeat was started by a poll.
+    let replica =
+        Replica::start(&db, settings(&test_db, &[("WORKER_HEARTBEAT_SECS", "300")])).await;
     let pool = pool(&db);
 
     let id = insert_job(&pool, 7, 2000).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        job(&pool, &id).await.status,
-        "Pending",
-        "must not start early"
+    let row = done(&pool, &id, Duration::from_secs(60)).await;
+    let locked = row.lock_at.expect("locked");
+    eprintln!(
+        "scheduled job: locked {} ms and Done {} ms after its due time",
+        ms(locked - row.run_at),
+        ms(row.done_at.expect("done") - row.run_at)
     );
-    let row = done(&pool, &id, Duration::from_secs(5)).await;
-    let started = ms(row.lock_at.expect("locked") - row.run_at);
-    let finished = ms(row.done_at.expect("done") - row.run_at);
-    eprintln!("scheduled job: locked {started} ms and Done {finished} ms after its due time");
-    assert!(started >= 0, "started {started} ms before its due time");
-    assert!(started < 1000, "locked {started} ms after its due time");
+    // By the database's clock, the one that decides when a job is due.
+    assert!(
+        locked > row.run_at,
+        "claimed at {locked}, due at {}",
+        row.run_at
+    );
 
     let (_, result) = replica.stop().await;
     assert!(result.is_ok(), "{result:?}");
 }
 
 #[tokio::test]
-async fn shutdown_makes_run_return_ok_promptly() {
+async fn shutdown_makes_run_return_ok_without_waiting_for_a_poll_or_the_grace_period() {
     init_logs();
     let (test_db, db) = TestDb::migrated().await;
-    let replica = Replica::start(&db, settings(&test_db, &[])).await;
+    let mut vars = NO_POLL.to_vec();
+    vars.push(("WORKER_SHUTDOWN_GRACE_SECS", "600"));
+    let replica = Replica::start(&db, settings(&test_db, &vars)).await;
     let pool = pool(&db);
     let id = insert_job(&pool, 3, 0).await;
-    done(&pool, &id, Duration::from_secs(5)).await;
+    done(&pool, &id, Duration::from_secs(30)).await;
 
+    // `stop` waits 30 s at most: far less than the grace period, the poll interval or the
+    // heartbeat, any of which a stuck shutdown would wait for.
     let (took, result) = replica.stop().await;
     assert!(result.is_ok(), "{result:?}");
-    assert!(took < Duration::from_secs(2), "stopping took {took:?}");
+    eprintln!("run returned {took:?} after the shutdown signal");
 
     // A stopped replica claims nothing more.
     let later = insert_job(&pool, 4, 0).await;
@@ -430,12 +431,12 @@ async fn jobs_of_a_dead_replica_run_again_once_its_lease_expires() {
     let (test_db, db) = TestDb::migrated().await;
     let pool = pool(&db);
     // A replica that claimed a job and was SIGKILLed right after its last heartbeat.
-    sqlx::query(
+    let last_seen: DateTime<Utc> = sqlx::query_scalar(
         "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) \
-         VALUES ('dead-replica', $1, 'PgStorage', '', now())",
+         VALUES ('dead-replica', $1, 'PgStorage', '', now()) RETURNING last_seen",
     )
     .bind(QUEUE)
-    .execute(&pool)
+    .fetch_one(&pool)
     .await
     .expect("insert dead worker");
     let id = insert_job(&pool, 9, 0).await;
@@ -447,23 +448,22 @@ async fn jobs_of_a_dead_replica_run_again_once_its_lease_expires() {
     .execute(&pool)
     .await
     .expect("claim job for the dead worker");
-    let died = Instant::now();
 
     // 1 s heartbeat: a 2 s lease.
     let settings = settings(&test_db, &[("WORKER_HEARTBEAT_SECS", "1")]);
     assert_eq!(runtime::lease(&settings), Duration::from_secs(2));
     let replica = Replica::start(&db, settings).await;
-    let row = done(&pool, &id, Duration::from_secs(10)).await;
-    let after = died.elapsed();
-    eprintln!("orphaned job Done {after:?} after its replica's last heartbeat (lease 2 s)");
-    assert_eq!(row.lock_by.as_deref(), Some(replica.name.as_str()));
-    assert!(
-        after >= Duration::from_secs(2),
-        "re-run before the lease expired"
+    let row = done(&pool, &id, Duration::from_secs(30)).await;
+    let claimed = row.lock_at.expect("locked");
+    eprintln!(
+        "orphaned job claimed again {} ms after its replica's last heartbeat (lease 2 s)",
+        ms(claimed - last_seen)
     );
+    assert_eq!(row.lock_by.as_deref(), Some(replica.name.as_str()));
+    // By the database's clock, the one leases are checked against.
     assert!(
-        after < Duration::from_secs(5),
-        "re-run {after:?} after death"
+        claimed - last_seen >= chrono::TimeDelta::seconds(2),
+        "claimed again at {claimed}, before the lease from {last_seen} expired"
     );
 
     let (_, result) = replica.stop().await;
@@ -476,16 +476,32 @@ async fn a_running_replica_keeps_its_lease_fresh() {
     let (test_db, db) = TestDb::migrated().await;
     let pool = pool(&db);
     let replica = Replica::start(&db, settings(&test_db, &[("WORKER_HEARTBEAT_SECS", "1")])).await;
-    // Renewed every heartbeat (1 s here), also when apalis' own heartbeat is held up.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
-    let age: f64 = sqlx::query_scalar(
-        "SELECT EXTRACT(EPOCH FROM now() - last_seen)::float8 FROM apalis.workers WHERE id = $1",
-    )
-    .bind(&replica.name)
-    .fetch_one(&pool)
-    .await
-    .expect("worker row");
-    assert!(age < 1.5, "last_seen is {age} s old");
+    let last_seen = || async {
+        sqlx::query_scalar::<_, DateTime<Utc>>("SELECT last_seen FROM apalis.workers WHERE id = $1")
+            .bind(&replica.name)
+            .fetch_one(&pool)
+            .await
+            .expect("worker row")
+    };
+    // Renewed on every heartbeat (1 s here): never, by the database's clock, a lease (2 s)
+    // after the renewal before, over three renewals.
+    let lease = chrono::TimeDelta::seconds(2);
+    let mut seen = vec![last_seen().await];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() <= 3 {
+        assert!(Instant::now() < deadline, "lease renewals seen: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = last_seen().await;
+        if seen.last().is_some_and(|before| now != *before) {
+            seen.push(now);
+        }
+    }
+    for pair in seen.windows(2) {
+        assert!(
+            pair[1] - pair[0] < lease,
+            "the lease lapsed: renewals {seen:?}"
+        );
+    }
     let (_, result) = replica.stop().await;
     assert!(result.is_ok(), "{result:?}");
 }

@@ -343,6 +343,74 @@ async fn recover_needs_an_active_configuration() {
     assert_eq!(status, 404);
 }
 
+/// Delivery jobs that can still run: waiting, claimed or running (`Done` and dead ones cannot).
+async fn runnable_jobs(app: &TestApp) -> i64 {
+    count(
+        app,
+        &format!(
+            "SELECT count(*) FROM apalis.jobs WHERE job_type = '{}' \
+             AND (status IN ('Pending', 'Queued', 'Running') \
+                  OR (status = 'Failed' AND attempts < max_attempts))",
+            wirehook_worker::job::QUEUE
+        ),
+    )
+    .await
+}
+
+/// Waits until `event` is `failed` and no job is left that could attempt it again, then returns
+/// its details.
+async fn failed_for_good(app: &TestApp, event: i64) -> Value {
+    let path = format!("/api/webhooks/events/{event}");
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            app.get(&path).await.1["event"]["status"] == "failed" && runnable_jobs(app).await == 0
+        })
+        .await,
+        "{}",
+        app.get(&path).await.1
+    );
+    app.get(&path).await.1
+}
+
+#[tokio::test]
+async fn recover_on_a_failing_endpoint_makes_exactly_max_attempts_new_attempts() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    for max_attempts in [1, 3] {
+        let failing = Receiver::start(Vec::new(), Some(Reply::Status(500))).await;
+        let retry = json!({"maxAttempts": max_attempts, "initialDelay": 1, "maxDelay": 1,
+                           "backoffFactor": 1});
+        let id = config(&app, &failing, json!({"retryConfig": retry})).await;
+        let event = enqueue(&app, id, 1).await[0];
+        let first = failed_for_good(&app, event).await;
+        assert_eq!(first["event"]["attempts"], max_attempts, "{first}");
+        assert_eq!(failing.received().len(), max_attempts);
+
+        let since = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+        let (status, body) = app
+            .post(
+                &format!("/api/webhooks/config/{id}/recover"),
+                json!({"since": since}),
+            )
+            .await;
+        assert_eq!((status, body["count"].as_i64()), (202, Some(1)), "{body}");
+
+        let details = failed_for_good(&app, event).await;
+        let made = 2 * max_attempts;
+        assert_eq!(
+            failing.received().len(),
+            made,
+            "requests the endpoint got, maxAttempts {max_attempts}"
+        );
+        assert_eq!(details["event"]["attempts"], made, "{details}");
+        assert_eq!(
+            details["deliveryAttempts"].as_array().map(Vec::len),
+            Some(made),
+            "{details}"
+        );
+    }
+}
+
 // ---- endpoint health ----
 
 async fn enqueue(app: &TestApp, config_id: i64, n: usize) -> Vec<i64> {

@@ -1,5 +1,6 @@
-//! The second delivery baseline: a no-op apalis-postgres worker with the worker's own storage
-//! settings ([`wirehook_worker::runtime::storage_config`], default concurrency 32) draining
+//! The second delivery baseline: a no-op apalis worker with the worker's own backend and storage
+//! settings ([`wirehook_worker::backend::DeliveryBackend`],
+//! [`wirehook_worker::runtime::storage_config`], default concurrency 32) draining
 //! the same number of jobs, in a process of its own (`bench noop-drain`, so its memory is
 //! its own too).
 //!
@@ -10,10 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use apalis::prelude::{
-    BackendExt, BoxDynError, Data, Strategy, WorkerBuilder, WorkerBuilderExt, WorkerContext,
-};
-use apalis_postgres::PostgresStorage;
+use apalis::prelude::{BoxDynError, Data, WorkerBuilder, WorkerBuilderExt, WorkerContext};
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 use wirehook_worker::queue::{Due, push_jobs};
@@ -84,14 +82,11 @@ pub async fn drain(database_url: &str, jobs: u64, timeout: Duration) -> BenchRes
 
     let progress = Arc::new(Progress::default());
     let worker_ctx = WorkerContext::new(&format!("noop-drain-{}", std::process::id()));
-    let backend = PostgresStorage::<serde_json::Value>::new(&pool)
-        .with_config(wirehook_worker::runtime::storage_config(&settings))
-        .with_pubsub()
-        .poll_with_strategy(
-            Strategy::new().apply(wirehook_worker::runtime::PollTick::new(
-                settings.poll_interval,
-            )),
-        );
+    let backend = wirehook_worker::backend::DeliveryBackend::new(
+        &pool,
+        wirehook_worker::runtime::storage_config(&settings),
+        settings.poll_interval,
+    );
     let worker = WorkerBuilder::new(&worker_ctx)
         .backend(backend)
         .data(progress.clone())

@@ -1,0 +1,407 @@
+//! The apalis backend a replica claims delivery jobs from: apalis-postgres' own queries, driven
+//! by apalis-core's [`Persisted`] state machine, as `PostgresStorage` does, with one guarantee
+//! `PostgresStorage::with_pubsub()` lacks: **every wake-up is followed by a fetch that starts
+//! after it.**
+//!
+//! apalis fetches when the worker polls its backend while the state machine is `Ready`; a poll
+//! that comes while a fetch is in flight only polls that fetch. A wake-up that arrived then (the
+//! insert notification of a new job, the poll tick, a finished job whose result waits to be
+//! recorded) was spent on it and forgotten, and the fetch in flight began before the new job
+//! committed: its snapshot, and the `now()` that apalis compares `run_at < now()` against, are
+//! older than the job, so it returned nothing and the worker slept until the next poll interval
+//! (or, for a result, left the job `Running` until then). Under CPU load, when a fetch takes tens
+//! of milliseconds, a new job then waited the whole interval instead of ~10 ms.
+//!
+//! Here a wake-up that arrives while the backend cannot act on it is remembered, and when the
+//! fetch in flight ends empty the worker is woken again: the next poll, in `Ready`, records the
+//! finished jobs' results and starts a fresh fetch. A poll in `Ready` satisfies every wake-up
+//! seen before it, so each wake-up costs at most one extra fetch.
+//!
+//! Wake-ups:
+//! - LISTEN `apalis::job::insert` on a connection of its own (apalis' insert trigger notifies
+//!   for jobs due when inserted); once LISTEN is in effect, after the first connection and after
+//!   every reconnection, one wake-up too, for jobs inserted while nobody listened;
+//! - a tick every `WORKER_POLL_INTERVAL_MS`, for scheduled jobs that came due;
+//! - a job that finished: its result is in apalis' event channel by then (see [`Finished`]).
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apalis::prelude::{Backend, Layer, Service, Stack, WorkerContext};
+use apalis_codec::json::JsonCodec;
+use apalis_core::backend::finalize::Durable;
+use apalis_core::backend::persistence::{
+    Persisted, Persistence, State, TaskEvent, TaskPersistLayer,
+};
+use apalis_core::backend::{BackendConfig, WireFormatBackend};
+use apalis_postgres::{Config, Error, InsertEvent, PgListener, PgPool, PgTask, queries};
+use futures::future::BoxFuture;
+use sea_orm::sqlx;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// The channel apalis' insert trigger notifies on.
+const INSERT_CHANNEL: &str = "apalis::job::insert";
+
+/// Registers a worker as apalis-postgres does (its `register_worker` takes a timestamp type the
+/// crate does not export): a live process holding the name's advisory lock keeps it.
+const REGISTER_WORKER: &str = "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) \
+     VALUES ($1, $2, $3, $4, now()) \
+     ON CONFLICT (id) DO UPDATE SET worker_type = EXCLUDED.worker_type, \
+         storage_name = EXCLUDED.storage_name, layers = EXCLUDED.layers, last_seen = now() \
+     WHERE pg_try_advisory_lock(hashtext(workers.id))";
+
+/// First and longest wait before the listener connects again.
+const RELISTEN_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+/// Delivery jobs in apalis' Postgres storage, for one apalis worker.
+pub struct DeliveryBackend {
+    persisted: Persisted<PgQueue>,
+    codec: JsonCodec<Vec<u8>>,
+    /// Wake-ups from the listener and from finished jobs; full means one is already pending.
+    wakes: mpsc::Receiver<()>,
+    wake: mpsc::Sender<()>,
+    tick: tokio::time::Interval,
+    /// A wake-up arrived that no fetch started since has answered.
+    unanswered: bool,
+    listener: JoinHandle<()>,
+}
+
+impl DeliveryBackend {
+    /// The backend of `config.queue` on `pool`, polling every `poll_interval`. Starts listening
+    /// for inserted jobs at once (on a connection of its own), so it must be called inside a
+    /// Tokio runtime.
+    pub fn new(pool: &PgPool, config: Config, poll_interval: Duration) -> Self {
+        let (wake, wakes) = mpsc::channel(1);
+        let listener = tokio::spawn(listen(pool.clone(), config.queue.to_string(), wake.clone()));
+        let mut tick = tokio::time::interval(poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            persisted: Persisted::new(PgQueue {
+                pool: pool.clone(),
+                config,
+            }),
+            codec: JsonCodec::default(),
+            wakes,
+            wake,
+            tick,
+            unanswered: false,
+            listener,
+        }
+    }
+
+    /// Takes every wake-up that came since the last poll (and registers for the next ones).
+    fn woken(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut woken = false;
+        while let Poll::Ready(Some(())) = self.wakes.poll_recv(cx) {
+            woken = true;
+        }
+        while self.tick.poll_tick(cx).is_ready() {
+            woken = true;
+        }
+        woken
+    }
+}
+
+impl Drop for DeliveryBackend {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl Backend for DeliveryBackend {
+    type Task = PgTask;
+    type Error = Error;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Result<(), Self::Error>> {
+        let heartbeat = self.persisted.config.heartbeat_interval;
+        self.persisted.poll_ready(cx, worker, heartbeat)
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
+        if self.woken(cx) {
+            self.unanswered = true;
+        }
+        if matches!(self.persisted.state(), State::Ready) {
+            // `poll_ready` has just recorded the finished jobs' results, and this poll starts a
+            // fetch: both after every wake-up taken so far.
+            self.unanswered = false;
+        }
+        let next = self.persisted.poll_next(cx, worker);
+        if next.is_pending() && self.unanswered && matches!(self.persisted.state(), State::Ready) {
+            // The fetch that was in flight ended empty, and it began before a wake-up: poll
+            // again, now in `Ready`.
+            cx.waker().wake_by_ref();
+        }
+        next
+    }
+
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        worker: &WorkerContext,
+    ) -> Poll<Result<(), Self::Error>> {
+        self.persisted.poll_close(cx, worker)
+    }
+}
+
+impl BackendConfig for DeliveryBackend {
+    type Args = Value;
+    type Id = ulid::Ulid;
+    type Kind = Durable;
+    type Config = Config;
+    /// apalis' lock and result bookkeeping, inside [`Finished`].
+    type Layer = Stack<TaskPersistLayer<JsonCodec<Value>, Value>, FinishedLayer>;
+
+    fn config(&self) -> &Self::Config {
+        &self.persisted.config
+    }
+
+    fn middleware(&mut self, _worker: &mut WorkerContext) -> Self::Layer {
+        let config = self.persisted.config.clone();
+        let persist = self
+            .persisted
+            .layer(JsonCodec::<Value>::default(), config.batch_size)
+            .persist_results(config.persist_results)
+            .lock_tasks(config.lock_tasks);
+        Stack::new(persist, FinishedLayer(self.wake.clone()))
+    }
+}
+
+impl WireFormatBackend for DeliveryBackend {
+    type Codec = JsonCodec<Vec<u8>>;
+    type Compact = Vec<u8>;
+
+    fn codec(&self) -> &Self::Codec {
+        &self.codec
+    }
+}
+
+/// Makes [`Finished`] services.
+#[derive(Clone)]
+pub struct FinishedLayer(mpsc::Sender<()>);
+
+impl<S> Layer<S> for FinishedLayer {
+    type Service = Finished<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Finished {
+            inner,
+            wake: self.0.clone(),
+        }
+    }
+}
+
+/// Wakes the backend when a job is over. It wraps apalis' bookkeeping service, whose future
+/// sends the job's result to the backend's event channel before it completes, so the result is
+/// there to be recorded when the backend is woken.
+#[derive(Clone)]
+pub struct Finished<S> {
+    inner: S,
+    wake: mpsc::Sender<()>,
+}
+
+impl<S, Request> Service<Request> for Finished<S>
+where
+    S: Service<Request>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let job = self.inner.call(request);
+        let wake = self.wake.clone();
+        Box::pin(async move {
+            let result = job.await;
+            // Full means a wake-up is already pending.
+            let _ = wake.try_send(());
+            result
+        })
+    }
+}
+
+/// Sends a wake-up for every insert notification of `queue`, and one each time LISTEN takes
+/// effect (jobs inserted before it notified nobody). Runs until aborted.
+async fn listen(pool: PgPool, queue: String, wake: mpsc::Sender<()>) {
+    let mut backoff = RELISTEN_BACKOFF.0;
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot connect to LISTEN for new jobs");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RELISTEN_BACKOFF.1);
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(INSERT_CHANNEL).await {
+            tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot LISTEN for new jobs");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RELISTEN_BACKOFF.1);
+            continue;
+        }
+        backoff = RELISTEN_BACKOFF.0;
+        let _ = wake.try_send(());
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    let ours = serde_json::from_str::<InsertEvent>(notification.payload())
+                        .is_ok_and(|inserted| inserted.job_type == queue);
+                    if ours {
+                        let _ = wake.try_send(());
+                    }
+                }
+                // The connection was lost and is back, listening again: notifications sent
+                // meanwhile are lost.
+                Ok(None) => {
+                    tracing::warn!("the LISTEN connection was lost and is back");
+                    let _ = wake.try_send(());
+                }
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "the LISTEN connection failed; connecting again");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// apalis-postgres' storage operations for one queue (the crate's own `SqlxPersistence` is
+/// private), each in a transaction of its own, as there.
+#[derive(Debug, Clone)]
+struct PgQueue {
+    pool: PgPool,
+    config: Config,
+}
+
+impl PgQueue {
+    fn queue(&self) -> &str {
+        self.config.queue.as_ref()
+    }
+
+    fn orphaned_after_secs(&self) -> u64 {
+        self.config.orphaned_duration().as_secs()
+    }
+}
+
+impl Persistence for PgQueue {
+    type Compact = Vec<u8>;
+    type Response = Value;
+    type Error = Error;
+
+    async fn register(&mut self, worker: &WorkerContext) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        queries::reenqueue_orphaned(&mut *tx, self.queue(), self.orphaned_after_secs()).await?;
+        let registered = sqlx::query(REGISTER_WORKER)
+            .bind(worker.name())
+            .bind(self.queue())
+            .bind("PgStorage")
+            .bind(worker.get_service())
+            .execute(&mut *tx)
+            .await?;
+        if registered.rows_affected() == 0 {
+            return Err(Error::WorkerAlreadyExists(worker.name().to_owned()));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&mut self, worker: &WorkerContext) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        queries::keep_alive(&mut *tx, self.queue(), worker).await?;
+        queries::reenqueue_orphaned(&mut *tx, self.queue(), self.orphaned_after_secs()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fetch_next(&mut self, worker: &WorkerContext) -> Result<Vec<PgTask>, Error> {
+        let mut tx = self.pool.begin().await?;
+        let tasks = queries::fetch_next(&mut *tx, &self.config, worker).await?;
+        tx.commit().await?;
+        Ok(tasks)
+    }
+
+    async fn reenqueue_abandoned(
+        &mut self,
+        tasks: Vec<PgTask>,
+        worker: &WorkerContext,
+    ) -> Result<u64, Error> {
+        let ids: Vec<String> = tasks
+            .iter()
+            .filter_map(|task| task.task_id().map(ToString::to_string))
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        let count =
+            queries::reenqueue_abandoned(&mut *tx, self.queue(), worker.name(), &ids).await?;
+        if count as usize != tasks.len() {
+            return Err(Error::ReenqueueMismatch {
+                queued: tasks.len(),
+                abandoned: count as usize,
+            });
+        }
+        tx.commit().await?;
+        Ok(count)
+    }
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<TaskEvent<Value>>,
+        worker: &WorkerContext,
+    ) -> Result<(), Error> {
+        let results: Vec<&queries::ResultPayload> = events
+            .iter()
+            .filter_map(|event| match event {
+                TaskEvent::Complete(result) => Some(result),
+                _ => None,
+            })
+            .collect();
+        let finished: std::collections::HashSet<String> = results
+            .iter()
+            .map(|result| result.task_id.to_string())
+            .collect();
+        let locks: Vec<String> = events
+            .iter()
+            .filter_map(|event| match event {
+                TaskEvent::Lock { task_id } => Some(task_id.to_string()),
+                _ => None,
+            })
+            .filter(|id| !finished.contains(id))
+            .collect();
+        if results.is_empty() && locks.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        if !results.is_empty() {
+            queries::handle_results(&mut *tx, &results, worker.name()).await?;
+        }
+        if !locks.is_empty() {
+            queries::lock_tasks(&mut *tx, &locks, worker.name()).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn push_tasks(&mut self, tasks: Vec<PgTask>) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await?;
+        queries::push_tasks(&mut *tx, self.queue(), tasks).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
