@@ -6,13 +6,11 @@ scripts/client-check.sh generates the client and runs mypy on this file; it also
 generated operation module is not called here (so a new operation must be added below).
 
 Reads are written `x: T = model.field`, so that a missing field, or one whose type is not
-assignable to T, is an error. Lines marked TIGHTEN read a field the spec leaves untyped (`{}`,
-i.e. `Any`) or loosely typed; the code after the marker, in place of the line below it, is the
-stricter read to use once the spec types it.
+assignable to T, is an error. Fields whose shape is known are read at that shape (an event type
+list as list[EventType]), so a spec that loses their type fails too.
 """
 
 import datetime
-from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from wirehook_client import AuthenticatedClient, Client
@@ -49,8 +47,9 @@ from wirehook_client.models import (
     EventStatus,
     EventType,
     Filters,
+    FiltersIn,
     HealthStatus,
-    InboundElevenlabsJsonBody,
+    InboundElevenlabsBody,
     InboundResponse,
     InboundSignalwireDataBody,
     InboundSignalwireJsonBody,
@@ -121,8 +120,7 @@ def read_config(c: WebhookConfig | WebhookConfigWithSecret) -> None:
     id_: int = c.id
     name: str = c.name
     url: str = c.url
-    # TIGHTEN: event_types: list[EventType] = c.event_types
-    event_types: Sequence[str] = c.event_types
+    event_types: list[EventType] = c.event_types
     status: ConfigStatus = c.status
     headers: dict[str, str] = c.headers.additional_properties
     header: str = c.headers["x-custom"]
@@ -164,12 +162,11 @@ def read_event(e: WebhookEvent) -> None:
     message_id: str = e.message_id
     direction: Direction = e.direction
     source: Source = e.source
-    # TIGHTEN: event_type: EventType = e.event_type
+    # A str, not EventType: ignored inbound events keep the provider's own type name.
     event_type: str = e.event_type
     status: EventStatus = e.status
     payload: Any = e.payload
-    # TIGHTEN (the new field): normalized_payload: Any = e.normalized_payload
-    normalized_payload: Any = None
+    normalized_payload: Any = e.normalized_payload
     attempts: int = e.attempts
     webhook_config_id: int | Unset = e.webhook_config_id
     if not isinstance(e.response_data, Unset):
@@ -177,13 +174,12 @@ def read_event(e: WebhookEvent) -> None:
     parent_event_id: int | Unset = e.parent_event_id
     next_attempt_at: datetime.datetime | Unset = e.next_attempt_at
     last_error: str | Unset = e.last_error
-    provider_payload: Any = e.provider_payload
     client_ip: str | Unset = e.client_ip
     created_at: datetime.datetime = e.created_at
     updated_at: datetime.datetime = e.updated_at
     print(id_, message_id, direction, source, event_type, status, payload, normalized_payload)
     print(attempts, webhook_config_id, parent_event_id, next_attempt_at, last_error)
-    print(provider_payload, client_ip, created_at, updated_at)
+    print(client_ip, created_at, updated_at)
 
 
 def read_attempt(a: DeliveryAttempt) -> None:
@@ -240,7 +236,7 @@ def check_configs(client: AuthenticatedClient) -> int:
         status=UserStatus.ACTIVE,
         headers=headers,
         retry_config=RetryConfigIn(max_attempts=5, initial_delay=30, max_delay=3600, backoff_factor=2.0),
-        filters=Filters(campaigns=["c-1"], outcomes=["completed"], agents=["a-1"]),
+        filters=FiltersIn(campaigns=["c-1"], outcomes=["completed"], agents=["a-1"]),
         metadata=metadata,
     )
     created_response: Response[ConfigCreatedResponse | ErrorBody] = configs_create.sync_detailed(
@@ -270,7 +266,7 @@ def check_configs(client: AuthenticatedClient) -> int:
         status=UserStatus.INACTIVE,
         headers=patch_headers,
         retry_config=RetryConfigIn(max_attempts=3),
-        filters=Filters(),
+        filters=FiltersIn(),
         metadata=ConfigPatchMetadata(),
     )
     updated: ConfigChangedResponse = ok(configs_update.sync_detailed(id_, client=client, body=patch))
@@ -406,8 +402,7 @@ def check_inbound(client: Client) -> None:
     # inbound.signalwire: a JSON call event...
     call_event = InboundSignalwireJsonBody.from_dict({"event_type": "call.completed", "call_id": "CA1"})
     call_event["state"] = "completed"
-    # TIGHTEN (signature header parameters): signalwire = inbound_signalwire.sync_detailed(client=client, body=call_event, x_signal_wire_signature="0123abcd")
-    signalwire = inbound_signalwire.sync_detailed(client=client, body=call_event)
+    signalwire = inbound_signalwire.sync_detailed(client=client, body=call_event, x_signal_wire_signature="0123abcd")
     read_inbound(ok(signalwire))
     # ... and a form-encoded cXML callback.
     callback = InboundSignalwireDataBody.from_dict({"CallSid": "CA1", "CallStatus": "completed"})
@@ -416,9 +411,8 @@ def check_inbound(client: Client) -> None:
     print(form_duplicate)
 
     # inbound.elevenlabs
-    transcription = InboundElevenlabsJsonBody.from_dict({"type": "post_call_transcription", "data": {}})
-    # TIGHTEN: elevenlabs = inbound_elevenlabs.sync_detailed(client=client, body=transcription, eleven_labs_signature="t=1700000000,v0=0123abcd")
-    elevenlabs = inbound_elevenlabs.sync_detailed(client=client, body=transcription)
+    transcription = InboundElevenlabsBody.from_dict({"type": "post_call_transcription", "data": {}})
+    elevenlabs = inbound_elevenlabs.sync_detailed(client=client, body=transcription, eleven_labs_signature="t=1700000000,v0=0123abcd")
     read_inbound(ok(elevenlabs))
 
 
