@@ -84,11 +84,7 @@ fn close_request_objects(doc: &mut Value) {
             }
         }
     }
-    let Some(schemas) = doc
-        .get_mut("components")
-        .and_then(|c| c.get_mut("schemas"))
-        .and_then(Value::as_mapping_mut)
-    else {
+    let Some(schemas) = component_schemas_mut(doc) else {
         return;
     };
     for name in reachable {
@@ -171,11 +167,7 @@ fn document_unsupported_media_type(doc: &mut Value) {
 /// in, echoed as stored on the way out. poem-openapi writes it as a plain string; `format: uri`
 /// lets generators and schemathesis treat it as a URL.
 fn mark_urls(doc: &mut Value) {
-    let Some(schemas) = doc
-        .get_mut("components")
-        .and_then(|c| c.get_mut("schemas"))
-        .and_then(Value::as_mapping_mut)
-    else {
+    let Some(schemas) = component_schemas_mut(doc) else {
         return;
     };
     for schema in schemas.values_mut() {
@@ -219,6 +211,13 @@ fn name_source_values(doc: &mut Value) {
 /// The `components.schemas` map of `doc`.
 fn component_schemas(doc: &Value) -> Option<&Mapping> {
     doc.get("components")?.get("schemas")?.as_mapping()
+}
+
+/// The `components.schemas` map of `doc`, to change.
+fn component_schemas_mut(doc: &mut Value) -> Option<&mut Mapping> {
+    doc.get_mut("components")?
+        .get_mut("schemas")?
+        .as_mapping_mut()
 }
 
 /// Every operation object under `paths`.

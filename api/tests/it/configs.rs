@@ -310,9 +310,8 @@ async fn users_cannot_set_disabled() {
     assert_eq!(error_code(&body), "validation_failed");
 }
 
-#[tokio::test]
-async fn delete_removes_the_configuration_and_keeps_its_history() {
-    let app = TestApp::spawn().await;
+/// A configuration (as created) with one delivered outbound event (its id).
+async fn config_with_a_delivered_event(app: &TestApp) -> (Value, i64) {
     let created = app.create_config(json!({})).await;
     let id = created["id"].as_i64().expect("id");
     let delivered = app
@@ -322,6 +321,14 @@ async fn delete_removes_the_configuration_and_keeps_its_history() {
             EventStatus::Delivered,
         ))
         .await;
+    (created, delivered)
+}
+
+#[tokio::test]
+async fn delete_removes_the_configuration_and_keeps_its_history() {
+    let app = TestApp::spawn().await;
+    let (created, delivered) = config_with_a_delivered_event(&app).await;
+    let id = created["id"].as_i64().expect("id");
     let pending = app
         .insert_event(NewEvent::outbound(
             "call.completed",
@@ -344,15 +351,8 @@ async fn delete_removes_the_configuration_and_keeps_its_history() {
 #[tokio::test]
 async fn a_deleted_configuration_keeps_its_deliveries_findable_by_config() {
     let app = TestApp::spawn().await;
-    let created = app.create_config(json!({})).await;
+    let (created, delivered) = config_with_a_delivered_event(&app).await;
     let id = created["id"].as_i64().expect("id");
-    let delivered = app
-        .insert_event(NewEvent::outbound(
-            "call.completed",
-            id,
-            EventStatus::Delivered,
-        ))
-        .await;
     let (status, _) = app.delete(&format!("/api/webhooks/config/{id}")).await;
     assert_eq!(status, 200);
 
