@@ -12,8 +12,8 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route, Server
 use poem_openapi::OpenApiService;
 use sea_orm::DatabaseConnection;
 
-use wirehook_worker::engine::Engine;
-use wirehook_worker::http_client::{ClientConfig, DeliveryClient};
+use wirehook_core::engine::Engine;
+use wirehook_core::http_client::{ClientConfig, DeliveryClient};
 
 use crate::allowed_methods::{AllowedMethods, with_allow_header};
 use crate::auth::JwtVerifier;
@@ -78,7 +78,7 @@ pub enum AppError {
     #[error("JWT_SECRET is unusable: {0}")]
     Jwt(#[from] jsonwebtoken::errors::Error),
     #[error("cannot build the delivery HTTP client: {0}")]
-    Client(#[from] wirehook_worker::http_client::ClientBuildError),
+    Client(#[from] wirehook_core::http_client::ClientBuildError),
 }
 
 /// A running-ready application: database, auth and the delivery engine (for test deliveries).

@@ -8,17 +8,7 @@ use url::Url;
 
 use crate::error::ApiError;
 
-/// Headers wirehook sets itself; a configuration may not override them.
-pub const RESERVED_HEADERS: &[&str] = &[
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "content-type",
-    "content-length",
-    "host",
-    "transfer-encoding",
-    "connection",
-];
+pub use wirehook_core::attempt::RESERVED_HEADERS;
 
 const MAX_HEADERS: usize = 32;
 const MAX_URL_LEN: usize = 2048;
@@ -254,9 +244,9 @@ pub fn metadata(m: BTreeMap<String, serde_json::Value>) -> Result<serde_json::Va
 /// A signing secret: the given one if Standard Webhooks can use it, else a generated one.
 pub fn secret(given: Option<String>) -> Result<String, ApiError> {
     match given {
-        None => Ok(wirehook_worker::signing::generate_secret()),
+        None => Ok(wirehook_core::signing::generate_secret()),
         Some(s) => {
-            wirehook_worker::signing::SigningKey::from_secret(&s).map_err(|e| {
+            wirehook_core::signing::SigningKey::from_secret(&s).map_err(|e| {
                 invalid(format!(
                     "`secret` {e}; use `whsec_` followed by base64, or omit it to have one generated"
                 ))

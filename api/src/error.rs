@@ -44,7 +44,7 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     /// PostgreSQL cannot be reached: no connection within the pool's acquire timeout
-    /// ([`wirehook_worker::process::ACQUIRE_TIMEOUT`]), or the connection broke mid-query.
+    /// ([`wirehook_core::process::ACQUIRE_TIMEOUT`]), or the connection broke mid-query.
     #[error("the database is unavailable; try again shortly")]
     DatabaseUnavailable,
     /// PostgreSQL aborted the transaction for a deadlock or a serialization failure: nothing
@@ -168,12 +168,12 @@ fn is_unavailable(err: &DbErr) -> bool {
     }
 }
 
-impl From<wirehook_worker::engine::EngineError> for ApiError {
-    fn from(err: wirehook_worker::engine::EngineError) -> Self {
+impl From<wirehook_core::engine::EngineError> for ApiError {
+    fn from(err: wirehook_core::engine::EngineError) -> Self {
         match err {
-            wirehook_worker::engine::EngineError::Db(e) => e.into(),
-            wirehook_worker::engine::EngineError::Batch(e) => e.as_ref().into(),
-            wirehook_worker::engine::EngineError::Panicked(message) => Self::Internal(message),
+            wirehook_core::engine::EngineError::Db(e) => e.into(),
+            wirehook_core::engine::EngineError::Batch(e) => e.as_ref().into(),
+            wirehook_core::engine::EngineError::Panicked(message) => Self::Internal(message),
         }
     }
 }

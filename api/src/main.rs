@@ -6,8 +6,8 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use wirehook_api::config::{self, ApiConfig, JwtConfig, ProcessEnv};
 use wirehook_api::{App, auth};
-use wirehook_worker::http_client::ClientConfig;
-use wirehook_worker::process;
+use wirehook_core::http_client::ClientConfig;
+use wirehook_core::process;
 
 /// mimalloc instead of glibc malloc: the request and delivery paths allocate many small
 /// short-lived buffers across threads, where glibc's allocator cost about a quarter of the CPU.
@@ -81,7 +81,7 @@ async fn run(command: Command) -> Result<(), String> {
             let age = auth::parse_ttl(&older_than).map_err(|e| format!("--older-than {e}"))?;
             let url = config::database_url(&ProcessEnv).map_err(|e| e.to_string())?;
             let db = process::connect(url.expose_secret(), 4).await?;
-            let purged = wirehook_worker::maintenance::purge(&db, age)
+            let purged = wirehook_core::retention::purge(&db, age)
                 .await
                 .map_err(|e| format!("purge failed: {e}"))?;
             println!("{purged}");

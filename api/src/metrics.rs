@@ -1,6 +1,6 @@
 //! Prometheus exposition for `/metrics`: the recorder shared with the worker library.
 
-pub use wirehook_worker::metrics::handle;
+pub use wirehook_core::metrics::handle;
 
 /// Counter: api transactions run again after PostgreSQL aborted them for a deadlock or a
 /// serialization failure (see `contention::retrying`).

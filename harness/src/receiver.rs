@@ -3,7 +3,7 @@
 //! Every request is recorded under its `webhook-id`: how many times it arrived, when first and
 //! last, and how often it was answered 2xx. When the request's path has a [`Route`] with a
 //! signing secret, its Standard Webhooks signature is checked with the worker's own signing
-//! code ([`wirehook_worker::signing`]); a bad one is counted.
+//! code ([`wirehook_core::signing`]); a bad one is counted.
 //!
 //! What the receiver answers is a [`Behaviour`], set per path (one path per configuration,
 //! e.g. `/c/3`) or as the fallback: a fixed [`Reply`] (200 by default), or any function of the
@@ -28,7 +28,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
-use wirehook_worker::signing::{SecretError, SigningKey};
+use wirehook_core::signing::{SecretError, SigningKey};
 
 /// How the receiver answers one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -490,7 +490,7 @@ fn verify(key: &SigningKey, id: &str, timestamp: &str, signatures: &str, body: &
     let Ok(timestamp) = timestamp.trim().parse::<i64>() else {
         return Signature::Invalid;
     };
-    let expected = wirehook_worker::signing::sign(std::slice::from_ref(key), id, timestamp, body);
+    let expected = wirehook_core::signing::sign(std::slice::from_ref(key), id, timestamp, body);
     if signatures.split(' ').any(|sig| sig == expected) {
         Signature::Valid
     } else {
@@ -535,7 +535,7 @@ mod tests {
 
     fn vector_signature() -> String {
         let key = SigningKey::from_secret(SECRET).expect("vector secret");
-        wirehook_worker::signing::sign(
+        wirehook_core::signing::sign(
             &[key],
             "msg_p5jXN8AQM9LWM0D4loKWxJek",
             1614265330,

@@ -56,7 +56,7 @@ impl NewConfig {
         Self {
             name: name.to_owned(),
             url: url.to_owned(),
-            secret: wirehook_worker::signing::generate_secret(),
+            secret: wirehook_core::signing::generate_secret(),
             event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
             filters: json!({}),
         }

@@ -1,15 +1,5 @@
-pub mod attempt;
-pub mod backend;
-pub mod batch;
-pub mod engine;
-pub mod http_client;
-pub mod job;
+//! The worker replica: apalis wiring around the core's delivery engine, and the maintenance
+//! leader (queue gauges, history counts, retention).
+
 pub mod maintenance;
-pub mod metrics;
-pub mod process;
-pub mod queue;
-pub mod retry;
 pub mod runtime;
-pub mod settings;
-pub mod signing;
-pub mod store;

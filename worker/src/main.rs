@@ -5,20 +5,21 @@ use std::sync::Arc;
 
 use clap::Parser;
 use secrecy::ExposeSecret;
-use wirehook_worker::engine::Engine;
-use wirehook_worker::settings::WorkerSettings;
-use wirehook_worker::{process, runtime};
+use wirehook_core::engine::Engine;
+use wirehook_core::process;
+use wirehook_core::settings::WorkerSettings;
+use wirehook_worker::runtime;
 
 /// mimalloc instead of glibc malloc: the request and delivery paths allocate many small
 /// short-lived buffers across threads, where glibc's allocator cost about a quarter of the CPU.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// wirehook worker: deliver outbound webhooks from the apalis queue. Configured by the
-/// environment (DATABASE_URL, WORKER_CONCURRENCY, DELIVERY_TIMEOUT_SECS, METRICS_ADDR, …).
 /// Most pool connections a replica opens for its deliveries, whatever its concurrency.
 const POOL_FOR_DELIVERIES: u32 = 16;
 
+/// wirehook worker: deliver outbound webhooks from the apalis queue. Configured by the
+/// environment (DATABASE_URL, WORKER_CONCURRENCY, DELIVERY_TIMEOUT_SECS, METRICS_ADDR, …).
 #[derive(Parser)]
 #[command(name = "worker", version)]
 struct Cli {}

@@ -6,51 +6,15 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use sea_orm::sqlx::{self, Connection, PgConnection, PgPool};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 
-use crate::job::QUEUE;
-use crate::metrics::{PURGED_TOTAL, QUEUE_OLDEST_AGE, QUEUE_PENDING};
+use wirehook_core::metrics::{PURGED_TOTAL, QUEUE_OLDEST_AGE, QUEUE_PENDING};
+use wirehook_core::queue;
+use wirehook_core::retention::purge;
 
 /// Advisory lock key of the maintenance leader: "wirehool" in ASCII, one above the migration
 /// lock ("wirehook"), which a leader holding it for its whole life would otherwise block.
 const LEADER_LOCK: i64 = 0x7769_7265_686f_6f6c;
-
-/// Events deleted per transaction by [`purge`] (their attempts go with them).
-pub const PURGE_BATCH: i64 = 1000;
-
-/// Statuses no delivery or retry will ever change again.
-const FINAL_STATUSES: &str =
-    "'delivered', 'failed', 'cancelled', 'processed', 'ignored', 'rejected'";
-
-/// Deletes events in a final state created before `older_than` ago, with their attempts, in
-/// transactions of at most [`PURGE_BATCH`] events; returns how many. Pending events are kept.
-pub async fn purge(db: &impl ConnectionTrait, older_than: Duration) -> Result<u64, DbErr> {
-    let cutoff =
-        Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX / 2);
-    let mut total = 0;
-    loop {
-        let deleted = db
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                format!(
-                    "DELETE FROM webhook_events WHERE id IN ( \
-                       SELECT id FROM webhook_events \
-                       WHERE created_at < $1 AND status IN ({FINAL_STATUSES}) \
-                       ORDER BY created_at, id LIMIT $2)"
-                ),
-                [cutoff.into(), PURGE_BATCH.into()],
-            ))
-            .await?
-            .rows_affected();
-        total += deleted;
-        if deleted < PURGE_BATCH as u64 {
-            break;
-        }
-    }
-    Ok(total)
-}
 
 /// Settings of [`run`].
 #[derive(Debug, Clone, Copy)]
@@ -135,15 +99,8 @@ pub async fn fold_counts(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
 
 /// Sets the queue gauges from the jobs table.
 async fn sample(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    let (pending, oldest): (i64, Option<f64>) = sqlx::query_as(
-        "SELECT count(*), \
-                EXTRACT(EPOCH FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 \
-         FROM apalis.jobs WHERE job_type = $1 AND status = 'Pending'",
-    )
-    .bind(QUEUE)
-    .fetch_one(conn)
-    .await?;
+    let (pending, oldest) = queue::stats::pending(conn).await?;
     metrics::gauge!(QUEUE_PENDING).set(pending as f64);
-    metrics::gauge!(QUEUE_OLDEST_AGE).set(oldest.unwrap_or(0.0).max(0.0));
+    metrics::gauge!(QUEUE_OLDEST_AGE).set(oldest);
     Ok(())
 }

@@ -37,10 +37,10 @@ use sea_orm::sqlx::{self, Connection};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::backend::DeliveryBackend;
-use crate::engine::Engine;
-use crate::job::{DeliveryJob, QUEUE};
-use crate::settings::WorkerSettings;
+use wirehook_core::engine::Engine;
+use wirehook_core::job::{DeliveryJob, QUEUE};
+use wirehook_core::queue::{self, backend::DeliveryBackend};
+use wirehook_core::settings::WorkerSettings;
 
 /// Heartbeats a replica may miss before its jobs are handed to another replica.
 ///
@@ -115,7 +115,7 @@ pub async fn run(
     let mut stop = StopSignal(stop_rx);
 
     let pool = engine.db.get_postgres_connection_pool().clone();
-    let metrics = crate::metrics::handle();
+    let metrics = wirehook_core::metrics::handle();
     metrics::gauge!(IN_FLIGHT).increment(0.0);
 
     let acceptor = TcpListener::bind(settings.metrics_addr)
@@ -143,13 +143,12 @@ pub async fn run(
     };
 
     let base = settings.worker_name.clone();
-    let released =
-        release_jobs(&pool, &base, true)
-            .await
-            .map_err(|source| RuntimeError::Reclaim {
-                worker: base.clone(),
-                source,
-            })?;
+    let released = queue::replicas::release_jobs(&pool, &base, true)
+        .await
+        .map_err(|source| RuntimeError::Reclaim {
+            worker: base.clone(),
+            source,
+        })?;
     if released > 0 {
         tracing::warn!(
             worker = %base,
@@ -285,11 +284,7 @@ async fn run_one(payload: serde_json::Value, engine: &Engine) -> Result<(), BoxD
         }
         Err(panic) => {
             metrics::counter!(JOBS_TOTAL, "outcome" => "panic").increment(1);
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
+            let message = wirehook_core::process::panic_message(panic.as_ref());
             tracing::error!(?events, %message, "delivery job panicked; not retried");
             Err(Box::new(AbortError::new(format!("panicked: {message}"))))
         }
@@ -407,8 +402,11 @@ fn run_generation(
             // Dropping the stream cancels what still runs; hand it to other replicas now rather
             // than after the lease.
             drop(events);
-            match tokio::time::timeout(Duration::from_secs(5), release_jobs(pool, name, false))
-                .await
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                queue::replicas::release_jobs(pool, name, false),
+            )
+            .await
             {
                 Ok(Ok(n)) if n > 0 => tracing::warn!(worker = %name, released = n, "released jobs"),
                 Ok(Ok(_)) => {}
@@ -440,12 +438,7 @@ async fn keep_lease(pool: PgPool, worker: String, every: Duration, lease: Durati
                 Some(c) => c,
                 None => conn.insert(PgConnection::connect_with(&pool.connect_options()).await?),
             };
-            sqlx::query("UPDATE apalis.workers SET last_seen = now() WHERE id = $1")
-                .bind(&worker)
-                .execute(&mut *c)
-                .await?;
-            apalis_postgres::queries::reenqueue_orphaned(&mut *c, QUEUE, lease.as_secs()).await?;
-            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+            queue::replicas::renew_lease(c, &worker, lease).await
         };
         let outcome = tokio::time::timeout(every.max(Duration::from_secs(1)), beat).await;
         let error = match outcome {
@@ -456,27 +449,6 @@ async fn keep_lease(pool: PgPool, worker: String, every: Duration, lease: Durati
         tracing::warn!(%worker, %error, "lease renewal failed; reconnecting");
         conn = None;
     }
-}
-
-/// Puts jobs locked by `worker` back to `Pending` (a started one counts as an attempt).
-/// With `and_generations`, also those of its restarted workers (`<worker>~<n>`).
-async fn release_jobs(
-    pool: &PgPool,
-    worker: &str,
-    and_generations: bool,
-) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query(
-        "UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL, done_at = NULL, \
-             attempts = attempts + CASE WHEN status = 'Running' THEN 1 ELSE 0 END, \
-             last_result = '{\"Err\": \"Re-enqueued: the worker holding it stopped\"}'::jsonb \
-         WHERE status IN ('Queued', 'Running') \
-           AND (lock_by = $1 OR ($2 AND starts_with(lock_by, $1 || '~')))",
-    )
-    .bind(worker)
-    .bind(and_generations)
-    .execute(pool)
-    .await?;
-    Ok(result.rows_affected())
 }
 
 /// The shutdown signal, shared by the runtime's parts.

@@ -16,10 +16,11 @@ use sea_orm::sqlx::{self, PgPool};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wirehook_worker::engine::Engine;
-use wirehook_worker::queue::{self, NewDelivery};
-use wirehook_worker::settings::WorkerSettings;
-use wirehook_worker::{process, runtime};
+use wirehook_core::engine::Engine;
+use wirehook_core::process;
+use wirehook_core::queue::{self, NewDelivery};
+use wirehook_core::settings::WorkerSettings;
+use wirehook_worker::runtime;
 
 use cluster::{Cluster, Durability};
 
@@ -297,7 +298,7 @@ async fn a_2xx_that_could_not_be_recorded_is_sent_again_and_then_recorded_delive
 
     wait_until_down(&database).await;
     // Down for longer than a pool waits for a connection, so the answer cannot be recorded late.
-    tokio::time::sleep(wirehook_worker::process::ACQUIRE_TIMEOUT + Duration::from_secs(1)).await;
+    tokio::time::sleep(wirehook_core::process::ACQUIRE_TIMEOUT + Duration::from_secs(1)).await;
     database.resume().await;
 
     let (status, attempts) = database.settled(event, Duration::from_secs(40)).await;
@@ -317,7 +318,7 @@ async fn a_5xx_that_could_not_be_recorded_never_ends_delivered() {
 
     wait_until_down(&database).await;
     // Down for longer than a pool waits for a connection, so the answer cannot be recorded late.
-    tokio::time::sleep(wirehook_worker::process::ACQUIRE_TIMEOUT + Duration::from_secs(1)).await;
+    tokio::time::sleep(wirehook_core::process::ACQUIRE_TIMEOUT + Duration::from_secs(1)).await;
     database.resume().await;
 
     let (status, attempts) = database.settled(event, Duration::from_secs(40)).await;

@@ -14,11 +14,11 @@ use sea_orm::sqlx::{self, PgPool, Row};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use wirehook_worker::engine::Engine;
-use wirehook_worker::http_client::{ClientConfig, DeliveryClient};
-use wirehook_worker::job::QUEUE;
+use wirehook_core::engine::Engine;
+use wirehook_core::http_client::{ClientConfig, DeliveryClient};
+use wirehook_core::job::QUEUE;
+use wirehook_core::settings::WorkerSettings;
 use wirehook_worker::runtime::{self, RuntimeError};
-use wirehook_worker::settings::WorkerSettings;
 
 /// A database created for one test and dropped (WITH FORCE) when the value is dropped.
 struct TestDb {
@@ -341,9 +341,9 @@ async fn a_job_enqueued_late_in_a_long_transaction_still_wakes_the_replica() {
     txn.execute_unprepared("SELECT pg_sleep(0.2)")
         .await
         .expect("sleep");
-    let enqueued = wirehook_worker::queue::enqueue(
+    let enqueued = wirehook_core::queue::enqueue(
         &txn,
-        vec![wirehook_worker::queue::NewDelivery {
+        vec![wirehook_core::queue::NewDelivery {
             config_id,
             source: entity::Source::Platform,
             event_type: "call.completed".into(),
@@ -932,7 +932,7 @@ async fn a_sigkilled_worker_process_loses_no_delivery() {
     let txn = sea_orm::TransactionTrait::begin(&db).await.expect("begin");
     let mut enqueued = Vec::new();
     for n in 0..40 {
-        let delivery = wirehook_worker::queue::NewDelivery {
+        let delivery = wirehook_core::queue::NewDelivery {
             config_id,
             source: entity::Source::Platform,
             event_type: "call.completed".into(),
@@ -940,7 +940,7 @@ async fn a_sigkilled_worker_process_loses_no_delivery() {
             parent_event_id: None,
         };
         enqueued.extend(
-            wirehook_worker::queue::enqueue(&txn, vec![delivery])
+            wirehook_core::queue::enqueue(&txn, vec![delivery])
                 .await
                 .expect("enqueue"),
         );

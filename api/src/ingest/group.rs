@@ -15,9 +15,8 @@ use sea_orm::{
 };
 use serde::Serialize;
 use serde_json::{Value, json};
-use wirehook_worker::batch::{BatchError, Batcher};
-use wirehook_worker::job::{MAX_EVENTS_PER_JOB, QUEUE};
-use wirehook_worker::queue::INFRA_MAX_ATTEMPTS;
+use wirehook_core::batch::{BatchError, Batcher};
+use wirehook_core::queue::fan_out;
 
 use super::{Disposition, Received, Recorded};
 
@@ -79,7 +78,9 @@ pub async fn record_batch(
 ) -> Result<Vec<Result<Recorded, DbErr>>, DbErr> {
     match record_together(db, &items).await {
         Ok(recorded) => Ok(recorded.into_iter().map(Ok).collect()),
-        Err(error) if items.len() == 1 || is_connection_error(&error) => Err(error),
+        Err(error) if items.len() == 1 || wirehook_core::process::is_connection_error(&error) => {
+            Err(error)
+        }
         Err(error) => {
             tracing::warn!(%error, items = items.len(), "batch ingest refused; recording one by one");
             let mut out = Vec::with_capacity(items.len());
@@ -90,10 +91,6 @@ pub async fn record_batch(
             Ok(out)
         }
     }
-}
-
-fn is_connection_error(error: &DbErr) -> bool {
-    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
 }
 
 /// Records every item in one statement, which PostgreSQL runs atomically and commits before
@@ -132,23 +129,12 @@ async fn record_together(
             });
         }
     }
-    let job_ids: Vec<String> = (0..planned.len().div_ceil(MAX_EVENTS_PER_JOB))
-        .map(|_| ulid::Ulid::generate().to_string())
-        .collect();
-
     let rows = inbound_rows(items, &message_ids);
     let inserted = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            RECORD_SQL,
-            [
-                json_text(&rows)?.into(),
-                json_text(&planned)?.into(),
-                json_text(&job_ids)?.into(),
-                QUEUE.into(),
-                INFRA_MAX_ATTEMPTS.into(),
-                i64::try_from(MAX_EVENTS_PER_JOB).unwrap_or(16).into(),
-            ],
+        .query_all_raw(fan_out::statement(
+            json_text(&rows)?,
+            json_text(&planned)?,
+            planned.len(),
         ))
         .await?;
     let by_message: HashMap<&str, &InboundRow<'_>> =
@@ -221,60 +207,6 @@ async fn record_together(
         })
         .collect()
 }
-
-/// The whole batch in one statement. `$1`: the inbound rows, `$2`: the planned deliveries
-/// (`message_id`, `parent` = the inbound row's message id, `config_id`), `$3`: ids for the
-/// jobs, `$4`: the queue, `$5`: apalis' attempt limit, `$6`: events per job.
-///
-/// - `ins`: the inbound events in key order (two replicas' batches with common keys then wait
-///   on each other in the same order instead of deadlocking); a taken key inserts nothing.
-/// - `live`: the planned configurations that are still active, locked `FOR KEY SHARE`.
-/// - `outb`: a `pending` outbound event per planned delivery whose parent was inserted and
-///   whose configuration is live.
-/// - `jobs`: up to [`MAX_EVENTS_PER_JOB`] outbound events a job, stored as
-///   [`wirehook_worker::job::DeliveryJob::to_payload`] stores them (version 1 for one event,
-///   2 for several), due at the statement's `now()` so that apalis' insert trigger notifies.
-const RECORD_SQL: &str = "\
-WITH ins AS ( \
-  INSERT INTO webhook_events \
-    (message_id, direction, source, event_type, payload, status, provider_payload, dedupe_key, \
-     client_ip) \
-  SELECT r.message_id, 'inbound', r.source, r.event_type, r.payload, r.status, \
-         r.provider_payload, r.dedupe_key, r.client_ip \
-  FROM jsonb_to_recordset($1::jsonb) AS r(message_id text, source text, event_type text, \
-       payload jsonb, status text, provider_payload jsonb, dedupe_key text, client_ip text) \
-  ORDER BY r.source, r.dedupe_key, r.message_id \
-  ON CONFLICT (source, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING \
-  RETURNING id, message_id, source, event_type, payload, created_at, updated_at \
-), planned AS ( \
-  SELECT * FROM jsonb_to_recordset($2::jsonb) AS d(message_id text, parent text, config_id bigint) \
-), live AS ( \
-  SELECT id FROM webhook_configs \
-  WHERE id IN (SELECT config_id FROM planned) AND status = 'active' \
-  FOR KEY SHARE \
-), outb AS ( \
-  INSERT INTO webhook_events \
-    (message_id, direction, source, event_type, payload, status, attempts, attempt_base, \
-     webhook_config_id, parent_event_id, next_attempt_at, created_at, updated_at) \
-  SELECT p.message_id, 'outbound', ins.source, ins.event_type, ins.payload, 'pending', 0, 0, \
-         p.config_id, ins.id, now(), now(), now() \
-  FROM planned p JOIN ins ON ins.message_id = p.parent JOIN live ON live.id = p.config_id \
-  RETURNING id, parent_event_id \
-), grouped AS ( \
-  SELECT (row_number() OVER (ORDER BY id) - 1) / $6 + 1 AS n, id FROM outb \
-), jobs AS ( \
-  INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
-  SELECT j.id, $4, convert_to(CASE WHEN count(*) = 1 \
-           THEN jsonb_build_object('v', 1, 'event_id', min(g.id)) \
-           ELSE jsonb_build_object('v', 2, 'event_ids', jsonb_agg(g.id ORDER BY g.id)) END::text, \
-         'UTF8'), 'Pending', 0, $5, now(), 0 \
-  FROM grouped g JOIN jsonb_array_elements_text($3::jsonb) WITH ORDINALITY AS j(id, n) \
-    ON j.n = g.n \
-  GROUP BY j.id \
-) \
-SELECT ins.id, ins.message_id, ins.created_at, ins.updated_at, \
-       (SELECT count(*) FROM outb WHERE outb.parent_event_id = ins.id) AS deliveries \
-FROM ins";
 
 /// `value` as JSON text, the form the batch statement's parameters take: one prepared
 /// statement for any batch size, and payloads serialized once, straight from the items.

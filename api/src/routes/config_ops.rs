@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, DatabaseConnection, IntoActiveModel, Set, TransactionTrait,
 };
-use wirehook_worker::queue;
+use wirehook_core::queue;
 
 use super::ApiTags;
 use super::configs::{ConfigCreatedOut, ConfigOut, find_config, lock_config};

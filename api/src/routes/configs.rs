@@ -15,8 +15,8 @@ use sea_orm::{
 use serde_json::Value;
 
 use super::ApiTags;
-use wirehook_worker::engine::{Engine, Mode, Processed};
-use wirehook_worker::queue::{self, NewDelivery};
+use wirehook_core::engine::{Engine, Mode, Processed};
+use wirehook_core::queue::{self, NewDelivery};
 
 use crate::auth::BearerAuth;
 use crate::contention::retrying;
@@ -589,7 +589,7 @@ impl ConfigsApi {
                 ApiError::Conflict("the configuration was deleted during the test".into()).into(),
             );
         };
-        let delivered = outcome.verdict() == wirehook_worker::attempt::Verdict::Delivered;
+        let delivered = outcome.verdict() == wirehook_core::attempt::Verdict::Delivered;
         let error = outcome
             .error
             .as_ref()

@@ -14,7 +14,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 use serde_json::Value;
 
 use sea_orm::TransactionTrait;
-use wirehook_worker::queue::{self, RetryRefused};
+use wirehook_core::queue::{self, RetryRefused};
 
 use super::ApiTags;
 use crate::auth::BearerAuth;

@@ -125,11 +125,11 @@ impl TestApp {
     }
 
     /// Starts the app as `api serve` runs it, with the binary's pool
-    /// ([`wirehook_worker::process::connect`]), on a fresh database of the server at
+    /// ([`wirehook_core::process::connect`]), on a fresh database of the server at
     /// `admin_url`: a throwaway cluster that the test stops and starts.
     pub async fn spawn_on(admin_url: String) -> Self {
         let database = TestDb::create_on(admin_url, false).await;
-        let db = wirehook_worker::process::connect(&database.url, 32)
+        let db = wirehook_core::process::connect(&database.url, 32)
             .await
             .expect("connect like the binary");
         Self::spawn_inner(database, db, jwt_config(), |_| {}, true).await
@@ -152,7 +152,7 @@ impl TestApp {
         allow_private_targets: bool,
     ) -> Self {
         if std::env::var("TEST_LOG").is_ok() {
-            wirehook_worker::process::init_tracing();
+            wirehook_core::process::init_tracing();
         }
         let database = TestDb::create().await;
         let db = database.connect().await;
@@ -172,7 +172,7 @@ impl TestApp {
         let (acceptor, addr) = wirehook_api::app::bind("127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("bind");
-        let delivery = wirehook_worker::http_client::ClientConfig {
+        let delivery = wirehook_core::http_client::ClientConfig {
             timeout: Duration::from_secs(2),
             allow_private_targets,
             user_agent: "wirehook-tests".into(),
@@ -215,7 +215,7 @@ impl TestApp {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let settings = wirehook_worker::settings::WorkerSettings::from_lookup(move |k| {
+        let settings = wirehook_core::settings::WorkerSettings::from_lookup(move |k| {
             if let Some((_, v)) = vars.iter().find(|(name, _)| name == k) {
                 return Some(v.clone());
             }
@@ -232,11 +232,8 @@ impl TestApp {
         })
         .expect("worker settings");
         let engine = std::sync::Arc::new(
-            wirehook_worker::engine::Engine::from_settings(
-                self._database.connect().await,
-                &settings,
-            )
-            .expect("engine"),
+            wirehook_core::engine::Engine::from_settings(self._database.connect().await, &settings)
+                .expect("engine"),
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {

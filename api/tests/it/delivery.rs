@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wirehook_worker::queue::{self, NewDelivery};
+use wirehook_core::queue::{self, NewDelivery};
 
 use crate::common::{TestApp, error_code};
 use crate::receiver::{Receiver, Reply};
@@ -221,16 +221,15 @@ async fn retry_refuses_what_cannot_be_retried() {
     }
 }
 
-fn engine(app: &TestApp) -> wirehook_worker::engine::Engine {
-    let client = wirehook_worker::http_client::DeliveryClient::new(
-        wirehook_worker::http_client::ClientConfig {
+fn engine(app: &TestApp) -> wirehook_core::engine::Engine {
+    let client =
+        wirehook_core::http_client::DeliveryClient::new(wirehook_core::http_client::ClientConfig {
             timeout: Duration::from_secs(2),
             allow_private_targets: true,
             user_agent: "wirehook-tests".into(),
-        },
-    )
-    .expect("client");
-    wirehook_worker::engine::Engine::new(app.db.clone(), client)
+        })
+        .expect("client");
+    wirehook_core::engine::Engine::new(app.db.clone(), client)
 }
 
 #[tokio::test]
@@ -239,7 +238,7 @@ async fn concurrent_jobs_of_one_event_record_a_single_outcome() {
     let receiver = Receiver::ok().await;
     let (_, id) = enqueue_one(&app, &receiver, json!({})).await;
     let engine = engine(&app);
-    let job = wirehook_worker::job::DeliveryJob::new(id);
+    let job = wirehook_core::job::DeliveryJob::new(id);
     let runs = futures::future::join_all((0..4).map(|_| engine.run_job(&job))).await;
     assert!(runs.iter().all(Result::is_ok), "{runs:?}");
     let details = event(&app, id).await;
@@ -279,9 +278,9 @@ async fn many_concurrent_jobs_of_many_events_record_each_delivery_once() {
         .expect("insert");
     let engine = engine(&app);
     let jobs: Vec<_> = created
-        .chunks(wirehook_worker::job::MAX_EVENTS_PER_JOB)
+        .chunks(wirehook_core::job::MAX_EVENTS_PER_JOB)
         .filter_map(|c| {
-            wirehook_worker::job::DeliveryJob::batch(c.iter().map(|e| e.event_id).collect())
+            wirehook_core::job::DeliveryJob::batch(c.iter().map(|e| e.event_id).collect())
         })
         .collect();
     let runs = futures::future::join_all(jobs.iter().map(|job| engine.run_job(job))).await;
@@ -308,10 +307,10 @@ async fn many_concurrent_jobs_of_many_events_record_each_delivery_once() {
     assert_eq!(one["deliveryAttempts"][0]["statusCode"], 200);
 }
 
-fn record(event_id: i64, config_id: i64, delivered: bool) -> wirehook_worker::store::AttemptRecord {
+fn record(event_id: i64, config_id: i64, delivered: bool) -> wirehook_core::store::AttemptRecord {
     use sea_orm::ActiveValue::Set;
     let now = chrono::Utc::now();
-    wirehook_worker::store::AttemptRecord {
+    wirehook_core::store::AttemptRecord {
         event_id,
         config_id,
         prior_attempts: 0,
@@ -345,12 +344,12 @@ async fn a_delivery_recorded_after_a_racing_failure_of_the_same_attempt_still_co
     let receiver = Receiver::ok().await;
     let (config_id, id) = enqueue_one(&app, &receiver, json!({})).await;
     let failure = vec![record(id, config_id, false)];
-    let won = wirehook_worker::store::record_batch(&app.db, None, failure)
+    let won = wirehook_core::store::record_batch(&app.db, None, failure)
         .await
         .expect("record the failure");
     assert!(matches!(won.as_slice(), [Ok(true)]));
     let late = vec![record(id, config_id, true)];
-    let won = wirehook_worker::store::record_batch(&app.db, None, late)
+    let won = wirehook_core::store::record_batch(&app.db, None, late)
         .await
         .expect("record the delivery");
     assert!(matches!(won.as_slice(), [Ok(true)]), "{won:?}");
@@ -365,7 +364,7 @@ async fn in_one_batch_the_delivered_record_of_an_event_wins_over_a_failed_one() 
     let receiver = Receiver::ok().await;
     let (config_id, id) = enqueue_one(&app, &receiver, json!({})).await;
     let batch = vec![record(id, config_id, false), record(id, config_id, true)];
-    let won = wirehook_worker::store::record_batch(&app.db, None, batch)
+    let won = wirehook_core::store::record_batch(&app.db, None, batch)
         .await
         .expect("record");
     assert!(matches!(won.as_slice(), [Ok(false), Ok(true)]), "{won:?}");
@@ -383,11 +382,11 @@ async fn a_failure_recorded_after_the_event_moved_on_changes_nothing() {
     let receiver = Receiver::ok().await;
     let (config_id, id) = enqueue_one(&app, &receiver, json!({})).await;
     let delivered = vec![record(id, config_id, true)];
-    wirehook_worker::store::record_batch(&app.db, None, delivered)
+    wirehook_core::store::record_batch(&app.db, None, delivered)
         .await
         .expect("record the delivery");
     let late = vec![record(id, config_id, false)];
-    let won = wirehook_worker::store::record_batch(&app.db, None, late)
+    let won = wirehook_core::store::record_batch(&app.db, None, late)
         .await
         .expect("record the failure");
     assert!(matches!(won.as_slice(), [Ok(false)]), "{won:?}");

@@ -5,7 +5,7 @@ use entity::{EventType, Source, webhook_events};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 use serde_json::{Value, json};
 use wirehook_api::ingest::{Disposition, Received, Recorded, record_batch};
-use wirehook_worker::job::DeliveryJob;
+use wirehook_core::job::DeliveryJob;
 
 use crate::common::TestApp;
 

@@ -351,7 +351,7 @@ async fn runnable_jobs(app: &TestApp) -> i64 {
             "SELECT count(*) FROM apalis.jobs WHERE job_type = '{}' \
              AND (status IN ('Pending', 'Queued', 'Running') \
                   OR (status = 'Failed' AND attempts < max_attempts))",
-            wirehook_worker::job::QUEUE
+            wirehook_core::job::QUEUE
         ),
     )
     .await
@@ -415,7 +415,7 @@ async fn recover_on_a_failing_endpoint_makes_exactly_max_attempts_new_attempts()
 
 async fn enqueue(app: &TestApp, config_id: i64, n: usize) -> Vec<i64> {
     let deliveries = (0..n)
-        .map(|i| wirehook_worker::queue::NewDelivery {
+        .map(|i| wirehook_core::queue::NewDelivery {
             config_id,
             source: entity::Source::Platform,
             event_type: "call.completed".into(),
@@ -423,7 +423,7 @@ async fn enqueue(app: &TestApp, config_id: i64, n: usize) -> Vec<i64> {
             parent_event_id: None,
         })
         .collect();
-    wirehook_worker::queue::enqueue(&app.db, deliveries)
+    wirehook_core::queue::enqueue(&app.db, deliveries)
         .await
         .expect("enqueue")
         .into_iter()
@@ -586,7 +586,7 @@ async fn purge_deletes_only_old_events_in_a_final_state_with_their_attempts() {
     old_events(&app, id, "pending", 40, 2).await;
     old_events(&app, id, "delivered", 5, 4).await;
 
-    let purged = wirehook_worker::maintenance::purge(&app.db, Duration::from_secs(30 * 86_400))
+    let purged = wirehook_core::retention::purge(&app.db, Duration::from_secs(30 * 86_400))
         .await
         .expect("purge");
     assert_eq!(purged, 2_503);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wirehook_worker::process::ACQUIRE_TIMEOUT;
+use wirehook_core::process::ACQUIRE_TIMEOUT;
 
 use crate::cluster::{Cluster, Durability};
 use crate::common::{TestApp, error_code, read};

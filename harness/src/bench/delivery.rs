@@ -1,5 +1,5 @@
 //! Scenario 1, delivery throughput: N pending outbound events over several configurations,
-//! enqueued through the real [`wirehook_worker::queue::enqueue`], drained by 1 or 2 real
+//! enqueued through the real [`wirehook_core::queue::enqueue`], drained by 1 or 2 real
 //! `worker` processes (default concurrency) into the receiver, which answers 200 on
 //! keep-alive connections and checks every signature.
 //!
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use entity::Source;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use serde_json::json;
-use wirehook_worker::queue::{NewDelivery, enqueue};
+use wirehook_core::queue::{NewDelivery, enqueue};
 
 use super::machine::{CpuMeter, CpuSplit, DbCounters, TableCounters, backend_pids};
 use super::stage::{Stage, stop_workers};

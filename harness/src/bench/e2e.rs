@@ -189,7 +189,7 @@ async fn job_times(
              CROSS JOIN LATERAL jsonb_array_elements_text(COALESCE(payload.p->'event_ids', \
                   jsonb_build_array(payload.p->'event_id'))) AS e(id) \
              WHERE j.job_type = $1",
-            [wirehook_worker::job::QUEUE.into()],
+            [wirehook_core::job::QUEUE.into()],
         ))
         .await?;
     let mut out = HashMap::with_capacity(rows.len());

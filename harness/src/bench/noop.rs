@@ -1,5 +1,5 @@
 //! The second delivery baseline: a no-op apalis worker with the worker's own backend and storage
-//! settings ([`wirehook_worker::backend::DeliveryBackend`],
+//! settings ([`wirehook_core::queue::backend::DeliveryBackend`],
 //! [`wirehook_worker::runtime::storage_config`], default concurrency 32) draining
 //! the same number of jobs, in a process of its own (`bench noop-drain`, so its memory is
 //! its own too).
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use apalis::prelude::{BoxDynError, Data, WorkerBuilder, WorkerBuilderExt, WorkerContext};
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
-use wirehook_worker::queue::{Due, push_jobs};
-use wirehook_worker::settings::WorkerSettings;
+use wirehook_core::queue::{Due, push_jobs};
+use wirehook_core::settings::WorkerSettings;
 
 use super::{BenchResult, Context, DB_PREFIX};
 use crate::db::{self, ScratchDb};
@@ -82,7 +82,7 @@ pub async fn drain(database_url: &str, jobs: u64, timeout: Duration) -> BenchRes
 
     let progress = Arc::new(Progress::default());
     let worker_ctx = WorkerContext::new(&format!("noop-drain-{}", std::process::id()));
-    let backend = wirehook_worker::backend::DeliveryBackend::new(
+    let backend = wirehook_core::queue::backend::DeliveryBackend::new(
         &pool,
         wirehook_worker::runtime::storage_config(&settings),
         settings.poll_interval,

@@ -86,7 +86,7 @@ const METHOD: &str = "\
   for the ingest duration, and from a no-op apalis-postgres worker with the worker's own \
   storage settings, concurrency 32, draining the same number of jobs in its own process.
 - Delivery: N pending outbound events over 8 configurations enqueued with \
-  `wirehook_worker::queue::enqueue` (1,000 per transaction) before the workers start; then 1, \
+  `wirehook_core::queue::enqueue` (1,000 per transaction) before the workers start; then 1, \
   then 2 `worker` processes with default settings. Rate = distinct `webhook-id`s / (last \
   arrival − first arrival); afterwards every event must be `delivered` in the database; \
   duplicates = arrivals − distinct ids.

@@ -86,3 +86,21 @@ pub async fn connect_worker(url: &str, max_connections: u32) -> Result<DatabaseC
         .await
         .map_err(|e| format!("cannot connect to the database: {e}"))
 }
+
+/// Whether `error` means no connection could be had or the connection broke, as opposed to a
+/// statement the database refused.
+pub fn is_connection_error(error: &sea_orm::DbErr) -> bool {
+    matches!(
+        error,
+        sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)
+    )
+}
+
+/// The message a caught panic carried (`panic!` with a literal or a formatted string).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}

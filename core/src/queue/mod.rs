@@ -1,5 +1,8 @@
-//! The one way deliveries enter the queue: outbound event rows and their apalis jobs, written
-//! together inside the caller's transaction so both commit or neither does.
+//! The queue: every statement on `apalis.*` lives under this module. Deliveries enter it here
+//! (outbound event rows and their apalis jobs, written together inside the caller's transaction
+//! so both commit or neither does, or in the group commit's one statement, [`fan_out`]);
+//! replicas claim and finish jobs through [`backend`]; their leases are kept by [`replicas`];
+//! the maintenance leader samples it through [`stats`].
 
 use std::collections::HashMap;
 
@@ -10,6 +13,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::job::{DeliveryJob, MAX_EVENTS_PER_JOB, QUEUE};
+
+pub mod backend;
+pub mod fan_out;
+pub mod replicas;
+pub mod stats;
 
 /// apalis may re-run a job this many times when the engine itself fails (database errors);
 /// receiver failures never count here, they schedule a new job instead.

@@ -182,11 +182,7 @@ impl Engine {
             {
                 Ok(result) => result,
                 Err(panic) => {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".to_owned());
+                    let message = crate::process::panic_message(panic.as_ref());
                     tracing::error!(event_id, %message, "delivery panicked");
                     Err(EngineError::Panicked(message))
                 }

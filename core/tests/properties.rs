@@ -16,8 +16,8 @@ use proptest::prelude::*;
 use reqwest::header::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 use standardwebhooks::Webhook;
-use wirehook_worker::retry::{base_delay, next_delay};
-use wirehook_worker::signing::{SigningKey, sign};
+use wirehook_core::retry::{base_delay, next_delay};
+use wirehook_core::signing::{SigningKey, sign};
 
 /// Cases per property: enough to find edge cases, few enough to keep `just test` fast.
 const CASES: u32 = 256;

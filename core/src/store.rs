@@ -95,7 +95,7 @@ pub async fn record_batch(
 ) -> Result<Vec<Result<Won, Arc<DbErr>>>, DbErr> {
     match record_together(db, policy, &records).await {
         Ok(won) => Ok(won.into_iter().map(Ok).collect()),
-        Err(error) if records.len() == 1 || is_connection_error(&error) => {
+        Err(error) if records.len() == 1 || crate::process::is_connection_error(&error) => {
             let error = Arc::new(error);
             Ok(records.iter().map(|_| Err(error.clone())).collect())
         }
@@ -112,10 +112,6 @@ pub async fn record_batch(
             Ok(out)
         }
     }
-}
-
-fn is_connection_error(error: &DbErr) -> bool {
-    matches!(error, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
 }
 
 async fn record_together(

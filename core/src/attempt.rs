@@ -24,8 +24,9 @@ pub const RESPONSE_BODY_LIMIT: usize = 32 * 1024;
 /// What replaces a secret header value in [`AttemptOutcome::request_headers`].
 pub const REDACTED: &str = "[redacted]";
 
-/// Headers a configuration's custom headers may not set; they are skipped if present.
-const RESERVED_HEADERS: [&str; 8] = [
+/// Headers wirehook sets itself: a configuration may not set them (the api refuses them), and
+/// the engine skips any that reach it anyway.
+pub const RESERVED_HEADERS: [&str; 8] = [
     "content-type",
     "content-length",
     "host",

@@ -1,0 +1,84 @@
+//! The group commit's statement: received events, one delivery per planned configuration that
+//! is still active, and the deliveries' jobs, in one atomic statement. The api's ingest builds
+//! the rows; what the jobs look like is this module's business.
+
+use sea_orm::{DbBackend, Statement};
+
+use super::INFRA_MAX_ATTEMPTS;
+use crate::job::{MAX_EVENTS_PER_JOB, QUEUE};
+
+/// The statement for `inbound_rows` (JSON array of `{message_id, source, event_type, payload,
+/// status, provider_payload, dedupe_key, client_ip}`) and `planned` (JSON array of
+/// `{message_id, parent, config_id}`, `deliveries` of them). It returns one row per inserted
+/// inbound event: `id, message_id, created_at, updated_at, deliveries`.
+pub fn statement(inbound_rows: String, planned: String, deliveries: usize) -> Statement {
+    let job_ids: Vec<String> = (0..deliveries.div_ceil(MAX_EVENTS_PER_JOB))
+        .map(|_| ulid::Ulid::generate().to_string())
+        .collect();
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        RECORD_SQL,
+        [
+            inbound_rows.into(),
+            planned.into(),
+            serde_json::Value::from(job_ids).to_string().into(),
+            QUEUE.into(),
+            INFRA_MAX_ATTEMPTS.into(),
+            i64::try_from(MAX_EVENTS_PER_JOB).unwrap_or(16).into(),
+        ],
+    )
+}
+
+/// `$1`: the inbound rows, `$2`: the planned deliveries (`message_id`, `parent` = the inbound
+/// row's message id, `config_id`), `$3`: ids for the jobs, `$4`: the queue, `$5`: apalis' attempt
+/// limit, `$6`: events per job.
+///
+/// - `ins`: the inbound events in key order (two replicas' batches with common keys then wait
+///   on each other in the same order instead of deadlocking); a taken key inserts nothing.
+/// - `live`: the planned configurations that are still active, locked `FOR KEY SHARE`.
+/// - `outb`: a `pending` outbound event per planned delivery whose parent was inserted and
+///   whose configuration is live.
+/// - `jobs`: up to [`MAX_EVENTS_PER_JOB`] outbound events a job, stored as
+///   [`DeliveryJob::to_payload`](crate::job::DeliveryJob::to_payload) stores them (version 1 for one event,
+///   2 for several), due at the statement's `now()` so that apalis' insert trigger notifies.
+const RECORD_SQL: &str = "\
+WITH ins AS ( \
+  INSERT INTO webhook_events \
+    (message_id, direction, source, event_type, payload, status, provider_payload, dedupe_key, \
+     client_ip) \
+  SELECT r.message_id, 'inbound', r.source, r.event_type, r.payload, r.status, \
+         r.provider_payload, r.dedupe_key, r.client_ip \
+  FROM jsonb_to_recordset($1::jsonb) AS r(message_id text, source text, event_type text, \
+       payload jsonb, status text, provider_payload jsonb, dedupe_key text, client_ip text) \
+  ORDER BY r.source, r.dedupe_key, r.message_id \
+  ON CONFLICT (source, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING \
+  RETURNING id, message_id, source, event_type, payload, created_at, updated_at \
+), planned AS ( \
+  SELECT * FROM jsonb_to_recordset($2::jsonb) AS d(message_id text, parent text, config_id bigint) \
+), live AS ( \
+  SELECT id FROM webhook_configs \
+  WHERE id IN (SELECT config_id FROM planned) AND status = 'active' \
+  FOR KEY SHARE \
+), outb AS ( \
+  INSERT INTO webhook_events \
+    (message_id, direction, source, event_type, payload, status, attempts, attempt_base, \
+     webhook_config_id, parent_event_id, next_attempt_at, created_at, updated_at) \
+  SELECT p.message_id, 'outbound', ins.source, ins.event_type, ins.payload, 'pending', 0, 0, \
+         p.config_id, ins.id, now(), now(), now() \
+  FROM planned p JOIN ins ON ins.message_id = p.parent JOIN live ON live.id = p.config_id \
+  RETURNING id, parent_event_id \
+), grouped AS ( \
+  SELECT (row_number() OVER (ORDER BY id) - 1) / $6 + 1 AS n, id FROM outb \
+), jobs AS ( \
+  INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+  SELECT j.id, $4, convert_to(CASE WHEN count(*) = 1 \
+           THEN jsonb_build_object('v', 1, 'event_id', min(g.id)) \
+           ELSE jsonb_build_object('v', 2, 'event_ids', jsonb_agg(g.id ORDER BY g.id)) END::text, \
+         'UTF8'), 'Pending', 0, $5, now(), 0 \
+  FROM grouped g JOIN jsonb_array_elements_text($3::jsonb) WITH ORDINALITY AS j(id, n) \
+    ON j.n = g.n \
+  GROUP BY j.id \
+) \
+SELECT ins.id, ins.message_id, ins.created_at, ins.updated_at, \
+       (SELECT count(*) FROM outb WHERE outb.parent_event_id = ins.id) AS deliveries \
+FROM ins";
