@@ -1,49 +1,13 @@
-//! Typed configuration read once from the environment and validated at start.
-
-use std::net::SocketAddr;
-use std::time::Duration;
+//! The api's settings: the shared part ([`Common`]) plus the HTTP edge's own, read once from the
+//! environment through the core's one reader ([`Env`]) and validated at start.
 
 use secrecy::SecretString;
+use std::net::SocketAddr;
 use url::Url;
+use wirehook_core::settings::{Common, Env, invalid};
+pub use wirehook_core::settings::{Environment, SettingsError as ConfigError};
 
 use crate::inbound::{CidrList, ELEVENLABS_EGRESS_IPS};
-
-/// A setting that is missing or malformed; printed as one line before exiting.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{0} is not set")]
-    Missing(&'static str),
-    #[error("{name} is invalid: {reason}")]
-    Invalid { name: &'static str, reason: String },
-}
-
-/// Where the service runs; production turns on IP allow lists and the SSRF guard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Environment {
-    Development,
-    Production,
-}
-
-/// Reads variables by name; `std::env::var` in the binaries, a map in tests.
-pub trait Lookup {
-    /// The variable's value, `None` when unset or empty.
-    fn get(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment.
-pub struct ProcessEnv;
-
-impl Lookup for ProcessEnv {
-    fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-    }
-}
-
-impl<F: Fn(&str) -> Option<String>> Lookup for F {
-    fn get(&self, name: &str) -> Option<String> {
-        self(name)
-    }
-}
 
 /// JWT settings for the REST API.
 #[derive(Clone)]
@@ -55,15 +19,10 @@ pub struct JwtConfig {
 
 impl JwtConfig {
     /// Reads `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`.
-    pub fn from_env(env: &impl Lookup) -> Result<Self, ConfigError> {
-        let secret = env
-            .get("JWT_SECRET")
-            .ok_or(ConfigError::Missing("JWT_SECRET"))?;
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let secret = env.required("JWT_SECRET")?;
         if secret.len() < 16 {
-            return Err(ConfigError::Invalid {
-                name: "JWT_SECRET",
-                reason: "use at least 16 characters".into(),
-            });
+            return Err(invalid("JWT_SECRET", "use at least 16 characters"));
         }
         Ok(Self {
             secret: SecretString::from(secret),
@@ -71,20 +30,6 @@ impl JwtConfig {
             audience: env.get("JWT_AUDIENCE"),
         })
     }
-}
-
-/// Reads `DATABASE_URL`.
-pub fn database_url(env: &impl Lookup) -> Result<SecretString, ConfigError> {
-    let url = env
-        .get("DATABASE_URL")
-        .ok_or(ConfigError::Missing("DATABASE_URL"))?;
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(ConfigError::Invalid {
-            name: "DATABASE_URL",
-            reason: "expected a postgres:// URL".into(),
-        });
-    }
-    Ok(SecretString::from(url))
 }
 
 /// How the inbound provider endpoints verify requests.
@@ -108,17 +53,14 @@ pub struct InboundConfig {
 
 impl InboundConfig {
     /// Reads the inbound settings; `environment` decides whether allow lists are enforced.
-    pub fn from_env(
-        env: &impl Lookup,
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
         public_base_url: Url,
         environment: Environment,
     ) -> Result<Self, ConfigError> {
         let cidrs = |name: &'static str, default: &str| -> Result<CidrList, ConfigError> {
             let raw = env.get(name).unwrap_or_else(|| default.to_owned());
-            raw.parse().map_err(|e| ConfigError::Invalid {
-                name,
-                reason: format!("{e}"),
-            })
+            raw.parse().map_err(|e| invalid(name, format!("{e}")))
         };
         Ok(Self {
             public_base_url,
@@ -148,94 +90,46 @@ impl InboundConfig {
 /// Everything `api serve` needs.
 #[derive(Clone)]
 pub struct ApiConfig {
-    pub database_url: SecretString,
+    /// The part the worker reads alike (database, environment, delivery client).
+    pub common: Common,
     pub api_addr: SocketAddr,
     pub jwt: JwtConfig,
     pub inbound: InboundConfig,
-    pub environment: Environment,
-    pub allow_private_targets: bool,
-    pub delivery_timeout: Duration,
 }
 
 impl ApiConfig {
     /// Reads and validates every variable `api serve` uses.
-    pub fn from_env(env: &impl Lookup) -> Result<Self, ConfigError> {
-        let api_addr: SocketAddr = parse(env, "API_ADDR", "127.0.0.1:8080")?;
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let common = Common::read(env)?;
+        let api_addr: SocketAddr =
+            env.parsed("API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
         let public_base_url = env
             .get("PUBLIC_BASE_URL")
             .unwrap_or_else(|| format!("http://{api_addr}"));
-        let public_base_url = Url::parse(&public_base_url).map_err(|e| ConfigError::Invalid {
-            name: "PUBLIC_BASE_URL",
-            reason: e.to_string(),
-        })?;
-        let environment = match env.get("WIREHOOK_ENV").as_deref() {
-            None | Some("development") => Environment::Development,
-            Some("production") => Environment::Production,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "WIREHOOK_ENV",
-                    reason: format!("`{other}` is not `development` or `production`"),
-                });
-            }
-        };
-        let default_allow = (environment == Environment::Development).to_string();
-        let allow_private_targets = parse_bool(env, "ALLOW_PRIVATE_TARGETS", &default_allow)?;
-        let timeout_secs: u64 = parse(env, "DELIVERY_TIMEOUT_SECS", "15")?;
-        if !(1..=300).contains(&timeout_secs) {
-            return Err(ConfigError::Invalid {
-                name: "DELIVERY_TIMEOUT_SECS",
-                reason: "must be between 1 and 300".into(),
-            });
-        }
+        let public_base_url =
+            Url::parse(&public_base_url).map_err(|e| invalid("PUBLIC_BASE_URL", e.to_string()))?;
         Ok(Self {
-            database_url: database_url(env)?,
             api_addr,
             jwt: JwtConfig::from_env(env)?,
-            inbound: InboundConfig::from_env(env, public_base_url, environment)?,
-            environment,
-            allow_private_targets,
-            delivery_timeout: Duration::from_secs(timeout_secs),
+            inbound: InboundConfig::from_env(env, public_base_url, common.environment)?,
+            common,
         })
-    }
-}
-
-fn parse<T>(env: &impl Lookup, name: &'static str, default: &str) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    let raw = env.get(name).unwrap_or_else(|| default.to_owned());
-    raw.trim()
-        .parse()
-        .map_err(|e: T::Err| ConfigError::Invalid {
-            name,
-            reason: format!("`{raw}`: {e}"),
-        })
-}
-
-fn parse_bool(env: &impl Lookup, name: &'static str, default: &str) -> Result<bool, ConfigError> {
-    match env.get(name).unwrap_or_else(|| default.to_owned()).as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        other => Err(ConfigError::Invalid {
-            name,
-            reason: format!("`{other}` is not true or false"),
-        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
 
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Lookup {
+    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        move |k: &str| map.get(k).cloned()
+        Env::new(move |k: &str| map.get(k).cloned())
     }
 
     const BASE: [(&str, &str); 2] = [
@@ -254,9 +148,9 @@ mod tests {
         assert!(!cfg.inbound.enforce_allow_lists);
         assert!(cfg.inbound.trusted_proxies.is_empty());
         assert!(!cfg.inbound.elevenlabs_allowed_ips.is_empty());
-        assert_eq!(cfg.environment, Environment::Development);
-        assert!(cfg.allow_private_targets);
-        assert_eq!(cfg.delivery_timeout, Duration::from_secs(15));
+        assert_eq!(cfg.common.environment, Environment::Development);
+        assert!(cfg.common.allow_private_targets);
+        assert_eq!(cfg.common.delivery_timeout, Duration::from_secs(15));
     }
 
     #[test]
@@ -264,7 +158,7 @@ mod tests {
         let mut pairs = BASE.to_vec();
         pairs.push(("WIREHOOK_ENV", "production"));
         let cfg = ApiConfig::from_env(&env(&pairs)).unwrap();
-        assert!(!cfg.allow_private_targets);
+        assert!(!cfg.common.allow_private_targets);
     }
 
     #[test]
@@ -298,6 +192,16 @@ mod tests {
             err.to_string().starts_with("TRUSTED_PROXIES is invalid"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn values_are_trimmed_and_flags_read_as_the_worker_reads_them() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("WIREHOOK_ENV", " production "));
+        pairs.push(("ALLOW_PRIVATE_TARGETS", " TRUE"));
+        let cfg = ApiConfig::from_env(&env(&pairs)).unwrap();
+        assert_eq!(cfg.common.environment, Environment::Production);
+        assert!(cfg.common.allow_private_targets);
     }
 
     #[test]

@@ -4,10 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
-use wirehook_api::config::{self, ApiConfig, JwtConfig, ProcessEnv};
+use wirehook_api::config::{ApiConfig, JwtConfig};
 use wirehook_api::{App, auth};
-use wirehook_core::http_client::ClientConfig;
-use wirehook_core::process;
+use wirehook_core::{process, settings};
 
 /// mimalloc instead of glibc malloc: the request and delivery paths allocate many small
 /// short-lived buffers across threads, where glibc's allocator cost about a quarter of the CPU.
@@ -70,7 +69,7 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Token { sub, ttl } => {
-            let jwt = JwtConfig::from_env(&ProcessEnv).map_err(|e| e.to_string())?;
+            let jwt = JwtConfig::from_env(&settings::process()).map_err(|e| e.to_string())?;
             let ttl = auth::parse_ttl(&ttl).map_err(|e| format!("--ttl {e}"))?;
             let token = auth::issue_token(&jwt, &sub, ttl)
                 .map_err(|e| format!("cannot sign token: {e}"))?;
@@ -79,7 +78,7 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::Purge { older_than } => {
             let age = auth::parse_ttl(&older_than).map_err(|e| format!("--older-than {e}"))?;
-            let url = config::database_url(&ProcessEnv).map_err(|e| e.to_string())?;
+            let url = settings::database_url(&settings::process()).map_err(|e| e.to_string())?;
             let db = process::connect(url.expose_secret(), 4).await?;
             let purged = wirehook_core::retention::purge(&db, age)
                 .await
@@ -89,7 +88,7 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::Migrate => {
             process::init_tracing();
-            let url = config::database_url(&ProcessEnv).map_err(|e| e.to_string())?;
+            let url = settings::database_url(&settings::process()).map_err(|e| e.to_string())?;
             let db = process::connect(url.expose_secret(), 32).await?;
             migration::migrate(&db)
                 .await
@@ -99,8 +98,8 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::Serve => {
             process::init_tracing();
-            let cfg = ApiConfig::from_env(&ProcessEnv).map_err(|e| e.to_string())?;
-            let db = process::connect(cfg.database_url.expose_secret(), 32).await?;
+            let cfg = ApiConfig::from_env(&settings::process()).map_err(|e| e.to_string())?;
+            let db = process::connect(cfg.common.database_url.expose_secret(), 32).await?;
             let pending = migration::pending(&db)
                 .await
                 .map_err(|e| format!("cannot read migrations: {e}"))?;
@@ -115,11 +114,7 @@ async fn run(command: Command) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", cfg.api_addr))?;
             tracing::info!(%addr, "api listening");
-            let delivery = ClientConfig {
-                timeout: cfg.delivery_timeout,
-                allow_private_targets: cfg.allow_private_targets,
-                user_agent: format!("wirehook/{}", env!("CARGO_PKG_VERSION")),
-            };
+            let delivery = cfg.common.client_config();
             let app = App::new(db, &cfg.jwt, delivery, cfg.inbound).map_err(|e| e.to_string())?;
             app.serve(acceptor, process::shutdown_signal())
                 .await

@@ -1,41 +1,20 @@
-//! The worker's configuration: one typed struct, read from the environment once and validated
-//! at start.
+//! The worker's settings: the shared part plus the replica's own.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::common::{Common, Environment};
+use super::env::{Env, SettingsError, invalid, process};
 use crate::http_client::ClientConfig;
 
-/// A setting that is missing or malformed; printed as one line before the worker exits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SettingsError {
-    /// A required variable is unset or empty.
-    #[error("{0} is not set")]
-    Missing(&'static str),
-    /// A variable is set to a value the worker cannot use.
-    #[error("{name} is invalid: {reason}")]
-    Invalid {
-        /// The variable's name.
-        name: &'static str,
-        /// Why the value was refused.
-        reason: String,
-    },
-}
-
-/// Where the service runs; production turns the SSRF guard on by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Environment {
-    /// `WIREHOOK_ENV=development` (the default).
-    Development,
-    /// `WIREHOOK_ENV=production`.
-    Production,
-}
-
-/// Everything a worker replica needs, validated.
+/// Everything a worker replica needs, validated. The shared fields are also kept flat, as the
+/// runtime reads them.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
+    /// The part the api reads alike.
+    pub common: Common,
     /// `DATABASE_URL`: a `postgres://` or `postgresql://` URL.
     pub database_url: SecretString,
     /// `WORKER_CONCURRENCY`: deliveries in flight per replica, and the delivery jobs it claims at
@@ -74,50 +53,29 @@ pub struct WorkerSettings {
 }
 
 impl WorkerSettings {
-    /// Reads the process environment (empty values count as unset).
+    /// Reads the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::read(&process())
     }
 
-    /// Reads settings through `lookup` (a map in tests); empty values count as unset.
+    /// Reads settings through `lookup` (a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        Self::read(&Env::new(lookup))
+    }
 
-        let database_url = get("DATABASE_URL").ok_or(SettingsError::Missing("DATABASE_URL"))?;
-        let database_url = database_url.trim();
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(invalid("DATABASE_URL", "expected a postgres:// URL"));
-        }
-
-        let environment = match get("WIREHOOK_ENV").as_deref().map(str::trim) {
-            None | Some("development") => Environment::Development,
-            Some("production") => Environment::Production,
-            Some(other) => {
-                return Err(invalid(
-                    "WIREHOOK_ENV",
-                    format!("`{other}` is not `development` or `production`"),
-                ));
-            }
-        };
-        let allow_private_targets = match get("ALLOW_PRIVATE_TARGETS") {
-            None => environment == Environment::Development,
-            Some(raw) => parse_bool("ALLOW_PRIVATE_TARGETS", &raw)?,
-        };
-
-        // 256: each delivery waits for a shared load and a shared record flush, so with 64 in
-        // flight a replica topped out near 900 deliveries/s while the CPU was busy with
-        // ingest (bench end-to-end p99 327 ms at 1,700 req/s; 50 ms with 256).
-        let concurrency = ranged(&get, "WORKER_CONCURRENCY", 256, 1, 1024)?;
-        let timeout_secs = ranged(&get, "DELIVERY_TIMEOUT_SECS", 15, 1, 300)?;
-        let poll_ms = ranged(&get, "WORKER_POLL_INTERVAL_MS", 500, 10, 60_000)?;
-        let heartbeat_secs = ranged(&get, "WORKER_HEARTBEAT_SECS", 5, 1, 300)?;
-        let grace_secs = ranged(&get, "WORKER_SHUTDOWN_GRACE_SECS", 30, 0, 3600)?;
-        let retention_days = ranged(&get, "RETENTION_DAYS", 30, 0, 36_500)?;
-        let retention_interval = ranged(&get, "RETENTION_INTERVAL_SECS", 3600, 60, 86_400)?;
-        let sample_secs = ranged(&get, "QUEUE_SAMPLE_SECS", 5, 1, 3600)?;
-        let auto_disable_hours = match get("AUTO_DISABLE_AFTER_HOURS") {
+    fn read<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, SettingsError> {
+        let common = Common::read(env)?;
+        // The default is measured: see bench/PROFILE.md (concurrency 64 against 256).
+        let concurrency = env.ranged("WORKER_CONCURRENCY", 256, 1, 1024)?;
+        let poll_ms = env.ranged("WORKER_POLL_INTERVAL_MS", 500, 10, 60_000)?;
+        let heartbeat_secs = env.ranged("WORKER_HEARTBEAT_SECS", 5, 1, 300)?;
+        let grace_secs = env.ranged("WORKER_SHUTDOWN_GRACE_SECS", 30, 0, 3600)?;
+        let retention_days = env.ranged("RETENTION_DAYS", 30, 0, 36_500)?;
+        let retention_interval = env.ranged("RETENTION_INTERVAL_SECS", 3600, 60, 86_400)?;
+        let sample_secs = env.ranged("QUEUE_SAMPLE_SECS", 5, 1, 3600)?;
+        let auto_disable_hours = match env.get("AUTO_DISABLE_AFTER_HOURS") {
             None => 120.0,
-            Some(raw) => match raw.trim().parse::<f64>() {
+            Some(raw) => match raw.parse::<f64>() {
                 Ok(h) if (0.0..=87_600.0).contains(&h) => h,
                 _ => {
                     return Err(invalid(
@@ -128,9 +86,9 @@ impl WorkerSettings {
             },
         };
 
-        let metrics_addr = match get("METRICS_ADDR") {
+        let metrics_addr = match env.get("METRICS_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 9091)),
-            Some(raw) => raw.trim().parse().map_err(|e| {
+            Some(raw) => raw.parse().map_err(|e| {
                 invalid(
                     "METRICS_ADDR",
                     format!("`{raw}`: {e} (expected host:port, e.g. 0.0.0.0:9091)"),
@@ -138,10 +96,9 @@ impl WorkerSettings {
             })?,
         };
 
-        let worker_name = match get("WORKER_NAME") {
+        let worker_name = match env.get("WORKER_NAME") {
             None => default_worker_name(),
-            Some(raw) => {
-                let name = raw.trim();
+            Some(name) => {
                 // `~` separates the name from a restarted apalis worker's number.
                 let bad_char = |c: char| c.is_whitespace() || c.is_control() || c == '~';
                 if name.len() > 200 || name.chars().any(bad_char) {
@@ -150,16 +107,16 @@ impl WorkerSettings {
                         "use at most 200 characters, without spaces or `~`",
                     ));
                 }
-                name.to_owned()
+                name
             }
         };
 
         Ok(Self {
-            database_url: SecretString::from(database_url.to_owned()),
+            database_url: common.database_url.clone(),
             concurrency: concurrency as usize,
-            delivery_timeout: Duration::from_secs(timeout_secs),
-            environment,
-            allow_private_targets,
+            delivery_timeout: common.delivery_timeout,
+            environment: common.environment,
+            allow_private_targets: common.allow_private_targets,
             metrics_addr,
             poll_interval: Duration::from_millis(poll_ms),
             heartbeat_interval: Duration::from_secs(heartbeat_secs),
@@ -170,16 +127,13 @@ impl WorkerSettings {
             retention: (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400)),
             retention_interval: Duration::from_secs(retention_interval),
             queue_sample_interval: Duration::from_secs(sample_secs),
+            common,
         })
     }
 
-    /// The delivery client's settings: these timeouts and SSRF switch, `wirehook/<version>`.
+    /// The delivery client's settings: this timeout and SSRF switch, `wirehook/<version>`.
     pub fn client_config(&self) -> ClientConfig {
-        ClientConfig {
-            timeout: self.delivery_timeout,
-            allow_private_targets: self.allow_private_targets,
-            user_agent: concat!("wirehook/", env!("CARGO_PKG_VERSION")).to_owned(),
-        }
+        self.common.client_config()
     }
 }
 
@@ -208,41 +162,6 @@ pub fn default_worker_name() -> String {
     // The last characters of a ULID are its random part.
     let suffix = &suffix[suffix.len() - 6..];
     format!("{host}-{}-{suffix}", std::process::id())
-}
-
-fn invalid(name: &'static str, reason: impl Into<String>) -> SettingsError {
-    SettingsError::Invalid {
-        name,
-        reason: reason.into(),
-    }
-}
-
-fn ranged(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, SettingsError> {
-    let Some(raw) = get(name) else {
-        return Ok(default);
-    };
-    let value: u64 = raw
-        .trim()
-        .parse()
-        .map_err(|_| invalid(name, format!("`{raw}` is not a whole number")))?;
-    if !(min..=max).contains(&value) {
-        return Err(invalid(name, format!("must be between {min} and {max}")));
-    }
-    Ok(value)
-}
-
-fn parse_bool(name: &'static str, raw: &str) -> Result<bool, SettingsError> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
-        _ => Err(invalid(name, format!("`{raw}` is not true or false"))),
-    }
 }
 
 #[cfg(test)]
