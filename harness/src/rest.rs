@@ -38,15 +38,14 @@ pub enum RestError {
 /// A configuration to create.
 #[derive(Debug, Clone)]
 pub struct NewConfig {
-    /// Its name.
     pub name: String,
     /// Where deliveries go.
     pub url: String,
-    /// Its Standard Webhooks secret (`whsec_…`).
+    /// Standard Webhooks secret (`whsec_…`).
     pub secret: String,
     /// The event types it receives.
     pub event_types: Vec<String>,
-    /// Its filters (`{}` matches everything).
+    /// `{}` matches everything.
     pub filters: Value,
 }
 

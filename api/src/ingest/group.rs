@@ -22,11 +22,11 @@ use super::{Disposition, Received, Recorded};
 
 /// The most events one transaction records.
 const MAX_BATCH: usize = 64;
-/// Batches under way at once. With 32 concurrent senders, one at a time left the CPU a third
-/// idle, and two unconditionally halved the batches (more statements per event).
+/// Batches under way at once: one leaves the CPU idle while a batch commits, more than one
+/// without a threshold halves the batches (bench/PROFILE.md, "ingest").
 const PARALLEL_BATCHES: usize = 2;
-/// A batch starts while another is under way only with this many events; measured best of 8,
-/// 12, 16 and 24 at 32 senders.
+/// A batch starts while another is under way only with this many events (the best of those
+/// tried; bench/PROFILE.md, "ingest").
 const MIN_OVERLAP: usize = 16;
 
 /// Records received events, batching concurrent callers into shared transactions; cheap to
