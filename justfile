@@ -29,11 +29,16 @@ chaos *args:
     "${CARGO_TARGET_DIR:-target}/debug/chaos" --bin-dir "${CARGO_TARGET_DIR:-target}/debug" \
         --log-dir "${CARGO_TARGET_DIR:-target}/chaos" "$@"
 
-# Write the OpenAPI document to openapi.json
+# Write the OpenAPI document to openapi.json and regenerate the console's types from it
 openapi:
     cargo run -q --bin api -- openapi > openapi.json.tmp || { rm -f openapi.json.tmp; exit 1; }
     mv openapi.json.tmp openapi.json
     @echo "wrote openapi.json" >&2
+    scripts/console.sh gen || echo "could not regenerate console/src/api/schema.ts (needs Node.js and npm): run scripts/console.sh gen" >&2
+
+# The operator console: `just console build`, `just console e2e` (browser tests), `just console gen`
+console *args:
+    scripts/console.sh "$@"
 
 # Apply the migrations to the local PostgreSQL (or $DATABASE_URL)
 migrate:

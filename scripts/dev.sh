@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# `just dev`: build api and worker, start a local PostgreSQL (unless
-# DATABASE_URL is set), migrate, then run `api serve` and `worker` until
-# Ctrl-C or until one of them exits.
+# `just dev`: build the operator console (embedded in the api) and api and
+# worker, start a local PostgreSQL (unless DATABASE_URL is set), migrate, then
+# run `api serve` and `worker` until Ctrl-C or until one of them exits.
+# WIREHOOK_CONSOLE=0 skips the console (no Node.js needed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bin="${CARGO_TARGET_DIR:-target}/debug"
 
+if [[ "${WIREHOOK_CONSOLE:-1}" != 0 ]]; then
+    echo "==> console build (scripts/console.sh build)" >&2
+    # The API works without the console: say so loudly, but start anyway.
+    scripts/console.sh build ||
+        echo "==> WARNING: the console did not build (see above); /console/ will say it is missing" >&2
+fi
 echo "==> cargo build --bin api --bin worker" >&2
 cargo build --bin api --bin worker
 
@@ -65,10 +72,11 @@ token="$("$bin/api" token --sub dev --ttl 24h)" || token="(could not mint a toke
 cat >&2 <<BANNER
 
   wirehook dev is running (Ctrl-C stops api and worker)
+    Console:      http://$API_ADDR/console/   (paste the token below to sign in)
     API:          http://$API_ADDR
     Swagger UI:   http://$API_ADDR/docs
     DATABASE_URL: $DATABASE_URL
-  dev token (24 h), paste into your shell:
+  dev token (24 h), paste into your shell (or the whole line into the console):
     export TOKEN=$token
 
 BANNER

@@ -131,6 +131,7 @@ impl App {
                         .body(spec.clone())
                 }),
             )
+            .nest("/console", crate::console::endpoint())
             .nest("/", routes)
             .before(limit_body)
             .catch_all_error(json_error)

@@ -4,6 +4,7 @@ pub mod allowed_methods;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod contention;
 pub mod documented_header;
 pub mod domain;

@@ -9,6 +9,7 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, sql
 mod m20261129_000001_create_tables;
 mod m20261201_000001_event_counts;
 mod m20261206_000001_config_soft_delete;
+mod m20261207_000001_event_call_id;
 
 /// Advisory lock key shared by every `migrate` run ("wirehook" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x7769_7265_686f_6f6b;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_create_tables::Migration),
             Box::new(m20261201_000001_event_counts::Migration),
             Box::new(m20261206_000001_config_soft_delete::Migration),
+            Box::new(m20261207_000001_event_call_id::Migration),
         ]
     }
 }

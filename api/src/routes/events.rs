@@ -370,6 +370,11 @@ impl EventsApi {
         /// Only events of this configuration.
         #[oai(name = "webhookConfigId")]
         webhook_config_id: Query<Option<i64>>,
+        /// Only events of this call: the payload's `callId` equals it exactly (outbound
+        /// deliveries, the normalized form of inbound provider events, and platform events
+        /// published with one). Answered from an index on `callId`.
+        #[oai(name = "callId", validator(min_length = 1, max_length = 255))]
+        call_id: Query<Option<String>>,
     ) -> ApiResult<Json<EventListResponse>> {
         let page = page.0.unwrap_or(1);
         let limit = limit.0.unwrap_or(20);
@@ -389,6 +394,7 @@ impl EventsApi {
                 .map(|d| parse_date("toDate", d, true))
                 .transpose()?,
             config_id: webhook_config_id.0,
+            call_id: call_id.0,
         };
         if let (Some(f), Some(t)) = (filter.from, filter.to)
             && f > t

@@ -6,6 +6,7 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
 use serde_json::json;
 
 use crate::common::{NewEvent, TestApp, error_code, is_iso8601};
+use crate::inbound::{post_signalwire, signalwire_call};
 
 async fn seed_inbound(app: &TestApp, n: usize) -> Vec<i64> {
     let mut ids = Vec::new();
@@ -152,6 +153,132 @@ async fn each_filter_narrows_the_history() {
         assert_eq!(got, expected, "{query}");
         assert_eq!(body["total"], expected.len(), "{query}");
     }
+}
+
+/// Ids of the events in a history answer, in order.
+fn ids_of(body: &serde_json::Value) -> Vec<i64> {
+    body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["id"].as_i64())
+        .collect()
+}
+
+#[tokio::test]
+async fn call_id_finds_every_event_of_one_call_in_both_directions() {
+    let app = TestApp::spawn().await;
+    let cfg = app
+        .create_config(json!({"filters": null, "url": "http://127.0.0.1:9/hooks"}))
+        .await["id"]
+        .as_i64()
+        .expect("id");
+    // A provider webhook for the call (inbound, fanned out to the configuration), one for
+    // another call, and a platform event published with the call's id.
+    let (status, body) = post_signalwire(
+        &app,
+        &signalwire_call("call.completed", "CA-console-1", "campaign-123"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post_signalwire(
+        &app,
+        &signalwire_call("call.completed", "CA-other", "campaign-123"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, published) = app
+        .post(
+            "/api/webhooks/events",
+            json!({"eventType": "conversation.completed",
+                   "payload": {"callId": "CA-console-1", "conversationId": "conv-1"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{published}");
+
+    let (status, body) = app.get("/api/webhooks/events?callId=CA-console-1").await;
+    assert_eq!(status, 200, "{body}");
+    let events = body["events"].as_array().expect("events");
+    // The provider's webhook + its delivery, the published event + its delivery.
+    assert_eq!(body["total"], 4, "{body}");
+    assert_eq!(events.len(), 4, "{body}");
+    for e in events {
+        let normalized = e.get("normalizedPayload").unwrap_or(&e["payload"]);
+        assert_eq!(normalized["callId"], "CA-console-1", "{e}");
+    }
+    let provider: Vec<_> = events
+        .iter()
+        .filter(|e| e["source"] == "signalwire" && e["direction"] == "inbound")
+        .collect();
+    assert_eq!(provider.len(), 1, "{body}");
+    // The provider's own body is what `payload` shows for the webhook it sent.
+    assert_eq!(provider[0]["payload"]["call_id"], "CA-console-1");
+
+    // With other filters, and exact: a prefix or another case finds nothing.
+    let (_, body) = app
+        .get(&format!(
+            "/api/webhooks/events?callId=CA-console-1&direction=outbound&webhookConfigId={cfg}"
+        ))
+        .await;
+    assert_eq!(body["total"], 2, "{body}");
+    assert_eq!(ids_of(&body).len(), 2);
+    let (_, body) = app
+        .get("/api/webhooks/events?callId=CA-console-1&source=signalwire&direction=inbound")
+        .await;
+    assert_eq!(body["total"], 1, "{body}");
+    let (_, body) = app
+        .get("/api/webhooks/events?callId=CA-console-1&eventType=call.created")
+        .await;
+    assert_eq!(body["total"], 0, "{body}");
+    for other in ["CA-console", "ca-console-1", "CA-console-1%20"] {
+        let (_, body) = app
+            .get(&format!("/api/webhooks/events?callId={other}"))
+            .await;
+        assert_eq!(body["total"], 0, "{other}: {body}");
+    }
+    let (status, body) = app.get("/api/webhooks/events?callId=").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "invalid_parameter");
+}
+
+#[tokio::test]
+async fn the_call_id_search_is_answered_from_its_index_even_with_a_generic_plan() {
+    use sea_orm::{DbBackend, EntityTrait, QueryOrder, QueryTrait, TransactionTrait};
+
+    let app = TestApp::spawn().await;
+    let filter = wirehook_api::history::Filter {
+        call_id: Some("CA123".into()),
+        ..Default::default()
+    };
+    let stmt = filter
+        .apply(entity::webhook_events::Entity::find())
+        .order_by_desc(entity::webhook_events::Column::CreatedAt)
+        .order_by_desc(entity::webhook_events::Column::Id)
+        .build(DbBackend::Postgres);
+    // A prepared statement's generic plan cannot see the parameter's value; the index must
+    // still match, which it does only because the JSON key is a literal in the query.
+    let txn = app.db.begin().await.expect("begin");
+    txn.execute_unprepared(
+        "SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan",
+    )
+    .await
+    .expect("settings");
+    txn.execute_unprepared(&format!("PREPARE by_call(text) AS {}", stmt.sql))
+        .await
+        .expect("prepare");
+    let plan = txn
+        .query_all_raw(sea_orm::Statement::from_string(
+            DbBackend::Postgres,
+            "EXPLAIN EXECUTE by_call('CA123')",
+        ))
+        .await
+        .expect("explain")
+        .iter()
+        .filter_map(|row| row.try_get_by_index::<String>(0).ok())
+        .collect::<Vec<_>>()
+        .join("\n");
+    txn.rollback().await.expect("rollback");
+    assert!(plan.contains("webhook_events_call_id"), "{plan}");
 }
 
 #[tokio::test]

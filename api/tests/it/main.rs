@@ -8,6 +8,7 @@ mod cluster;
 mod common;
 mod concurrency;
 mod configs;
+mod console;
 mod delivery;
 mod errors;
 mod events;
