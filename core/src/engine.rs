@@ -274,7 +274,10 @@ impl Engine {
 
     async fn cancel(&self, event: &webhook_events::Model) -> Result<(), EngineError> {
         webhook_events::Entity::update_many()
-            .col_expr(webhook_events::Column::Status, Expr::value("cancelled"))
+            .col_expr(
+                webhook_events::Column::Status,
+                Expr::value(EventStatus::Cancelled),
+            )
             .col_expr(
                 webhook_events::Column::NextAttemptAt,
                 Expr::value(Option::<DateTime<Utc>>::None),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{EventStatus, webhook_attempts, webhook_configs, webhook_events};
+use entity::{ConfigStatus, EventStatus, webhook_attempts, webhook_configs, webhook_events};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
@@ -72,6 +72,8 @@ pub struct AttemptRecord {
     /// `attempts` the event had when the job loaded it; the update applies only if unchanged.
     pub prior_attempts: i32,
     pub row: webhook_attempts::ActiveModel,
+    /// The event's status after the attempt: `delivered`, `failed`, or `pending` with a retry
+    /// due at `next_attempt_at`; written as it is.
     pub status: EventStatus,
     pub response_data: Value,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -141,7 +143,7 @@ async fn record_together(
                 "id": r.event_id,
                 "prior": r.prior_attempts,
                 "attempts": r.prior_attempts + 1,
-                "status": status_text(r.status),
+                "status": r.status.as_str(),
                 "response_data": r.response_data,
                 "next_attempt_at": r.next_attempt_at.map(|t| t.to_rfc3339()),
                 "last_error": r.last_error,
@@ -165,10 +167,15 @@ async fn record_together(
              FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, prior integer, attempts integer, \
                  status text, response_data jsonb, next_attempt_at timestamptz, last_error text, \
                  updated_at timestamptz) \
-             WHERE e.id = ANY($2) AND e.id = r.id AND e.status = 'pending' \
-               AND (e.attempts = r.prior OR r.status = 'delivered') \
+             WHERE e.id = ANY($2) AND e.id = r.id AND e.status = $3 \
+               AND (e.attempts = r.prior OR r.status = $4) \
              RETURNING e.id",
-            [Value::Array(updates).into(), ids.into()],
+            [
+                Value::Array(updates).into(),
+                ids.into(),
+                EventStatus::Pending.as_str().into(),
+                EventStatus::Delivered.as_str().into(),
+            ],
         ))
         .await?;
     let updated: HashSet<i64> = rows
@@ -305,15 +312,15 @@ async fn failed(
              SET failing_since = COALESCE(failing_since, $2), \
                  failed_attempts = failed_attempts + 1, \
                  probe_until = NULL, \
-                 status = CASE WHEN {DUE} THEN 'disabled' ELSE status END, \
+                 status = CASE WHEN {DUE} THEN $6 ELSE status END, \
                  disabled_reason = CASE WHEN {DUE} THEN $5 ELSE disabled_reason END, \
                  disabled_at = CASE WHEN {DUE} THEN $2 ELSE disabled_at END, \
                  updated_at = CASE WHEN {DUE} THEN $2 ELSE updated_at END \
              WHERE id = $1 \
-             RETURNING status = 'disabled' AND disabled_at = $2 AS disable"
+             RETURNING status = $6 AND disabled_at = $2 AS disable"
                 .replace(
                     "{DUE}",
-                    "(status = 'active' AND failed_attempts + 1 >= $3 AND failing_since <= $4)",
+                    "(status = $7 AND failed_attempts + 1 >= $3 AND failing_since <= $4)",
                 ),
             [
                 config_id.into(),
@@ -321,6 +328,8 @@ async fn failed(
                 min_failures.into(),
                 cutoff.into(),
                 reason.into(),
+                ConfigStatus::Disabled.as_str().into(),
+                ConfigStatus::Active.as_str().into(),
             ],
         ))
         .await?;
@@ -342,24 +351,19 @@ async fn disable_config(
     reason: &str,
 ) -> Result<(), DbErr> {
     webhook_configs::Entity::update_many()
-        .col_expr(webhook_configs::Column::Status, Expr::value("disabled"))
+        .col_expr(
+            webhook_configs::Column::Status,
+            Expr::value(ConfigStatus::Disabled),
+        )
         .col_expr(webhook_configs::Column::DisabledReason, Expr::value(reason))
         .col_expr(webhook_configs::Column::DisabledAt, Expr::value(Utc::now()))
         .col_expr(webhook_configs::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(webhook_configs::Column::Id.eq(config_id))
-        .filter(webhook_configs::Column::Status.eq(entity::ConfigStatus::Active))
+        .filter(webhook_configs::Column::Status.eq(ConfigStatus::Active))
         .exec(conn)
         .await?;
     tracing::warn!(config_id, reason, "webhook config disabled");
     Ok(())
-}
-
-fn status_text(status: EventStatus) -> &'static str {
-    match status {
-        EventStatus::Delivered => "delivered",
-        EventStatus::Pending => "pending",
-        _ => "failed",
-    }
 }
 
 /// Hours as a short decimal: `120`, `0.5`.

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::{Direction, EventStatus, MessageId, Source, webhook_events};
+use entity::{ConfigStatus, Direction, EventStatus, MessageId, Source, webhook_events};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -95,12 +95,17 @@ pub async fn insert_events(
                (message_id, direction, source, event_type, payload, status, attempts, \
                 attempt_base, webhook_config_id, parent_event_id, next_attempt_at, created_at, \
                 updated_at) \
-             SELECT r.message_id, 'outbound', r.source, r.event_type, r.payload, 'pending', 0, \
+             SELECT r.message_id, $3, r.source, r.event_type, r.payload, $4, 0, \
                     0, r.config_id, r.parent_event_id, $2, $2, $2 \
              FROM jsonb_to_recordset($1::jsonb) AS r(message_id text, source text, \
                   event_type text, payload jsonb, config_id bigint, parent_event_id bigint) \
              RETURNING id, message_id",
-            [rows_json.into(), Utc::now().into()],
+            [
+                rows_json.into(),
+                Utc::now().into(),
+                Direction::Outbound.as_str().into(),
+                EventStatus::Pending.as_str().into(),
+            ],
         ))
         .await?;
     let mut ids: HashMap<String, i64> = HashMap::with_capacity(inserted.len());
@@ -225,19 +230,22 @@ pub async fn requeue(
     if event.direction != Direction::Outbound {
         return Err(RetryRefused::NotOutbound);
     }
-    let config_active = config.is_some_and(|c| c.status == entity::ConfigStatus::Active);
+    let config_active = config.is_some_and(|c| c.status == ConfigStatus::Active);
     match event.status {
         EventStatus::Failed | EventStatus::Cancelled if config_active => {}
         EventStatus::Failed | EventStatus::Cancelled => return Err(RetryRefused::ConfigNotActive),
-        EventStatus::Pending => return Err(RetryRefused::NotRetryable("pending")),
-        EventStatus::Delivered => return Err(RetryRefused::NotRetryable("delivered")),
-        _ => return Err(RetryRefused::NotRetryable("not an outbound state")),
+        EventStatus::Pending | EventStatus::Delivered => {
+            return Err(RetryRefused::NotRetryable(event.status.as_str()));
+        }
+        EventStatus::Processed | EventStatus::Ignored | EventStatus::Rejected => {
+            return Err(RetryRefused::NotRetryable("not an outbound state"));
+        }
     }
     let now = Utc::now();
     let updated = webhook_events::Entity::update_many()
         .col_expr(
             webhook_events::Column::Status,
-            sea_orm::sea_query::Expr::value("pending"),
+            sea_orm::sea_query::Expr::value(EventStatus::Pending),
         )
         .col_expr(
             webhook_events::Column::AttemptBase,
@@ -280,11 +288,11 @@ pub async fn requeue_failed(
         .query_all_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),
             "UPDATE webhook_events \
-             SET status = 'pending', attempt_base = attempts, next_attempt_at = $5, \
+             SET status = $8, attempt_base = attempts, next_attempt_at = $5, \
                  updated_at = $5 \
              WHERE id IN ( \
                SELECT id FROM webhook_events \
-               WHERE webhook_config_id = $1 AND direction = 'outbound' AND status = 'failed' \
+               WHERE webhook_config_id = $1 AND direction = $6 AND status = $7 \
                  AND created_at >= $2 AND created_at <= $3 \
                ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING id",
@@ -294,6 +302,9 @@ pub async fn requeue_failed(
                 until.into(),
                 i64::from(limit).into(),
                 now.into(),
+                Direction::Outbound.as_str().into(),
+                EventStatus::Failed.as_str().into(),
+                EventStatus::Pending.as_str().into(),
             ],
         ))
         .await?;
