@@ -9,7 +9,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock, OnceLock};
 
-use entity::{ConfigStatus, Direction, EventStatus, MessageId, webhook_configs, webhook_events};
+use entity::{
+    ConfigId, ConfigStatus, Direction, EventStatus, MessageId, webhook_configs, webhook_events,
+};
 use sea_orm::{
     ActiveEnum, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement,
 };
@@ -125,7 +127,7 @@ async fn record_together(
             planned.push(PlannedDelivery {
                 message_id: MessageId::generate().into_inner(),
                 parent,
-                config_id: config.id,
+                config_id: ConfigId(config.id),
             });
         }
     }
@@ -221,7 +223,7 @@ struct PlannedDelivery<'a> {
     message_id: String,
     /// The inbound row's message id.
     parent: &'a str,
-    config_id: i64,
+    config_id: ConfigId,
 }
 
 fn inbound_rows<'a>(items: &'a [Received], message_ids: &'a [String]) -> Vec<InboundRow<'a>> {

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::{ConfigStatus, Direction, EventStatus, MessageId, Source, webhook_events};
+use entity::{
+    ConfigId, ConfigStatus, Direction, EventId, EventStatus, MessageId, Source, webhook_events,
+};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -26,20 +28,20 @@ pub const INFRA_MAX_ATTEMPTS: i32 = 25;
 /// An outbound delivery to create.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
-    pub config_id: i64,
+    pub config_id: ConfigId,
     /// Where the event came from: a provider, or the platform itself.
     pub source: Source,
     pub event_type: String,
     /// The `data` of the delivered envelope.
     pub payload: Value,
     /// The inbound or published event this delivery came from.
-    pub parent_event_id: Option<i64>,
+    pub parent_event_id: Option<EventId>,
 }
 
 /// An outbound event that was created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
-    pub event_id: i64,
+    pub event_id: EventId,
     pub message_id: String,
 }
 
@@ -50,13 +52,13 @@ pub async fn enqueue(
     deliveries: Vec<NewDelivery>,
 ) -> Result<Vec<Enqueued>, DbErr> {
     let created = insert_events(conn, deliveries).await?;
-    let ids: Vec<i64> = created.iter().map(|e| e.event_id).collect();
+    let ids: Vec<EventId> = created.iter().map(|e| e.event_id).collect();
     push_grouped(conn, &ids).await?;
     Ok(created)
 }
 
 /// Inserts jobs due now for `event_ids`, [`MAX_EVENTS_PER_JOB`] events to a job.
-async fn push_grouped(conn: &impl ConnectionTrait, event_ids: &[i64]) -> Result<(), DbErr> {
+async fn push_grouped(conn: &impl ConnectionTrait, event_ids: &[EventId]) -> Result<(), DbErr> {
     let jobs: Vec<(DeliveryJob, Due)> = event_ids
         .chunks(MAX_EVENTS_PER_JOB)
         .filter_map(|ids| DeliveryJob::batch(ids.to_vec()))
@@ -108,7 +110,7 @@ pub async fn insert_events(
             ],
         ))
         .await?;
-    let mut ids: HashMap<String, i64> = HashMap::with_capacity(inserted.len());
+    let mut ids: HashMap<String, EventId> = HashMap::with_capacity(inserted.len());
     for row in inserted {
         ids.insert(row.try_get("", "message_id")?, row.try_get("", "id")?);
     }
@@ -133,8 +135,8 @@ struct OutboundRow<'a> {
     source: &'static str,
     event_type: &'a str,
     payload: &'a Value,
-    config_id: i64,
-    parent_event_id: Option<i64>,
+    config_id: ConfigId,
+    parent_event_id: Option<EventId>,
 }
 
 /// When a job is due.
@@ -150,7 +152,7 @@ pub enum Due {
 }
 
 /// Inserts one single-event delivery job per `(event id, due)` in one statement.
-pub async fn push_jobs(conn: &impl ConnectionTrait, jobs: &[(i64, Due)]) -> Result<(), DbErr> {
+pub async fn push_jobs(conn: &impl ConnectionTrait, jobs: &[(EventId, Due)]) -> Result<(), DbErr> {
     let jobs: Vec<(DeliveryJob, Due)> = jobs
         .iter()
         .map(|(event_id, due)| (DeliveryJob::new(*event_id), *due))
@@ -193,7 +195,7 @@ pub async fn push_delivery_jobs(
 #[derive(Debug, thiserror::Error)]
 pub enum RetryRefused {
     #[error("webhook event {0} not found")]
-    NotFound(i64),
+    NotFound(EventId),
     #[error("only outbound events can be retried")]
     NotOutbound,
     #[error(
@@ -210,11 +212,11 @@ pub enum RetryRefused {
 /// queues one attempt now; `attempts` keeps counting. Run it inside a transaction.
 pub async fn requeue(
     conn: &impl ConnectionTrait,
-    event_id: i64,
+    event_id: EventId,
 ) -> Result<webhook_events::Model, RetryRefused> {
     use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
     // Lock the event row only: FOR UPDATE cannot apply to the nullable side of a join.
-    let event = webhook_events::Entity::find_by_id(event_id)
+    let event = webhook_events::Entity::find_by_id(event_id.0)
         .lock_exclusive()
         .one(conn)
         .await?
@@ -278,11 +280,11 @@ pub async fn requeue(
 /// series' first: `attempt_base` is the attempts made so far.
 pub async fn requeue_failed(
     conn: &impl ConnectionTrait,
-    config_id: i64,
+    config_id: ConfigId,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     limit: u32,
-) -> Result<Vec<i64>, DbErr> {
+) -> Result<Vec<EventId>, DbErr> {
     let now = Utc::now();
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(
@@ -310,7 +312,7 @@ pub async fn requeue_failed(
         .await?;
     let ids = rows
         .iter()
-        .map(|r| r.try_get::<i64>("", "id"))
+        .map(|r| r.try_get::<EventId>("", "id"))
         .collect::<Result<Vec<_>, _>>()?;
     push_grouped(conn, &ids).await?;
     Ok(ids)
