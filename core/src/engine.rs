@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entity::{
-    ConfigStatus, EventStatus, ResponseData, webhook_attempts, webhook_configs, webhook_events,
+    ConfigId, ConfigStatus, EventId, EventStatus, ResponseData, webhook_attempts, webhook_configs,
+    webhook_events,
 };
 use futures::FutureExt;
 use sea_orm::sea_query::Expr;
@@ -107,7 +108,7 @@ pub struct Engine {
     pub client: DeliveryClient,
     /// Deliveries in flight at once across this engine's jobs (`WORKER_CONCURRENCY`).
     slots: Semaphore,
-    loader: Batcher<i64, Option<Loaded>>,
+    loader: Batcher<EventId, Option<Loaded>>,
     recorder: Batcher<AttemptRecord, Result<Won, Arc<sea_orm::DbErr>>>,
 }
 
@@ -183,7 +184,7 @@ impl Engine {
                 Ok(result) => result,
                 Err(panic) => {
                     let message = crate::process::panic_message(panic.as_ref());
-                    tracing::error!(event_id, %message, "delivery panicked");
+                    tracing::error!(event_id = event_id.0, %message, "delivery panicked");
                     Err(EngineError::Panicked(message))
                 }
             }
@@ -196,7 +197,7 @@ impl Engine {
     }
 
     /// Delivers the pending outbound event `event_id` once and records the outcome.
-    pub async fn deliver(&self, event_id: i64, mode: Mode) -> Result<Processed, EngineError> {
+    pub async fn deliver(&self, event_id: EventId, mode: Mode) -> Result<Processed, EngineError> {
         let Some((event, config)) = self.loader.call(event_id).await? else {
             return Ok(Processed::Skipped);
         };
@@ -214,7 +215,7 @@ impl Engine {
         };
         if mode == Mode::Queued
             && config.failing_since.is_some()
-            && !self.claim_probe(config.id).await?
+            && !self.claim_probe(ConfigId(config.id)).await?
         {
             return self.pace(&event).await;
         }
@@ -233,7 +234,7 @@ impl Engine {
 
     /// Takes the failing endpoint's single in-flight slot; `false` when another attempt holds
     /// it. The lease outlives the longest attempt, so a dead worker's claim expires by itself.
-    async fn claim_probe(&self, config_id: i64) -> Result<bool, EngineError> {
+    async fn claim_probe(&self, config_id: ConfigId) -> Result<bool, EngineError> {
         let lease = self.client.timeout() + Duration::from_secs(15);
         let claimed = self
             .db
@@ -265,7 +266,7 @@ impl Engine {
             .exec(&txn)
             .await?;
         if updated.rows_affected == 1 {
-            push_jobs(&txn, &[(event.id, Due::At(retry_at))]).await?;
+            push_jobs(&txn, &[(EventId(event.id), Due::At(retry_at))]).await?;
         }
         txn.commit().await?;
         metrics::counter!(crate::metrics::DELIVERIES_TOTAL, "result" => "paced").increment(1);
@@ -274,7 +275,10 @@ impl Engine {
 
     async fn cancel(&self, event: &webhook_events::Model) -> Result<(), EngineError> {
         webhook_events::Entity::update_many()
-            .col_expr(webhook_events::Column::Status, Expr::value("cancelled"))
+            .col_expr(
+                webhook_events::Column::Status,
+                Expr::value(EventStatus::Cancelled),
+            )
             .col_expr(
                 webhook_events::Column::NextAttemptAt,
                 Expr::value(Option::<DateTime<Utc>>::None),
@@ -343,8 +347,8 @@ impl Engine {
             Mode::Queued => Some(Health::Failed),
         };
         let record = AttemptRecord {
-            event_id: event.id,
-            config_id: config.id,
+            event_id: EventId(event.id),
+            config_id: ConfigId(config.id),
             prior_attempts: event.attempts,
             row: webhook_attempts::ActiveModel {
                 event_id: Set(event.id),

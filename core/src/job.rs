@@ -5,6 +5,7 @@
 //! (claim, lock, acknowledge: three updates of its job row) then costs a delivery a fraction of
 //! what one job per event costs, which is what lets a replica go past apalis' own no-op rate.
 
+use entity::EventId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -29,33 +30,33 @@ pub enum JobError {
 /// One delivery attempt of each of its outbound events; small, versioned, carries only ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryJob {
-    event_ids: Vec<i64>,
+    event_ids: Vec<EventId>,
 }
 
 /// The stored shape: version 1 (`{"v":1,"event_id":N}`) or 2 (`{"v":2,"event_ids":[…]}`).
 #[derive(Deserialize)]
 struct Wire {
     v: u8,
-    event_id: Option<i64>,
+    event_id: Option<EventId>,
     #[serde(default)]
-    event_ids: Vec<i64>,
+    event_ids: Vec<EventId>,
 }
 
 impl DeliveryJob {
     /// A job for one event.
-    pub fn new(event_id: i64) -> Self {
+    pub fn new(event_id: EventId) -> Self {
         Self {
             event_ids: vec![event_id],
         }
     }
 
     /// A job for several events; `None` when `event_ids` is empty.
-    pub fn batch(event_ids: Vec<i64>) -> Option<Self> {
+    pub fn batch(event_ids: Vec<EventId>) -> Option<Self> {
         (!event_ids.is_empty()).then_some(Self { event_ids })
     }
 
     /// The events this job delivers (never empty).
-    pub fn event_ids(&self) -> &[i64] {
+    pub fn event_ids(&self) -> &[EventId] {
         &self.event_ids
     }
 
@@ -87,22 +88,24 @@ mod tests {
     #[test]
     fn a_one_event_job_is_stored_as_version_1() {
         assert_eq!(
-            DeliveryJob::new(7).to_payload(),
+            DeliveryJob::new(EventId(7)).to_payload(),
             json!({"v": 1, "event_id": 7})
         );
     }
 
     #[test]
     fn a_several_event_job_is_stored_as_version_2() {
-        let job = DeliveryJob::batch(vec![1, 2, 3]).map(|j| j.to_payload());
+        let job =
+            DeliveryJob::batch(vec![EventId(1), EventId(2), EventId(3)]).map(|j| j.to_payload());
         assert_eq!(job, Some(json!({"v": 2, "event_ids": [1, 2, 3]})));
     }
 
     #[test]
     fn both_versions_read_back() {
         for job in [
-            DeliveryJob::new(9),
-            DeliveryJob::batch(vec![4, 5]).unwrap_or_else(|| DeliveryJob::new(0)),
+            DeliveryJob::new(EventId(9)),
+            DeliveryJob::batch(vec![EventId(4), EventId(5)])
+                .unwrap_or_else(|| DeliveryJob::new(EventId(0))),
         ] {
             let read = DeliveryJob::from_payload(job.to_payload());
             assert_eq!(read.ok(), Some(job));

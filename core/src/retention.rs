@@ -1,17 +1,30 @@
 //! Retention: deleting events no delivery will change again, once they are old enough. The
 //! worker's maintenance leader runs it on a schedule; `api purge` runs it on demand.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use entity::EventStatus;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Iterable, Statement};
 
 /// Events deleted per transaction by [`purge`] (their attempts go with them).
 pub const PURGE_BATCH: i64 = 1000;
 
-/// Statuses no delivery or retry will ever change again.
-const FINAL_STATUSES: &str =
-    "'delivered', 'failed', 'cancelled', 'processed', 'ignored', 'rejected'";
+/// The statuses for which [`EventStatus::is_final`] holds, as the SQL list `'processed', …`.
+///
+/// Literals rather than a bound array: with literals, every run of the prepared statement knows
+/// how common these statuses are. With an array parameter its generic plan guesses, and when a
+/// backlog leaves most old events `pending` it walks `webhook_events_created` filtering them out
+/// instead of reading `webhook_events_status_created` (`EXPLAIN ANALYZE` on 300,000 events, 98%
+/// pending: 13 ms against 7 ms per batch of 1,000, growing with the backlog).
+static FINAL_STATUSES: LazyLock<String> = LazyLock::new(|| {
+    EventStatus::iter()
+        .filter(|status| status.is_final())
+        .map(EventStatus::sql_literal)
+        .collect::<Vec<_>>()
+        .join(", ")
+});
 
 /// Deletes events in a final state created before `older_than` ago, with their attempts, in
 /// transactions of at most [`PURGE_BATCH`] events; returns how many. Pending events are kept.
@@ -26,8 +39,9 @@ pub async fn purge(db: &impl ConnectionTrait, older_than: Duration) -> Result<u6
                 format!(
                     "DELETE FROM webhook_events WHERE id IN ( \
                        SELECT id FROM webhook_events \
-                       WHERE created_at < $1 AND status IN ({FINAL_STATUSES}) \
-                       ORDER BY created_at, id LIMIT $2)"
+                       WHERE created_at < $1 AND status IN ({}) \
+                       ORDER BY created_at, id LIMIT $2)",
+                    *FINAL_STATUSES
                 ),
                 [cutoff.into(), PURGE_BATCH.into()],
             ))
@@ -39,4 +53,17 @@ pub async fn purge(db: &impl ConnectionTrait, older_than: Duration) -> Result<u6
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_statuses_are_every_status_but_pending() {
+        assert_eq!(
+            *FINAL_STATUSES,
+            "'processed', 'ignored', 'rejected', 'delivered', 'failed', 'cancelled'"
+        );
+    }
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{EventStatus, webhook_attempts, webhook_configs, webhook_events};
+use entity::{
+    ConfigId, ConfigStatus, EventId, EventStatus, webhook_attempts, webhook_configs, webhook_events,
+};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
@@ -24,14 +26,17 @@ pub type Loaded = (webhook_events::Model, Option<webhook_configs::Model>);
 /// Loads the events `ids` with their configurations in one query; one entry per id, in order.
 pub async fn load_batch(
     db: &DatabaseConnection,
-    ids: Vec<i64>,
+    ids: Vec<EventId>,
 ) -> Result<Vec<Option<Loaded>>, DbErr> {
     let rows = webhook_events::Entity::find()
         .find_also_related(webhook_configs::Entity)
         .filter(webhook_events::Column::Id.is_in(ids.iter().copied()))
         .all(db)
         .await?;
-    let by_id: HashMap<i64, Loaded> = rows.into_iter().map(|row| (row.0.id, row)).collect();
+    let by_id: HashMap<EventId, Loaded> = rows
+        .into_iter()
+        .map(|row| (EventId(row.0.id), row))
+        .collect();
     Ok(ids.iter().map(|id| by_id.get(id).cloned()).collect())
 }
 
@@ -67,11 +72,13 @@ pub enum Health {
 /// One recorded attempt: its row, the event's new state, and its effects on the configuration.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
-    pub event_id: i64,
-    pub config_id: i64,
+    pub event_id: EventId,
+    pub config_id: ConfigId,
     /// `attempts` the event had when the job loaded it; the update applies only if unchanged.
     pub prior_attempts: i32,
     pub row: webhook_attempts::ActiveModel,
+    /// The event's status after the attempt: `delivered`, `failed`, or `pending` with a retry
+    /// due at `next_attempt_at`; written as it is.
     pub status: EventStatus,
     pub response_data: Value,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -141,7 +148,7 @@ async fn record_together(
                 "id": r.event_id,
                 "prior": r.prior_attempts,
                 "attempts": r.prior_attempts + 1,
-                "status": status_text(r.status),
+                "status": r.status.as_str(),
                 "response_data": r.response_data,
                 "next_attempt_at": r.next_attempt_at.map(|t| t.to_rfc3339()),
                 "last_error": r.last_error,
@@ -151,7 +158,7 @@ async fn record_together(
         .collect();
     // `id = ANY($2)` keeps the plan on the primary key: with only the recordset to go by, the
     // generic plan of this prepared statement hash-joins a sequential scan of all events.
-    let ids: Vec<i64> = records.iter().map(|r| r.event_id).collect();
+    let ids: Vec<EventId> = records.iter().map(|r| r.event_id).collect();
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -165,15 +172,20 @@ async fn record_together(
              FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, prior integer, attempts integer, \
                  status text, response_data jsonb, next_attempt_at timestamptz, last_error text, \
                  updated_at timestamptz) \
-             WHERE e.id = ANY($2) AND e.id = r.id AND e.status = 'pending' \
-               AND (e.attempts = r.prior OR r.status = 'delivered') \
+             WHERE e.id = ANY($2) AND e.id = r.id AND e.status = $3 \
+               AND (e.attempts = r.prior OR r.status = $4) \
              RETURNING e.id",
-            [Value::Array(updates).into(), ids.into()],
+            [
+                Value::Array(updates).into(),
+                ids.into(),
+                EventStatus::Pending.as_str().into(),
+                EventStatus::Delivered.as_str().into(),
+            ],
         ))
         .await?;
-    let updated: HashSet<i64> = rows
+    let updated: HashSet<EventId> = rows
         .iter()
-        .map(|row| row.try_get::<i64>("", "id"))
+        .map(|row| row.try_get::<EventId>("", "id"))
         .collect::<Result<_, _>>()?;
     let won: Vec<Won> = records
         .iter()
@@ -188,7 +200,7 @@ async fn record_together(
             .filter(|(_, w)| **w)
             .map(|(r, _)| r)
     };
-    let jobs: Vec<(i64, Due)> = winners()
+    let jobs: Vec<(EventId, Due)> = winners()
         .filter_map(|r| r.next_attempt_at.map(|at| (r.event_id, Due::At(at))))
         .collect();
     push_jobs(&txn, &jobs).await?;
@@ -220,7 +232,7 @@ async fn record_together(
 /// The api deactivates a configuration by locking its row, then its pending events by id; a
 /// batch that locked an event first and then waited for that configuration would deadlock it.
 async fn lock_in_order(txn: &impl ConnectionTrait, records: &[AttemptRecord]) -> Result<(), DbErr> {
-    let configs: BTreeSet<i64> = records
+    let configs: BTreeSet<ConfigId> = records
         .iter()
         .filter(|r| r.gone || matches!(r.health, Some(Health::Recovered | Health::Failed)))
         .map(|r| r.config_id)
@@ -233,7 +245,7 @@ async fn lock_in_order(txn: &impl ConnectionTrait, records: &[AttemptRecord]) ->
         ))
         .await?;
     }
-    let events: BTreeSet<i64> = records.iter().map(|r| r.event_id).collect();
+    let events: BTreeSet<EventId> = records.iter().map(|r| r.event_id).collect();
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT id FROM webhook_events WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
@@ -245,7 +257,7 @@ async fn lock_in_order(txn: &impl ConnectionTrait, records: &[AttemptRecord]) ->
 
 /// For each event in `records`, the index of the record that updates it: its first record,
 /// or the first delivered one when there is one.
-fn chosen_per_event(records: &[AttemptRecord]) -> std::collections::BTreeMap<i64, usize> {
+fn chosen_per_event(records: &[AttemptRecord]) -> std::collections::BTreeMap<EventId, usize> {
     let mut chosen = std::collections::BTreeMap::new();
     for (i, record) in records.iter().enumerate() {
         let entry = chosen.entry(record.event_id).or_insert(i);
@@ -259,7 +271,7 @@ fn chosen_per_event(records: &[AttemptRecord]) -> std::collections::BTreeMap<i64
 }
 
 /// Clears a recovered endpoint's failing clock and probe slot.
-async fn recovered(txn: &impl ConnectionTrait, config_id: i64) -> Result<(), DbErr> {
+async fn recovered(txn: &impl ConnectionTrait, config_id: ConfigId) -> Result<(), DbErr> {
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "UPDATE webhook_configs SET failing_since = NULL, failed_attempts = 0, probe_until = NULL \
@@ -267,7 +279,7 @@ async fn recovered(txn: &impl ConnectionTrait, config_id: i64) -> Result<(), DbE
         [config_id.into()],
     ))
     .await?;
-    tracing::info!(config_id, "endpoint recovered");
+    tracing::info!(config_id = config_id.0, "endpoint recovered");
     Ok(())
 }
 
@@ -277,7 +289,7 @@ async fn recovered(txn: &impl ConnectionTrait, config_id: i64) -> Result<(), DbE
 async fn failed(
     txn: &impl ConnectionTrait,
     policy: Option<AutoDisable>,
-    config_id: i64,
+    config_id: ConfigId,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     // Without a policy, a cutoff before any failure never disables.
@@ -305,15 +317,15 @@ async fn failed(
              SET failing_since = COALESCE(failing_since, $2), \
                  failed_attempts = failed_attempts + 1, \
                  probe_until = NULL, \
-                 status = CASE WHEN {DUE} THEN 'disabled' ELSE status END, \
+                 status = CASE WHEN {DUE} THEN $6 ELSE status END, \
                  disabled_reason = CASE WHEN {DUE} THEN $5 ELSE disabled_reason END, \
                  disabled_at = CASE WHEN {DUE} THEN $2 ELSE disabled_at END, \
                  updated_at = CASE WHEN {DUE} THEN $2 ELSE updated_at END \
              WHERE id = $1 \
-             RETURNING status = 'disabled' AND disabled_at = $2 AS disable"
+             RETURNING status = $6 AND disabled_at = $2 AS disable"
                 .replace(
                     "{DUE}",
-                    "(status = 'active' AND failed_attempts + 1 >= $3 AND failing_since <= $4)",
+                    "(status = $7 AND failed_attempts + 1 >= $3 AND failing_since <= $4)",
                 ),
             [
                 config_id.into(),
@@ -321,6 +333,8 @@ async fn failed(
                 min_failures.into(),
                 cutoff.into(),
                 reason.into(),
+                ConfigStatus::Disabled.as_str().into(),
+                ConfigStatus::Active.as_str().into(),
             ],
         ))
         .await?;
@@ -331,35 +345,33 @@ async fn failed(
     if disabled {
         metrics::counter!(crate::metrics::CONFIGS_DISABLED_TOTAL, "reason" => "failing")
             .increment(1);
-        tracing::warn!(config_id, "webhook config disabled: failing continuously");
+        tracing::warn!(
+            config_id = config_id.0,
+            "webhook config disabled: failing continuously"
+        );
     }
     Ok(())
 }
 
 async fn disable_config(
     conn: &impl ConnectionTrait,
-    config_id: i64,
+    config_id: ConfigId,
     reason: &str,
 ) -> Result<(), DbErr> {
     webhook_configs::Entity::update_many()
-        .col_expr(webhook_configs::Column::Status, Expr::value("disabled"))
+        .col_expr(
+            webhook_configs::Column::Status,
+            Expr::value(ConfigStatus::Disabled),
+        )
         .col_expr(webhook_configs::Column::DisabledReason, Expr::value(reason))
         .col_expr(webhook_configs::Column::DisabledAt, Expr::value(Utc::now()))
         .col_expr(webhook_configs::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(webhook_configs::Column::Id.eq(config_id))
-        .filter(webhook_configs::Column::Status.eq(entity::ConfigStatus::Active))
+        .filter(webhook_configs::Column::Status.eq(ConfigStatus::Active))
         .exec(conn)
         .await?;
-    tracing::warn!(config_id, reason, "webhook config disabled");
+    tracing::warn!(config_id = config_id.0, reason, "webhook config disabled");
     Ok(())
-}
-
-fn status_text(status: EventStatus) -> &'static str {
-    match status {
-        EventStatus::Delivered => "delivered",
-        EventStatus::Pending => "pending",
-        _ => "failed",
-    }
 }
 
 /// Hours as a short decimal: `120`, `0.5`.

@@ -6,106 +6,109 @@ use std::str::FromStr;
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// Whether an event came into wirehook or was sent out by it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
-)]
-#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
-#[cfg_attr(feature = "openapi", oai(rename_all = "lowercase"))]
-#[serde(rename_all = "lowercase")]
-#[sea_orm(rs_type = "String", db_type = "Text")]
-pub enum Direction {
-    #[sea_orm(string_value = "inbound")]
-    Inbound,
-    #[sea_orm(string_value = "outbound")]
-    Outbound,
+/// Defines an enum stored as a text column, shown in the API and written into SQL, with each
+/// variant's text given once: the same string feeds serde, the OpenAPI document, sea-orm's
+/// column value and [`as_str`](EventStatus::as_str), so no copy of it can drift from another.
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$variant_meta:meta])* $variant:ident => $text:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize,
+            Deserialize,
+        )]
+        #[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
+        #[sea_orm(rs_type = "String", db_type = "Text")]
+        pub enum $name {
+            $(
+                $(#[$variant_meta])*
+                #[serde(rename = $text)]
+                #[cfg_attr(feature = "openapi", oai(rename = $text))]
+                #[sea_orm(string_value = $text)]
+                $variant,
+            )*
+        }
+
+        impl $name {
+            /// The text stored in the column, shown in the API and written into SQL.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)*
+                }
+            }
+
+            /// The text as an SQL string literal (`'text'`), for the few statements that need
+            /// a literal rather than a bound parameter (a partial index's predicate only
+            /// matches a literal). The texts are fixed and contain no quote.
+            pub fn sql_literal(self) -> String {
+                format!("'{}'", self.as_str())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-/// Lifecycle of an event row.
-///
-/// Inbound events end `processed`, `ignored` or `rejected`; outbound events move from
-/// `pending` to `delivered`, `failed` or `cancelled`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
-)]
-#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
-#[cfg_attr(feature = "openapi", oai(rename_all = "lowercase"))]
-#[serde(rename_all = "lowercase")]
-#[sea_orm(rs_type = "String", db_type = "Text")]
-pub enum EventStatus {
-    #[sea_orm(string_value = "processed")]
-    Processed,
-    #[sea_orm(string_value = "ignored")]
-    Ignored,
-    #[sea_orm(string_value = "rejected")]
-    Rejected,
-    #[sea_orm(string_value = "pending")]
-    Pending,
-    #[sea_orm(string_value = "delivered")]
-    Delivered,
-    #[sea_orm(string_value = "failed")]
-    Failed,
-    #[sea_orm(string_value = "cancelled")]
-    Cancelled,
+text_enum! {
+    /// Whether an event came into wirehook or was sent out by it.
+    pub enum Direction {
+        Inbound => "inbound",
+        Outbound => "outbound",
+    }
+}
+
+text_enum! {
+    /// Lifecycle of an event row.
+    ///
+    /// Inbound events end `processed`, `ignored` or `rejected`; outbound events move from
+    /// `pending` to `delivered`, `failed` or `cancelled`.
+    pub enum EventStatus {
+        Processed => "processed",
+        Ignored => "ignored",
+        Rejected => "rejected",
+        Pending => "pending",
+        Delivered => "delivered",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
 }
 
 impl EventStatus {
-    /// True for statuses that no further work will change.
-    pub fn is_final(self) -> bool {
+    /// True for statuses that no delivery or scheduled retry will change again: everything but
+    /// `pending` (only a manual retry moves a `failed` or `cancelled` event back). Retention
+    /// deletes events in these statuses only.
+    pub const fn is_final(self) -> bool {
         !matches!(self, Self::Pending)
     }
 }
 
-/// Status of an outbound webhook configuration.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
-)]
-#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
-#[cfg_attr(feature = "openapi", oai(rename_all = "lowercase"))]
-#[serde(rename_all = "lowercase")]
-#[sea_orm(rs_type = "String", db_type = "Text")]
-pub enum ConfigStatus {
-    /// Receives deliveries.
-    #[sea_orm(string_value = "active")]
-    Active,
-    /// Paused by a user.
-    #[sea_orm(string_value = "inactive")]
-    Inactive,
-    /// Paused by the service (receiver gone or failing for too long).
-    #[sea_orm(string_value = "disabled")]
-    Disabled,
+text_enum! {
+    /// Status of an outbound webhook configuration.
+    pub enum ConfigStatus {
+        /// Receives deliveries.
+        Active => "active",
+        /// Paused by a user.
+        Inactive => "inactive",
+        /// Paused by the service (receiver gone or failing for too long).
+        Disabled => "disabled",
+    }
 }
 
-/// Where an event came from.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
-)]
-#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
-#[sea_orm(rs_type = "String", db_type = "Text")]
-pub enum Source {
-    #[serde(rename = "signalwire")]
-    #[cfg_attr(feature = "openapi", oai(rename = "signalwire"))]
-    #[sea_orm(string_value = "signalwire")]
-    SignalWire,
-    #[serde(rename = "elevenlabs")]
-    #[cfg_attr(feature = "openapi", oai(rename = "elevenlabs"))]
-    #[sea_orm(string_value = "elevenlabs")]
-    ElevenLabs,
-    /// The 11Wire platform itself: outbound deliveries and platform events.
-    #[serde(rename = "11wire")]
-    #[cfg_attr(feature = "openapi", oai(rename = "11wire"))]
-    #[sea_orm(string_value = "11wire")]
-    Platform,
-}
-
-impl Source {
-    /// The name stored and shown: `signalwire`, `elevenlabs` or `11wire`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SignalWire => "signalwire",
-            Self::ElevenLabs => "elevenlabs",
-            Self::Platform => "11wire",
-        }
+text_enum! {
+    /// Where an event came from.
+    pub enum Source {
+        SignalWire => "signalwire",
+        ElevenLabs => "elevenlabs",
+        /// The 11Wire platform itself: outbound deliveries and platform events.
+        Platform => "11wire",
     }
 }
 
@@ -238,5 +241,52 @@ mod tests {
     #[test]
     fn unknown_event_type_is_an_error() {
         assert!("call.exploded".parse::<EventType>().is_err());
+    }
+
+    use sea_orm::Iterable;
+
+    /// The one text of each variant is what sea-orm stores, serde shows and SQL is built from.
+    fn texts_agree<E>()
+    where
+        E: ActiveEnum<Value = String> + Iterable + Serialize + Copy + fmt::Display,
+    {
+        for v in E::iter() {
+            let text = v.to_string();
+            assert_eq!(v.to_value(), text);
+            assert_eq!(serde_json::to_value(v).ok(), Some(text.clone().into()));
+            assert_eq!(
+                E::try_from_value(&text).ok().map(|e| e.to_value()),
+                Some(text.clone())
+            );
+            assert!(
+                !text.contains('\''),
+                "`{text}` cannot be an SQL literal as is"
+            );
+        }
+    }
+
+    #[test]
+    fn every_text_enum_stores_shows_and_writes_the_same_text() {
+        texts_agree::<Direction>();
+        texts_agree::<EventStatus>();
+        texts_agree::<ConfigStatus>();
+        texts_agree::<Source>();
+        assert_eq!(EventStatus::Cancelled.as_str(), "cancelled");
+        assert_eq!(ConfigStatus::Active.sql_literal(), "'active'");
+        assert_eq!(Source::Platform.as_str(), "11wire");
+    }
+
+    #[test]
+    fn an_unknown_stored_text_is_an_error_not_a_default() {
+        assert!(EventStatus::try_from_value(&"canceled".to_owned()).is_err());
+        assert!(ConfigStatus::try_from_value(&"paused".to_owned()).is_err());
+        assert!(Direction::try_from_value(&"sideways".to_owned()).is_err());
+        assert!(Source::try_from_value(&"twilio".to_owned()).is_err());
+    }
+
+    #[test]
+    fn only_pending_is_not_final() {
+        let open: Vec<EventStatus> = EventStatus::iter().filter(|s| !s.is_final()).collect();
+        assert_eq!(open, [EventStatus::Pending]);
     }
 }

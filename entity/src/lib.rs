@@ -8,5 +8,5 @@ pub mod webhook_configs;
 pub mod webhook_events;
 
 pub use enums::{ConfigStatus, Direction, EventStatus, EventType, Source, UnknownEventType};
-pub use ids::MessageId;
+pub use ids::{ConfigId, EventId, MessageId};
 pub use json::{EventTypes, Filters, Headers, ResponseData, RetryPolicy};

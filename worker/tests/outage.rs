@@ -88,7 +88,7 @@ impl Database {
         let created = queue::enqueue(
             &txn,
             vec![NewDelivery {
-                config_id,
+                config_id: entity::ConfigId(config_id),
                 source: entity::Source::Platform,
                 event_type: "call.completed".into(),
                 payload: serde_json::json!({ "callId": "call-outage" }),
@@ -99,7 +99,7 @@ impl Database {
         .expect("enqueue");
         txn.commit().await.expect("commit");
         let e = created.into_iter().next().expect("one delivery");
-        (e.event_id, e.message_id)
+        (e.event_id.0, e.message_id)
     }
 
     /// Waits until the event leaves `pending`; returns its status and attempt count.

@@ -344,7 +344,7 @@ async fn a_job_enqueued_late_in_a_long_transaction_still_wakes_the_replica() {
     let enqueued = wirehook_core::queue::enqueue(
         &txn,
         vec![wirehook_core::queue::NewDelivery {
-            config_id,
+            config_id: entity::ConfigId(config_id),
             source: entity::Source::Platform,
             event_type: "call.completed".into(),
             payload: serde_json::json!({}),
@@ -933,7 +933,7 @@ async fn a_sigkilled_worker_process_loses_no_delivery() {
     let mut enqueued = Vec::new();
     for n in 0..40 {
         let delivery = wirehook_core::queue::NewDelivery {
-            config_id,
+            config_id: entity::ConfigId(config_id),
             source: entity::Source::Platform,
             event_type: "call.completed".into(),
             payload: serde_json::json!({ "callId": format!("call-{n}") }),

@@ -155,7 +155,14 @@ impl ConfigOpsApi {
         let mut count = 0u64;
         loop {
             let txn = self.db.begin().await?;
-            let ids = queue::requeue_failed(&txn, config.id, since, until, RECOVER_BATCH).await?;
+            let ids = queue::requeue_failed(
+                &txn,
+                entity::ConfigId(config.id),
+                since,
+                until,
+                RECOVER_BATCH,
+            )
+            .await?;
             txn.commit().await?;
             count += ids.len() as u64;
             if ids.len() < RECOVER_BATCH as usize {

@@ -568,7 +568,7 @@ impl ConfigsApi {
         let created = queue::insert_events(
             &self.db,
             vec![NewDelivery {
-                config_id: config.id,
+                config_id: entity::ConfigId(config.id),
                 source: entity::Source::Platform,
                 event_type: event_type.as_str().to_owned(),
                 payload,
@@ -610,7 +610,7 @@ impl ConfigsApi {
                 response_body: outcome.response_body,
                 response_time: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
                 error,
-                event_id: event.event_id,
+                event_id: event.event_id.0,
                 message_id: event.message_id,
             },
         }))

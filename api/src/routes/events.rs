@@ -466,7 +466,9 @@ impl EventsApi {
     ) -> ApiResult<Json<RetryResponse>> {
         let event = retrying(|| async {
             let txn = self.db.begin().await?;
-            let event = queue::requeue(&txn, id.0).await.map_err(ApiError::from)?;
+            let event = queue::requeue(&txn, entity::EventId(id.0))
+                .await
+                .map_err(ApiError::from)?;
             txn.commit().await?;
             Ok(event)
         })

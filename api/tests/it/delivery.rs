@@ -19,7 +19,7 @@ async fn enqueue_one(app: &TestApp, receiver: &Receiver, retry: Value) -> (i64, 
     let created = queue::enqueue(
         &app.db,
         vec![NewDelivery {
-            config_id,
+            config_id: entity::ConfigId(config_id),
             source: entity::Source::Platform,
             event_type: "call.completed".into(),
             payload: json!({"callId": "CA123", "status": "completed"}),
@@ -28,7 +28,7 @@ async fn enqueue_one(app: &TestApp, receiver: &Receiver, retry: Value) -> (i64, 
     )
     .await
     .expect("enqueue");
-    (config_id, created[0].event_id)
+    (config_id, created[0].event_id.0)
 }
 
 async fn event(app: &TestApp, id: i64) -> Value {
@@ -238,7 +238,7 @@ async fn concurrent_jobs_of_one_event_record_a_single_outcome() {
     let receiver = Receiver::ok().await;
     let (_, id) = enqueue_one(&app, &receiver, json!({})).await;
     let engine = engine(&app);
-    let job = wirehook_core::job::DeliveryJob::new(id);
+    let job = wirehook_core::job::DeliveryJob::new(entity::EventId(id));
     let runs = futures::future::join_all((0..4).map(|_| engine.run_job(&job))).await;
     assert!(runs.iter().all(Result::is_ok), "{runs:?}");
     let details = event(&app, id).await;
@@ -266,7 +266,7 @@ async fn many_concurrent_jobs_of_many_events_record_each_delivery_once() {
     let config_id = config["id"].as_i64().expect("id");
     let deliveries = (0..300)
         .map(|i| NewDelivery {
-            config_id,
+            config_id: entity::ConfigId(config_id),
             source: entity::Source::Platform,
             event_type: "call.completed".into(),
             payload: json!({"callId": format!("CA{i}")}),
@@ -311,8 +311,8 @@ fn record(event_id: i64, config_id: i64, delivered: bool) -> wirehook_core::stor
     use sea_orm::ActiveValue::Set;
     let now = chrono::Utc::now();
     wirehook_core::store::AttemptRecord {
-        event_id,
-        config_id,
+        event_id: entity::EventId(event_id),
+        config_id: entity::ConfigId(config_id),
         prior_attempts: 0,
         row: entity::webhook_attempts::ActiveModel {
             event_id: Set(event_id),

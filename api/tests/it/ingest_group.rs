@@ -204,7 +204,10 @@ async fn a_batch_queues_its_deliveries_sixteen_to_a_job_in_the_workers_format() 
     let mut sizes: Vec<usize> = jobs.iter().map(|j| j.event_ids().len()).collect();
     sizes.sort_unstable();
     assert_eq!(sizes, [4, 16]);
-    let mut queued: Vec<i64> = jobs.iter().flat_map(|j| j.event_ids().to_vec()).collect();
+    let mut queued: Vec<i64> = jobs
+        .iter()
+        .flat_map(|j| j.event_ids().iter().map(|id| id.0))
+        .collect();
     queued.sort_unstable();
     expected.sort_unstable();
     assert_eq!(queued, expected);

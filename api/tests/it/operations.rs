@@ -416,7 +416,7 @@ async fn recover_on_a_failing_endpoint_makes_exactly_max_attempts_new_attempts()
 async fn enqueue(app: &TestApp, config_id: i64, n: usize) -> Vec<i64> {
     let deliveries = (0..n)
         .map(|i| wirehook_core::queue::NewDelivery {
-            config_id,
+            config_id: entity::ConfigId(config_id),
             source: entity::Source::Platform,
             event_type: "call.completed".into(),
             payload: json!({"callId": format!("call-{i}")}),
@@ -427,7 +427,7 @@ async fn enqueue(app: &TestApp, config_id: i64, n: usize) -> Vec<i64> {
         .await
         .expect("enqueue")
         .into_iter()
-        .map(|e| e.event_id)
+        .map(|e| e.event_id.0)
         .collect()
 }
 

@@ -2,6 +2,7 @@
 //! is still active, and the deliveries' jobs, in one atomic statement. The api's ingest builds
 //! the rows; what the jobs look like is this module's business.
 
+use entity::{ConfigStatus, Direction, EventStatus};
 use sea_orm::{DbBackend, Statement};
 
 use super::INFRA_MAX_ATTEMPTS;
@@ -25,13 +26,19 @@ pub fn statement(inbound_rows: String, planned: String, deliveries: usize) -> St
             QUEUE.into(),
             INFRA_MAX_ATTEMPTS.into(),
             i64::try_from(MAX_EVENTS_PER_JOB).unwrap_or(16).into(),
+            Direction::Inbound.as_str().into(),
+            Direction::Outbound.as_str().into(),
+            EventStatus::Pending.as_str().into(),
+            ConfigStatus::Active.as_str().into(),
         ],
     )
 }
 
 /// `$1`: the inbound rows, `$2`: the planned deliveries (`message_id`, `parent` = the inbound
 /// row's message id, `config_id`), `$3`: ids for the jobs, `$4`: the queue, `$5`: apalis' attempt
-/// limit, `$6`: events per job.
+/// limit, `$6`: events per job; `$7`..`$10`: the texts of `inbound`, `outbound`, `pending` and
+/// `active`, bound from their enums (the configurations are found by id, so no index predicate
+/// needs a literal status).
 ///
 /// - `ins`: the inbound events in key order (two replicas' batches with common keys then wait
 ///   on each other in the same order instead of deadlocking); a taken key inserts nothing.
@@ -46,7 +53,7 @@ WITH ins AS ( \
   INSERT INTO webhook_events \
     (message_id, direction, source, event_type, payload, status, provider_payload, dedupe_key, \
      client_ip) \
-  SELECT r.message_id, 'inbound', r.source, r.event_type, r.payload, r.status, \
+  SELECT r.message_id, $7, r.source, r.event_type, r.payload, r.status, \
          r.provider_payload, r.dedupe_key, r.client_ip \
   FROM jsonb_to_recordset($1::jsonb) AS r(message_id text, source text, event_type text, \
        payload jsonb, status text, provider_payload jsonb, dedupe_key text, client_ip text) \
@@ -57,13 +64,13 @@ WITH ins AS ( \
   SELECT * FROM jsonb_to_recordset($2::jsonb) AS d(message_id text, parent text, config_id bigint) \
 ), live AS ( \
   SELECT id FROM webhook_configs \
-  WHERE id IN (SELECT config_id FROM planned) AND status = 'active' \
+  WHERE id IN (SELECT config_id FROM planned) AND status = $10 \
   FOR KEY SHARE \
 ), outb AS ( \
   INSERT INTO webhook_events \
     (message_id, direction, source, event_type, payload, status, attempts, attempt_base, \
      webhook_config_id, parent_event_id, next_attempt_at, created_at, updated_at) \
-  SELECT p.message_id, 'outbound', ins.source, ins.event_type, ins.payload, 'pending', 0, 0, \
+  SELECT p.message_id, $8, ins.source, ins.event_type, ins.payload, $9, 0, 0, \
          p.config_id, ins.id, now(), now(), now() \
   FROM planned p JOIN ins ON ins.message_id = p.parent JOIN live ON live.id = p.config_id \
   RETURNING id, parent_event_id \

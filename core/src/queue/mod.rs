@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::{Direction, EventStatus, MessageId, Source, webhook_events};
+use entity::{
+    ConfigId, ConfigStatus, Direction, EventId, EventStatus, MessageId, Source, webhook_events,
+};
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -26,20 +28,20 @@ pub const INFRA_MAX_ATTEMPTS: i32 = 25;
 /// An outbound delivery to create.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
-    pub config_id: i64,
+    pub config_id: ConfigId,
     /// Where the event came from: a provider, or the platform itself.
     pub source: Source,
     pub event_type: String,
     /// The `data` of the delivered envelope.
     pub payload: Value,
     /// The inbound or published event this delivery came from.
-    pub parent_event_id: Option<i64>,
+    pub parent_event_id: Option<EventId>,
 }
 
 /// An outbound event that was created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
-    pub event_id: i64,
+    pub event_id: EventId,
     pub message_id: String,
 }
 
@@ -50,13 +52,13 @@ pub async fn enqueue(
     deliveries: Vec<NewDelivery>,
 ) -> Result<Vec<Enqueued>, DbErr> {
     let created = insert_events(conn, deliveries).await?;
-    let ids: Vec<i64> = created.iter().map(|e| e.event_id).collect();
+    let ids: Vec<EventId> = created.iter().map(|e| e.event_id).collect();
     push_grouped(conn, &ids).await?;
     Ok(created)
 }
 
 /// Inserts jobs due now for `event_ids`, [`MAX_EVENTS_PER_JOB`] events to a job.
-async fn push_grouped(conn: &impl ConnectionTrait, event_ids: &[i64]) -> Result<(), DbErr> {
+async fn push_grouped(conn: &impl ConnectionTrait, event_ids: &[EventId]) -> Result<(), DbErr> {
     let jobs: Vec<(DeliveryJob, Due)> = event_ids
         .chunks(MAX_EVENTS_PER_JOB)
         .filter_map(|ids| DeliveryJob::batch(ids.to_vec()))
@@ -95,15 +97,20 @@ pub async fn insert_events(
                (message_id, direction, source, event_type, payload, status, attempts, \
                 attempt_base, webhook_config_id, parent_event_id, next_attempt_at, created_at, \
                 updated_at) \
-             SELECT r.message_id, 'outbound', r.source, r.event_type, r.payload, 'pending', 0, \
+             SELECT r.message_id, $3, r.source, r.event_type, r.payload, $4, 0, \
                     0, r.config_id, r.parent_event_id, $2, $2, $2 \
              FROM jsonb_to_recordset($1::jsonb) AS r(message_id text, source text, \
                   event_type text, payload jsonb, config_id bigint, parent_event_id bigint) \
              RETURNING id, message_id",
-            [rows_json.into(), Utc::now().into()],
+            [
+                rows_json.into(),
+                Utc::now().into(),
+                Direction::Outbound.as_str().into(),
+                EventStatus::Pending.as_str().into(),
+            ],
         ))
         .await?;
-    let mut ids: HashMap<String, i64> = HashMap::with_capacity(inserted.len());
+    let mut ids: HashMap<String, EventId> = HashMap::with_capacity(inserted.len());
     for row in inserted {
         ids.insert(row.try_get("", "message_id")?, row.try_get("", "id")?);
     }
@@ -128,8 +135,8 @@ struct OutboundRow<'a> {
     source: &'static str,
     event_type: &'a str,
     payload: &'a Value,
-    config_id: i64,
-    parent_event_id: Option<i64>,
+    config_id: ConfigId,
+    parent_event_id: Option<EventId>,
 }
 
 /// When a job is due.
@@ -145,7 +152,7 @@ pub enum Due {
 }
 
 /// Inserts one single-event delivery job per `(event id, due)` in one statement.
-pub async fn push_jobs(conn: &impl ConnectionTrait, jobs: &[(i64, Due)]) -> Result<(), DbErr> {
+pub async fn push_jobs(conn: &impl ConnectionTrait, jobs: &[(EventId, Due)]) -> Result<(), DbErr> {
     let jobs: Vec<(DeliveryJob, Due)> = jobs
         .iter()
         .map(|(event_id, due)| (DeliveryJob::new(*event_id), *due))
@@ -188,7 +195,7 @@ pub async fn push_delivery_jobs(
 #[derive(Debug, thiserror::Error)]
 pub enum RetryRefused {
     #[error("webhook event {0} not found")]
-    NotFound(i64),
+    NotFound(EventId),
     #[error("only outbound events can be retried")]
     NotOutbound,
     #[error(
@@ -205,11 +212,11 @@ pub enum RetryRefused {
 /// queues one attempt now; `attempts` keeps counting. Run it inside a transaction.
 pub async fn requeue(
     conn: &impl ConnectionTrait,
-    event_id: i64,
+    event_id: EventId,
 ) -> Result<webhook_events::Model, RetryRefused> {
     use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
     // Lock the event row only: FOR UPDATE cannot apply to the nullable side of a join.
-    let event = webhook_events::Entity::find_by_id(event_id)
+    let event = webhook_events::Entity::find_by_id(event_id.0)
         .lock_exclusive()
         .one(conn)
         .await?
@@ -225,19 +232,22 @@ pub async fn requeue(
     if event.direction != Direction::Outbound {
         return Err(RetryRefused::NotOutbound);
     }
-    let config_active = config.is_some_and(|c| c.status == entity::ConfigStatus::Active);
+    let config_active = config.is_some_and(|c| c.status == ConfigStatus::Active);
     match event.status {
         EventStatus::Failed | EventStatus::Cancelled if config_active => {}
         EventStatus::Failed | EventStatus::Cancelled => return Err(RetryRefused::ConfigNotActive),
-        EventStatus::Pending => return Err(RetryRefused::NotRetryable("pending")),
-        EventStatus::Delivered => return Err(RetryRefused::NotRetryable("delivered")),
-        _ => return Err(RetryRefused::NotRetryable("not an outbound state")),
+        EventStatus::Pending | EventStatus::Delivered => {
+            return Err(RetryRefused::NotRetryable(event.status.as_str()));
+        }
+        EventStatus::Processed | EventStatus::Ignored | EventStatus::Rejected => {
+            return Err(RetryRefused::NotRetryable("not an outbound state"));
+        }
     }
     let now = Utc::now();
     let updated = webhook_events::Entity::update_many()
         .col_expr(
             webhook_events::Column::Status,
-            sea_orm::sea_query::Expr::value("pending"),
+            sea_orm::sea_query::Expr::value(EventStatus::Pending),
         )
         .col_expr(
             webhook_events::Column::AttemptBase,
@@ -270,21 +280,21 @@ pub async fn requeue(
 /// series' first: `attempt_base` is the attempts made so far.
 pub async fn requeue_failed(
     conn: &impl ConnectionTrait,
-    config_id: i64,
+    config_id: ConfigId,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     limit: u32,
-) -> Result<Vec<i64>, DbErr> {
+) -> Result<Vec<EventId>, DbErr> {
     let now = Utc::now();
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),
             "UPDATE webhook_events \
-             SET status = 'pending', attempt_base = attempts, next_attempt_at = $5, \
+             SET status = $8, attempt_base = attempts, next_attempt_at = $5, \
                  updated_at = $5 \
              WHERE id IN ( \
                SELECT id FROM webhook_events \
-               WHERE webhook_config_id = $1 AND direction = 'outbound' AND status = 'failed' \
+               WHERE webhook_config_id = $1 AND direction = $6 AND status = $7 \
                  AND created_at >= $2 AND created_at <= $3 \
                ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING id",
@@ -294,12 +304,15 @@ pub async fn requeue_failed(
                 until.into(),
                 i64::from(limit).into(),
                 now.into(),
+                Direction::Outbound.as_str().into(),
+                EventStatus::Failed.as_str().into(),
+                EventStatus::Pending.as_str().into(),
             ],
         ))
         .await?;
     let ids = rows
         .iter()
-        .map(|r| r.try_get::<i64>("", "id"))
+        .map(|r| r.try_get::<EventId>("", "id"))
         .collect::<Result<Vec<_>, _>>()?;
     push_grouped(conn, &ids).await?;
     Ok(ids)

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use entity::Source;
+use entity::{ConfigId, Source};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use serde_json::json;
 use wirehook_core::queue::{NewDelivery, enqueue};
@@ -119,7 +119,7 @@ pub async fn run(ctx: &Context, workers: usize) -> BenchResult<DeliveryRun> {
 
 /// Enqueues `events` pending deliveries spread round-robin over the stage's configurations.
 async fn fill(conn: &DatabaseConnection, stage: &Stage, events: u64) -> BenchResult<()> {
-    let configs: Vec<i64> = stage.configs.iter().map(|c| c.id).collect();
+    let configs: Vec<ConfigId> = stage.configs.iter().map(|c| ConfigId(c.id)).collect();
     let mut next = 0u64;
     while next < events {
         let batch: Vec<NewDelivery> = (next..events.min(next + ENQUEUE_BATCH as u64))

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{BoxDynError, Data, WorkerBuilder, WorkerBuilderExt, WorkerContext};
+use entity::EventId;
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 use wirehook_core::queue::{Due, push_jobs};
@@ -74,7 +75,10 @@ pub async fn drain(database_url: &str, jobs: u64, timeout: Duration) -> BenchRes
         _ => None,
     })?;
     let conn = db::connect(database_url, settings.concurrency as u32 + 4).await?;
-    let ids: Vec<(i64, Due)> = (1..=jobs as i64).map(|id| (id, Due::Now)).collect();
+    // Ids of events that do not exist: the no-op handler never loads them.
+    let ids: Vec<(EventId, Due)> = (1..=jobs as i64)
+        .map(|id| (EventId(id), Due::Now))
+        .collect();
     for chunk in ids.chunks(ENQUEUE_BATCH) {
         push_jobs(&conn, chunk).await?;
     }
