@@ -195,6 +195,16 @@ impl Binaries {
         }
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
+
+    /// Applies every migration to the database at `database_url` with the real
+    /// `api migrate`, as an operator would.
+    pub async fn migrate(&self, database_url: &str) -> Result<(), ProcError> {
+        let env = Env::new()
+            .with("DATABASE_URL", database_url)
+            .with("RUST_LOG", "warn");
+        self.output(Binary::Api, &["migrate"], &env).await?;
+        Ok(())
+    }
 }
 
 /// What to run, where it logs and how to tell it is ready.

@@ -3,47 +3,32 @@
 //! runs a replica (with the binary's pool) on a throwaway cluster of its own that it stops and
 //! starts, and delivers to a real receiver on 127.0.0.1.
 
-#[allow(dead_code)]
-#[path = "../../harness/src/cluster.rs"]
-mod cluster;
-
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use poem::web::Data;
-use poem::{EndpointExt, Request, Response, Route, handler, post};
 use sea_orm::sqlx::{self, PgPool};
 use sea_orm::{DatabaseConnection, TransactionTrait};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use wirehook_core::engine::Engine;
 use wirehook_core::process;
 use wirehook_core::queue::{self, NewDelivery};
-use wirehook_core::settings::WorkerSettings;
-use wirehook_worker::runtime;
-
-use cluster::{Cluster, Durability};
+use wirehook_testkit::cluster::{Cluster, Durability};
+use wirehook_testkit::receiver::{Hold, Receiver, Reply};
+use wirehook_testkit::replica::{self, Replica};
 
 /// A migrated throwaway cluster and a pool on it built as the `worker` binary builds its own.
 struct Database {
-    cluster: Arc<Cluster>,
+    cluster: Cluster,
     db: DatabaseConnection,
 }
 
 impl Database {
     async fn start() -> Self {
-        let cluster = tokio::task::spawn_blocking(|| Cluster::start(Durability::Fast))
+        let cluster = Cluster::start(Durability::Fast)
             .await
-            .expect("blocking task")
             .expect("throwaway cluster");
         let db = process::connect(&cluster.url(), 8)
             .await
             .expect("connect like the binary");
         migration::migrate(&db).await.expect("migrate");
-        Self {
-            cluster: Arc::new(cluster),
-            db,
-        }
+        Self { cluster, db }
     }
 
     fn pool(&self) -> PgPool {
@@ -51,18 +36,13 @@ impl Database {
     }
 
     async fn stop(&self) {
-        let cluster = self.cluster.clone();
-        tokio::task::spawn_blocking(move || cluster.stop())
-            .await
-            .expect("blocking task")
-            .expect("stop the cluster");
+        self.cluster.stop().await.expect("stop the cluster");
     }
 
     async fn resume(&self) {
-        let cluster = self.cluster.clone();
-        tokio::task::spawn_blocking(move || cluster.resume())
+        self.cluster
+            .resume()
             .await
-            .expect("blocking task")
             .expect("start the cluster again");
     }
 
@@ -128,129 +108,60 @@ impl Database {
 }
 
 /// A worker replica (`runtime::run`) on `database`, with a 1 s heartbeat (2 s lease).
-struct Replica {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), runtime::RuntimeError>>,
+fn start_replica(database: &Database) -> Replica {
+    let settings = replica::settings(
+        &database.cluster.url(),
+        &[
+            ("WORKER_CONCURRENCY", "4"),
+            ("WORKER_HEARTBEAT_SECS", "1"),
+            ("WORKER_POLL_INTERVAL_MS", "200"),
+            ("WORKER_SHUTDOWN_GRACE_SECS", "1"),
+            ("DELIVERY_TIMEOUT_SECS", "5"),
+        ],
+    )
+    .expect("worker settings");
+    Replica::start(database.db.clone(), settings).expect("replica")
 }
 
-impl Replica {
-    fn start(database: &Database) -> Self {
-        let url = database.cluster.url();
-        let settings = WorkerSettings::from_lookup(move |k| match k {
-            "DATABASE_URL" => Some(url.clone()),
-            "METRICS_ADDR" => Some("127.0.0.1:0".into()),
-            "WORKER_CONCURRENCY" => Some("4".into()),
-            "WORKER_HEARTBEAT_SECS" => Some("1".into()),
-            "WORKER_POLL_INTERVAL_MS" => Some("200".into()),
-            "WORKER_SHUTDOWN_GRACE_SECS" => Some("1".into()),
-            "DELIVERY_TIMEOUT_SECS" => Some("5".into()),
-            _ => None,
-        })
-        .expect("worker settings");
-        let engine =
-            Arc::new(Engine::from_settings(database.db.clone(), &settings).expect("engine"));
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            runtime::run(engine, &settings, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        Self {
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let result = tokio::time::timeout(Duration::from_secs(30), &mut self.task)
-            .await
-            .expect("run returns after shutdown")
-            .expect("run does not panic");
-        assert!(result.is_ok(), "{result:?}");
-    }
+/// Stops `replica`; `run` must return `Ok` within 30 s.
+async fn stop(replica: Replica) {
+    replica
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("run returns Ok after shutdown");
 }
 
-/// Runs once, on the first request, before it is answered.
-type FirstRequest = Box<dyn FnOnce() -> JoinHandle<()> + Send>;
-
-/// What the receiver shares with its handler.
-struct ReceiverState {
-    status: u16,
-    seen: Mutex<Vec<String>>,
-    first: Mutex<Option<FirstRequest>>,
+/// A receiver on 127.0.0.1 that answers `status` to everything.
+async fn receiver(status: u16) -> Receiver {
+    Receiver::always(Reply::Status(status))
+        .await
+        .expect("receiver")
 }
 
-/// A receiver on 127.0.0.1 that answers `status` to everything and records every
-/// `webhook-id`; on its first request it runs `first` to completion before answering.
-struct Receiver {
-    url: String,
-    state: Arc<ReceiverState>,
-    _server: JoinHandle<()>,
+/// How many times `id` was received.
+fn times(receiver: &Receiver, id: &str) -> u32 {
+    receiver.seen(id).map_or(0, |seen| seen.count)
 }
 
-impl Receiver {
-    async fn start(status: u16, first: Option<FirstRequest>) -> Self {
-        #[handler]
-        async fn receive(req: &Request, state: Data<&Arc<ReceiverState>>) -> Response {
-            let id = req.header("webhook-id").unwrap_or("missing").to_owned();
-            state.seen.lock().expect("receiver log").push(id);
-            let first = state.first.lock().expect("first hook").take();
-            if let Some(first) = first {
-                let _ = first().await;
-            }
-            Response::builder()
-                .status(poem::http::StatusCode::from_u16(state.status).expect("status"))
-                .body("answer")
-        }
-
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
-        let addr = listener.local_addr().expect("receiver addr");
-        drop(listener);
-        let state = Arc::new(ReceiverState {
-            status,
-            seen: Mutex::new(Vec::new()),
-            first: Mutex::new(first),
-        });
-        let app = Route::new().at("/hook", post(receive)).data(state.clone());
-        let server = tokio::spawn(async move {
-            let _ = poem::Server::new(poem::listener::TcpListener::bind(addr))
-                .run(app)
-                .await;
-        });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "the receiver did not start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Self {
-            url: format!("http://{addr}/hook"),
-            state,
-            _server: server,
-        }
-    }
-
-    /// How many times `id` was received.
-    fn times(&self, id: &str) -> usize {
-        let seen = self.state.seen.lock().expect("receiver log");
-        seen.iter().filter(|s| *s == id).count()
-    }
+/// Stops the cluster once the first attempt has arrived and before it is answered (`hold`,
+/// taken before anything was sent, keeps the answer back meanwhile), so that the attempt's
+/// answer cannot be recorded.
+async fn stop_database_before_the_first_answer(
+    database: &Database,
+    receiver: &Receiver,
+    hold: Hold,
+) {
+    let first = receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert!(!first.is_empty(), "no attempt arrived");
+    database
+        .cluster
+        .stop()
+        .await
+        .expect("stop the cluster mid-attempt");
+    drop(hold);
 }
 
-/// A first-request hook that stops `cluster`, so the attempt's answer cannot be recorded.
-fn stop_database_then_answer(cluster: &Arc<Cluster>) -> FirstRequest {
-    let cluster = cluster.clone();
-    Box::new(move || {
-        tokio::task::spawn_blocking(move || {
-            cluster.stop().expect("stop the cluster mid-attempt");
-        })
-    })
-}
-
-/// Waits until the cluster refuses connections (the receiver's hook stopped it).
+/// Waits until the cluster refuses connections.
 async fn wait_until_down(database: &Database) {
     let port = database.cluster.port();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -266,9 +177,9 @@ async fn wait_until_down(database: &Database) {
 #[tokio::test]
 async fn a_replica_resumes_delivering_after_postgresql_restarts() {
     let database = Database::start().await;
-    let receiver = Receiver::start(200, None).await;
-    let config = database.config(&receiver.url, 3).await;
-    let replica = Replica::start(&database);
+    let receiver = receiver(200).await;
+    let config = database.config(&receiver.url("/hook"), 3).await;
+    let replica = start_replica(&database);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     database.stop().await;
@@ -284,18 +195,20 @@ async fn a_replica_resumes_delivering_after_postgresql_restarts() {
         resumed.elapsed()
     );
     assert_eq!((status.as_str(), attempts), ("delivered", 1));
-    assert_eq!(receiver.times(&message_id), 1);
-    replica.stop().await;
+    assert_eq!(times(&receiver, &message_id), 1);
+    stop(replica).await;
 }
 
 #[tokio::test]
 async fn a_2xx_that_could_not_be_recorded_is_sent_again_and_then_recorded_delivered() {
     let database = Database::start().await;
-    let receiver = Receiver::start(200, Some(stop_database_then_answer(&database.cluster))).await;
-    let config = database.config(&receiver.url, 3).await;
-    let replica = Replica::start(&database);
+    let receiver = receiver(200).await;
+    let hold = receiver.hold();
+    let config = database.config(&receiver.url("/hook"), 3).await;
+    let replica = start_replica(&database);
     let (event, message_id) = database.enqueue(config).await;
 
+    stop_database_before_the_first_answer(&database, &receiver, hold).await;
     wait_until_down(&database).await;
     // Down for longer than a pool waits for a connection, so the answer cannot be recorded late.
     tokio::time::sleep(wirehook_core::process::ACQUIRE_TIMEOUT + Duration::from_secs(1)).await;
@@ -304,18 +217,20 @@ async fn a_2xx_that_could_not_be_recorded_is_sent_again_and_then_recorded_delive
     let (status, attempts) = database.settled(event, Duration::from_secs(40)).await;
     assert_eq!((status.as_str(), attempts), ("delivered", 1));
     // At least once: the unrecorded 200 was followed by a second send of the same webhook-id.
-    assert!(receiver.times(&message_id) >= 2, "sent only once");
-    replica.stop().await;
+    assert!(times(&receiver, &message_id) >= 2, "sent only once");
+    stop(replica).await;
 }
 
 #[tokio::test]
 async fn a_5xx_that_could_not_be_recorded_never_ends_delivered() {
     let database = Database::start().await;
-    let receiver = Receiver::start(500, Some(stop_database_then_answer(&database.cluster))).await;
-    let config = database.config(&receiver.url, 2).await;
-    let replica = Replica::start(&database);
+    let receiver = receiver(500).await;
+    let hold = receiver.hold();
+    let config = database.config(&receiver.url("/hook"), 2).await;
+    let replica = start_replica(&database);
     let (event, message_id) = database.enqueue(config).await;
 
+    stop_database_before_the_first_answer(&database, &receiver, hold).await;
     wait_until_down(&database).await;
     // Down for longer than a pool waits for a connection, so the answer cannot be recorded late.
     tokio::time::sleep(wirehook_core::process::ACQUIRE_TIMEOUT + Duration::from_secs(1)).await;
@@ -325,9 +240,9 @@ async fn a_5xx_that_could_not_be_recorded_never_ends_delivered() {
     assert_eq!((status.as_str(), attempts), ("failed", 2));
     // Two recorded attempts, plus the one whose answer was lost with the database.
     assert!(
-        receiver.times(&message_id) >= 3,
+        times(&receiver, &message_id) >= 3,
         "{}",
-        receiver.times(&message_id)
+        times(&receiver, &message_id)
     );
-    replica.stop().await;
+    stop(replica).await;
 }

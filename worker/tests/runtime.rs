@@ -11,120 +11,36 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{self, PgPool, Row};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use wirehook_core::engine::Engine;
 use wirehook_core::http_client::{ClientConfig, DeliveryClient};
 use wirehook_core::job::QUEUE;
 use wirehook_core::settings::WorkerSettings;
-use wirehook_worker::runtime::{self, RuntimeError};
+use wirehook_testkit::db::TestDb;
+use wirehook_testkit::init_logs;
+use wirehook_testkit::receiver::{Receiver, Reply};
+use wirehook_testkit::replica::{self, Replica};
+use wirehook_worker::runtime;
 
-/// A database created for one test and dropped (WITH FORCE) when the value is dropped.
-struct TestDb {
-    url: String,
-    name: String,
-    admin_url: String,
-}
+/// Prefix of the tests' databases: `wirehook_wtest_<ulid>`.
+const DB_PREFIX: &str = "wirehook_wtest";
 
-impl TestDb {
-    async fn create() -> Self {
-        let admin_url = std::env::var("DATABASE_URL").expect(
-            "DATABASE_URL must point at a PostgreSQL server; run the tests with `just test`",
-        );
-        let name = format!(
-            "wirehook_wtest_{}",
-            ulid::Ulid::generate().to_string().to_lowercase()
-        );
-        let admin = Database::connect(&admin_url)
-            .await
-            .expect("connect to DATABASE_URL");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        let mut url = url::Url::parse(&admin_url).expect("DATABASE_URL is a URL");
-        url.set_path(&name);
-        Self {
-            url: url.into(),
-            name,
-            admin_url,
-        }
-    }
-
-    /// Creates a database and applies every migration (tables and the apalis schema).
-    async fn migrated() -> (Self, DatabaseConnection) {
-        let db = Self::create().await;
-        let conn = db.connect().await;
-        migration::migrate(&conn).await.expect("migrate");
-        (db, conn)
-    }
-
-    async fn connect(&self) -> DatabaseConnection {
-        let mut opts = sea_orm::ConnectOptions::new(self.url.clone());
-        opts.max_connections(12).sqlx_logging(false);
-        Database::connect(opts)
-            .await
-            .expect("connect to test database")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (name, admin_url) = (self.name.clone(), self.admin_url.clone());
-        // Drop runs inside the test's runtime; use a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                if let Ok(admin) = Database::connect(&admin_url).await {
-                    let _ = admin
-                        .execute_unprepared(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .await;
-                    admin.close().await.ok();
-                }
-            });
-            Ok::<_, std::io::Error>(())
-        })
-        .join();
-    }
-}
-
-fn init_logs() {
-    if std::env::var("TEST_LOG").is_ok() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            ))
-            .with_test_writer()
-            .try_init();
-    }
+/// A fresh database with every migration applied (tables and the apalis schema), and a pool
+/// of 12 on it.
+async fn migrated() -> (TestDb, DatabaseConnection) {
+    let test_db = TestDb::from_env(DB_PREFIX).await.expect("test database");
+    let db = test_db.connect_migrated(12).await.expect("migrate");
+    (test_db, db)
 }
 
 /// Settings for `db` with the given overrides; metrics on an ephemeral port.
 fn settings(db: &TestDb, overrides: &[(&str, &str)]) -> WorkerSettings {
     let mut vars = vec![
-        ("DATABASE_URL", db.url.as_str()),
-        ("METRICS_ADDR", "127.0.0.1:0"),
         ("WORKER_CONCURRENCY", "8"),
         ("WORKER_SHUTDOWN_GRACE_SECS", "5"),
     ];
     vars.extend_from_slice(overrides);
-    let vars: Vec<(String, String)> = vars
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    WorkerSettings::from_lookup(|name| {
-        vars.iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    })
-    .expect("valid test settings")
+    replica::settings(db.url(), &vars).expect("valid test settings")
 }
 
 fn engine(db: &DatabaseConnection) -> Arc<Engine> {
@@ -137,67 +53,22 @@ fn engine(db: &DatabaseConnection) -> Arc<Engine> {
     Arc::new(Engine::new(db.clone(), client))
 }
 
-/// A runtime running in the background, stopped by [`Replica::stop`].
-struct Replica {
-    name: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), RuntimeError>>,
+/// Starts `run` with [`engine`] and waits until its apalis worker has registered and listens.
+async fn start(db: &DatabaseConnection, settings: WorkerSettings) -> Replica {
+    let replica = Replica::spawn(engine(db), settings);
+    replica
+        .wait_ready(Duration::from_secs(10))
+        .await
+        .expect("the replica registers and listens");
+    replica
 }
 
-impl Replica {
-    /// Starts `run` and waits until its apalis worker has registered.
-    async fn start(db: &DatabaseConnection, settings: WorkerSettings) -> Self {
-        let (tx, rx) = oneshot::channel::<()>();
-        let name = settings.worker_name.clone();
-        let engine = engine(db);
-        let task = tokio::spawn(async move {
-            runtime::run(engine, &settings, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        let pool = pool(db);
-        wait_for(Duration::from_secs(10), "worker registration", || async {
-            sqlx::query("SELECT 1 FROM apalis.workers WHERE id = $1")
-                .bind(&name)
-                .fetch_optional(&pool)
-                .await
-                .expect("query workers")
-                .is_some()
-        })
-        .await;
-        // From now on a job inserted is started by its own notification (one inserted before
-        // LISTEN took effect is found by the fetch the replica makes once it has).
-        wait_for(Duration::from_secs(10), "the LISTEN connection", || async {
-            sqlx::query(
-                "SELECT 1 FROM pg_stat_activity \
-                 WHERE datname = current_database() AND query LIKE 'LISTEN %apalis::job::insert%'",
-            )
-            .fetch_optional(&pool)
-            .await
-            .expect("query pg_stat_activity")
-            .is_some()
-        })
-        .await;
-        Self {
-            name,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    /// Sends the shutdown signal and returns how long `run` took to return, and its result.
-    async fn stop(mut self) -> (Duration, Result<(), RuntimeError>) {
-        let started = Instant::now();
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let result = tokio::time::timeout(Duration::from_secs(30), &mut self.task)
-            .await
-            .expect("run returns after shutdown")
-            .expect("run does not panic");
-        (started.elapsed(), result)
-    }
+/// Sends the shutdown signal; `run` must return `Ok` within 30 s. Returns how long it took.
+async fn stop(replica: Replica) -> Duration {
+    replica
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("run returns Ok after shutdown")
 }
 
 fn pool(db: &DatabaseConnection) -> PgPool {
@@ -291,9 +162,9 @@ const BEFORE_THE_POLL: Duration = Duration::from_secs(50);
 #[tokio::test]
 async fn a_new_job_starts_at_once_through_listen_notify() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     let started = Instant::now();
-    let replica = Replica::start(&db, settings(&test_db, NO_POLL)).await;
+    let replica = start(&db, settings(&test_db, NO_POLL)).await;
     let pool = pool(&db);
 
     let mut observed = Vec::new();
@@ -306,7 +177,7 @@ async fn a_new_job_starts_at_once_through_listen_notify() {
         let row = done(&pool, &id, left).await;
         let pickup = ms(row.lock_at.expect("locked") - row.run_at);
         let finish = ms(row.done_at.expect("done") - row.run_at);
-        assert_eq!(row.lock_by.as_deref(), Some(replica.name.as_str()));
+        assert_eq!(row.lock_by.as_deref(), Some(replica.name()));
         observed.push((pickup, finish, inserted.elapsed().as_millis()));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -315,16 +186,15 @@ async fn a_new_job_starts_at_once_through_listen_notify() {
          INSERT → Done seen by the test in ms): {observed:?}"
     );
 
-    let (_, result) = replica.stop().await;
-    assert!(result.is_ok(), "{result:?}");
+    stop(replica).await;
 }
 
 #[tokio::test]
 async fn a_job_enqueued_late_in_a_long_transaction_still_wakes_the_replica() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     let started = Instant::now();
-    let replica = Replica::start(&db, settings(&test_db, NO_POLL)).await;
+    let replica = start(&db, settings(&test_db, NO_POLL)).await;
     let pool = pool(&db);
     let config_id: i64 = sqlx::query_scalar(
         "INSERT INTO webhook_configs (name, url, secret, event_types, status, retry_config) \
@@ -369,18 +239,16 @@ async fn a_job_enqueued_late_in_a_long_transaction_still_wakes_the_replica() {
     )
     .await;
 
-    let (_, result) = replica.stop().await;
-    assert!(result.is_ok(), "{result:?}");
+    stop(replica).await;
 }
 
 #[tokio::test]
 async fn a_scheduled_job_is_started_by_the_poll_once_due_never_before() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     // Polls every 500 ms and beats every 300 s. A job inserted for later is not notified, so
     // one done well before the first heartbeat was started by a poll.
-    let replica =
-        Replica::start(&db, settings(&test_db, &[("WORKER_HEARTBEAT_SECS", "300")])).await;
+    let replica = start(&db, settings(&test_db, &[("WORKER_HEARTBEAT_SECS", "300")])).await;
     let pool = pool(&db);
 
     let id = insert_job(&pool, 7, 2000).await;
@@ -398,25 +266,23 @@ async fn a_scheduled_job_is_started_by_the_poll_once_due_never_before() {
         row.run_at
     );
 
-    let (_, result) = replica.stop().await;
-    assert!(result.is_ok(), "{result:?}");
+    stop(replica).await;
 }
 
 #[tokio::test]
 async fn shutdown_makes_run_return_ok_without_waiting_for_a_poll_or_the_grace_period() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     let mut vars = NO_POLL.to_vec();
     vars.push(("WORKER_SHUTDOWN_GRACE_SECS", "600"));
-    let replica = Replica::start(&db, settings(&test_db, &vars)).await;
+    let replica = start(&db, settings(&test_db, &vars)).await;
     let pool = pool(&db);
     let id = insert_job(&pool, 3, 0).await;
     done(&pool, &id, Duration::from_secs(30)).await;
 
     // `stop` waits 30 s at most: far less than the grace period, the poll interval or the
     // heartbeat, any of which a stuck shutdown would wait for.
-    let (took, result) = replica.stop().await;
-    assert!(result.is_ok(), "{result:?}");
+    let took = stop(replica).await;
     eprintln!("run returned {took:?} after the shutdown signal");
 
     // A stopped replica claims nothing more.
@@ -428,7 +294,7 @@ async fn shutdown_makes_run_return_ok_without_waiting_for_a_poll_or_the_grace_pe
 #[tokio::test]
 async fn jobs_of_a_dead_replica_run_again_once_its_lease_expires() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     let pool = pool(&db);
     // A replica that claimed a job and was SIGKILLed right after its last heartbeat.
     let last_seen: DateTime<Utc> = sqlx::query_scalar(
@@ -452,33 +318,32 @@ async fn jobs_of_a_dead_replica_run_again_once_its_lease_expires() {
     // 1 s heartbeat: a 2 s lease.
     let settings = settings(&test_db, &[("WORKER_HEARTBEAT_SECS", "1")]);
     assert_eq!(runtime::lease(&settings), Duration::from_secs(2));
-    let replica = Replica::start(&db, settings).await;
+    let replica = start(&db, settings).await;
     let row = done(&pool, &id, Duration::from_secs(30)).await;
     let claimed = row.lock_at.expect("locked");
     eprintln!(
         "orphaned job claimed again {} ms after its replica's last heartbeat (lease 2 s)",
         ms(claimed - last_seen)
     );
-    assert_eq!(row.lock_by.as_deref(), Some(replica.name.as_str()));
+    assert_eq!(row.lock_by.as_deref(), Some(replica.name()));
     // By the database's clock, the one leases are checked against.
     assert!(
         claimed - last_seen >= chrono::TimeDelta::seconds(2),
         "claimed again at {claimed}, before the lease from {last_seen} expired"
     );
 
-    let (_, result) = replica.stop().await;
-    assert!(result.is_ok(), "{result:?}");
+    stop(replica).await;
 }
 
 #[tokio::test]
 async fn a_running_replica_keeps_its_lease_fresh() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     let pool = pool(&db);
-    let replica = Replica::start(&db, settings(&test_db, &[("WORKER_HEARTBEAT_SECS", "1")])).await;
+    let replica = start(&db, settings(&test_db, &[("WORKER_HEARTBEAT_SECS", "1")])).await;
     let last_seen = || async {
         sqlx::query_scalar::<_, DateTime<Utc>>("SELECT last_seen FROM apalis.workers WHERE id = $1")
-            .bind(&replica.name)
+            .bind(replica.name())
             .fetch_one(&pool)
             .await
             .expect("worker row")
@@ -502,16 +367,15 @@ async fn a_running_replica_keeps_its_lease_fresh() {
             "the lease lapsed: renewals {seen:?}"
         );
     }
-    let (_, result) = replica.stop().await;
-    assert!(result.is_ok(), "{result:?}");
+    stop(replica).await;
 }
 
 #[tokio::test]
 async fn a_failed_apalis_worker_is_replaced_and_the_replica_keeps_delivering() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     let pool = pool(&db);
-    let replica = Replica::start(
+    let replica = start(
         &db,
         settings(&test_db, &[("WORKER_POLL_INTERVAL_MS", "100")]),
     )
@@ -525,7 +389,7 @@ async fn a_failed_apalis_worker_is_replaced_and_the_replica_keeps_delivering() {
     .execute(&pool)
     .await
     .expect("insert unreadable job");
-    let replacement = format!("{}~1", replica.name);
+    let replacement = format!("{}~1", replica.name());
     wait_for(
         Duration::from_secs(10),
         "a replacement apalis worker",
@@ -547,17 +411,16 @@ async fn a_failed_apalis_worker_is_replaced_and_the_replica_keeps_delivering() {
     let id = insert_job(&pool, 13, 0).await;
     let row = done(&pool, &id, Duration::from_secs(15)).await;
     let by = row.lock_by.expect("locked");
-    assert!(by.starts_with(&format!("{}~", replica.name)), "{by}");
-    let (_, result) = replica.stop().await;
-    assert!(result.is_ok(), "{result:?}");
+    assert!(by.starts_with(&format!("{}~", replica.name())), "{by}");
+    stop(replica).await;
 }
 
 #[tokio::test]
 async fn an_unreadable_job_is_killed_and_the_replica_carries_on() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     let pool = pool(&db);
-    let replica = Replica::start(&db, settings(&test_db, &[])).await;
+    let replica = start(&db, settings(&test_db, &[])).await;
     let bad = ulid::Ulid::generate().to_string();
     sqlx::query(
         "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
@@ -577,42 +440,40 @@ async fn an_unreadable_job_is_killed_and_the_replica_carries_on() {
 
     let good = insert_job(&pool, 19, 0).await;
     let row = done(&pool, &good, Duration::from_secs(5)).await;
-    assert_eq!(row.lock_by.as_deref(), Some(replica.name.as_str()));
-    let (_, result) = replica.stop().await;
-    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(row.lock_by.as_deref(), Some(replica.name()));
+    stop(replica).await;
 }
 
 #[tokio::test]
 async fn deliveries_continue_after_the_database_drops_every_connection() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
-    let replica = Replica::start(&db, settings(&test_db, &[])).await;
-    let admin = Database::connect(&test_db.admin_url)
+    let (test_db, db) = migrated().await;
+    let replica = start(&db, settings(&test_db, &[])).await;
+    let admin = wirehook_testkit::db::connect(test_db.admin_url(), 1)
         .await
         .expect("connect admin");
     admin
         .execute_unprepared(&format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE datname = '{}' AND pid <> pg_backend_pid()",
-            test_db.name
+            test_db.name()
         ))
         .await
         .expect("terminate connections");
     admin.close().await.ok();
 
-    let observer = test_db.connect().await;
+    let observer = test_db.connect(12).await.expect("connect");
     let pool = pool(&observer);
     let id = insert_job(&pool, 17, 0).await;
     let row = done(&pool, &id, Duration::from_secs(15)).await;
     assert!(row.lock_by.is_some());
-    let (_, result) = replica.stop().await;
-    assert!(result.is_ok(), "{result:?}");
+    stop(replica).await;
 }
 
 #[tokio::test]
 async fn jobs_left_by_an_earlier_process_with_the_same_name_are_released_at_start() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     let pool = pool(&db);
     sqlx::query(
         "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) \
@@ -629,7 +490,7 @@ async fn jobs_left_by_an_earlier_process_with_the_same_name_are_released_at_star
         .await
         .expect("claim");
 
-    let replica = Replica::start(
+    let replica = start(
         &db,
         settings(
             &test_db,
@@ -639,21 +500,20 @@ async fn jobs_left_by_an_earlier_process_with_the_same_name_are_released_at_star
     .await;
     // Without the release, the fresh heartbeat of `pod-0` would keep the job stuck forever.
     done(&pool, &id, Duration::from_secs(3)).await;
-    let (_, result) = replica.stop().await;
-    assert!(result.is_ok(), "{result:?}");
+    stop(replica).await;
 }
 
 #[tokio::test]
 async fn healthz_and_metrics_are_served_on_metrics_addr() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
         probe.local_addr().expect("addr").port()
     };
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let addr_text = addr.to_string();
-    let replica = Replica::start(
+    let replica = start(
         &db,
         settings(&test_db, &[("METRICS_ADDR", addr_text.as_str())]),
     )
@@ -684,14 +544,13 @@ async fn healthz_and_metrics_are_served_on_metrics_addr() {
         "{text}"
     );
 
-    let (_, result) = replica.stop().await;
-    assert!(result.is_ok(), "{result:?}");
+    stop(replica).await;
 }
 
 #[tokio::test]
 async fn run_fails_when_metrics_addr_is_taken() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     let settings = settings(&test_db, &[("METRICS_ADDR", addr.as_str())]);
@@ -748,8 +607,8 @@ fn the_binary_exits_1_with_one_line_on_a_bad_setting() {
 
 #[tokio::test]
 async fn the_binary_refuses_to_start_on_an_unmigrated_database() {
-    let test_db = TestDb::create().await;
-    let output = worker_binary(&[("DATABASE_URL", test_db.url.as_str())])
+    let test_db = TestDb::from_env(DB_PREFIX).await.expect("test database");
+    let output = worker_binary(&[("DATABASE_URL", test_db.url())])
         .output()
         .expect("run worker");
     let stderr = stderr_of(&output);
@@ -761,10 +620,10 @@ async fn the_binary_refuses_to_start_on_an_unmigrated_database() {
 
 #[tokio::test]
 async fn the_binary_delivers_and_exits_0_on_sigterm() {
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     let pool = pool(&db);
     let mut child = worker_binary(&[
-        ("DATABASE_URL", test_db.url.as_str()),
+        ("DATABASE_URL", test_db.url()),
         ("WORKER_NAME", "binary-test"),
         ("WORKER_CONCURRENCY", "4"),
     ])
@@ -808,65 +667,6 @@ async fn the_binary_delivers_and_exits_0_on_sigterm() {
 
 // ---- two `worker` processes, one killed ----
 
-/// An HTTP receiver on 127.0.0.1 that answers 200 after `delay` and records every
-/// `webhook-id` it was sent, duplicates included.
-struct SlowReceiver {
-    url: String,
-    seen: Arc<std::sync::Mutex<Vec<String>>>,
-    _server: JoinHandle<()>,
-}
-
-impl SlowReceiver {
-    async fn start(delay: Duration) -> Self {
-        use poem::{EndpointExt, Request, Route, handler, post};
-
-        #[handler]
-        async fn receive(
-            req: &Request,
-            seen: poem::web::Data<&Arc<std::sync::Mutex<Vec<String>>>>,
-            delay: poem::web::Data<&Duration>,
-        ) -> &'static str {
-            let id = req
-                .header("webhook-id")
-                .unwrap_or("missing webhook-id")
-                .to_owned();
-            seen.lock().expect("receiver log").push(id);
-            tokio::time::sleep(**delay).await;
-            "ok"
-        }
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let addr = listener.local_addr().expect("receiver addr");
-        drop(listener);
-        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let app = Route::new()
-            .at("/hook", post(receive))
-            .data(seen.clone())
-            .data(delay);
-        let server = tokio::spawn(async move {
-            let _ = poem::Server::new(poem::listener::TcpListener::bind(addr))
-                .run(app)
-                .await;
-        });
-        // Wait until it accepts connections.
-        wait_for(Duration::from_secs(5), "the receiver", || async {
-            tokio::net::TcpStream::connect(addr).await.is_ok()
-        })
-        .await;
-        Self {
-            url: format!("http://{addr}/hook"),
-            seen,
-            _server: server,
-        }
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().expect("receiver log").clone()
-    }
-}
-
 /// Kills the child on drop, so a failing test leaves no worker behind.
 struct Child(std::process::Child);
 
@@ -880,16 +680,19 @@ impl Drop for Child {
 #[tokio::test]
 async fn a_sigkilled_worker_process_loses_no_delivery() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
+    let (test_db, db) = migrated().await;
     let pool = pool(&db);
-    let receiver = SlowReceiver::start(Duration::from_millis(300)).await;
+    // Answers 200 after 300 ms, so that deliveries are in flight when a replica is killed.
+    let receiver = Receiver::always(Reply::Hang(Duration::from_millis(300)))
+        .await
+        .expect("receiver");
     let config_id: i64 = sqlx::query_scalar(
         "INSERT INTO webhook_configs (name, url, secret, event_types, status, retry_config) \
          VALUES ('kill test', $1, 'webhooksecret123', '[\"call.completed\"]', 'active', \
                  '{\"maxAttempts\":5,\"initialDelay\":1,\"maxDelay\":2,\"backoffFactor\":2}') \
          RETURNING id",
     )
-    .bind(&receiver.url)
+    .bind(receiver.url("/hook"))
     .fetch_one(&pool)
     .await
     .expect("insert config");
@@ -898,7 +701,7 @@ async fn a_sigkilled_worker_process_loses_no_delivery() {
     let start = |name: &'static str| {
         Child(
             worker_binary(&[
-                ("DATABASE_URL", test_db.url.as_str()),
+                ("DATABASE_URL", test_db.url()),
                 ("WORKER_NAME", name),
                 ("WORKER_CONCURRENCY", "4"),
                 ("WORKER_HEARTBEAT_SECS", "1"),
@@ -1002,7 +805,12 @@ async fn a_sigkilled_worker_process_loses_no_delivery() {
             "orphaned job {id}"
         );
     }
-    let seen = receiver.seen();
+    // Every webhook-id received, duplicates included.
+    let seen: Vec<String> = receiver
+        .received()
+        .into_iter()
+        .map(|a| a.webhook_id.unwrap_or_else(|| "missing webhook-id".into()))
+        .collect();
     for e in &enqueued {
         assert!(
             seen.contains(&e.message_id),
@@ -1024,8 +832,8 @@ async fn a_sigkilled_worker_process_loses_no_delivery() {
 #[tokio::test]
 async fn a_replica_leading_maintenance_does_not_block_migrations() {
     init_logs();
-    let (test_db, db) = TestDb::migrated().await;
-    let replica = Replica::start(&db, settings(&test_db, &[("QUEUE_SAMPLE_SECS", "1")])).await;
+    let (test_db, db) = migrated().await;
+    let replica = start(&db, settings(&test_db, &[("QUEUE_SAMPLE_SECS", "1")])).await;
     let pool = pool(&db);
     wait_for(Duration::from_secs(10), "the maintenance lead", || async {
         sqlx::query(
@@ -1043,6 +851,5 @@ async fn a_replica_leading_maintenance_does_not_block_migrations() {
         matches!(migrated, Ok(Ok(()))),
         "api migrate must not wait for the maintenance leader: {migrated:?}"
     );
-    let (_, result) = replica.stop().await;
-    assert!(result.is_ok(), "{result:?}");
+    stop(replica).await;
 }

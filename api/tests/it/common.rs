@@ -1,15 +1,18 @@
-//! Test harness: a fresh database per test, the real app on port 0, an authorized client.
+//! Test harness: a fresh database per test, the real app on port 0, an authorized client,
+//! worker replicas in-process (all from [`wirehook_testkit`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entity::{Direction, EventStatus, Source, webhook_events};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Database, DatabaseConnection, Set};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, Set};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wirehook_api::App;
 use wirehook_api::config::{InboundConfig, JwtConfig};
+use wirehook_testkit::db::TestDb;
+use wirehook_testkit::replica::{self, Replica};
 
 pub const JWT_SECRET: &str = "integration-test-jwt-secret";
 /// `SIGNALWIRE_SIGNING_KEY` of the test app.
@@ -17,81 +20,26 @@ pub const SIGNALWIRE_KEY: &str = "PSKtest1234567890abcdef";
 /// `ELEVENLABS_WEBHOOK_SECRET` of the test app.
 pub const ELEVENLABS_SECRET: &str = "wsec_test_elevenlabs_secret";
 
-/// A database created for one test and dropped when the value is dropped.
-pub struct TestDb {
-    pub url: String,
-    name: String,
-    admin_url: String,
-    /// False on a throwaway cluster, which goes away with its test (and may be down by then).
-    drop_on_exit: bool,
-}
+/// Prefix of the tests' databases: `wirehook_test_<ulid>`.
+const DB_PREFIX: &str = "wirehook_test";
 
-impl TestDb {
-    /// Creates an empty database on the server named by `DATABASE_URL`.
-    pub async fn create() -> Self {
-        let admin_url = std::env::var("DATABASE_URL").expect(
-            "DATABASE_URL must point at a PostgreSQL server; run the tests with `just test`",
-        );
-        Self::create_on(admin_url, true).await
-    }
+/// Connections of the app's pool (and of a replica's): sqlx's default, which the tests have
+/// always run with.
+pub const POOL: u32 = 10;
 
-    /// Creates an empty database on the server at `admin_url`.
-    async fn create_on(admin_url: String, drop_on_exit: bool) -> Self {
-        let name = format!(
-            "wirehook_test_{}",
-            ulid::Ulid::generate().to_string().to_lowercase()
-        );
-        let admin = Database::connect(&admin_url)
-            .await
-            .expect("connect to DATABASE_URL");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        let mut url = url::Url::parse(&admin_url).expect("DATABASE_URL is a URL");
-        url.set_path(&name);
-        Self {
-            url: url.into(),
-            name,
-            admin_url,
-            drop_on_exit,
-        }
-    }
+/// What an in-process replica runs with unless a test says otherwise: quick polls, leases and
+/// gauges, a 1 s delivery timeout, a 1 s shutdown grace.
+const REPLICA: &[(&str, &str)] = &[
+    ("WORKER_POLL_INTERVAL_MS", "100"),
+    ("DELIVERY_TIMEOUT_SECS", "1"),
+    ("WORKER_SHUTDOWN_GRACE_SECS", "1"),
+    ("WORKER_HEARTBEAT_SECS", "2"),
+    ("QUEUE_SAMPLE_SECS", "1"),
+];
 
-    /// Connects to this database.
-    pub async fn connect(&self) -> DatabaseConnection {
-        Database::connect(&self.url)
-            .await
-            .expect("connect to test database")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if !self.drop_on_exit {
-            return;
-        }
-        let (name, admin_url) = (self.name.clone(), self.admin_url.clone());
-        // Drop runs inside the test's runtime; use a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                if let Ok(admin) = Database::connect(&admin_url).await {
-                    let _ = admin
-                        .execute_unprepared(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .await;
-                    admin.close().await.ok();
-                }
-            });
-            Ok::<_, std::io::Error>(())
-        })
-        .join();
-    }
+/// An empty database on the server named by `DATABASE_URL`, dropped with the value.
+pub async fn fresh_database() -> TestDb {
+    TestDb::from_env(DB_PREFIX).await.expect("test database")
 }
 
 /// The running api with its database and an authorized HTTP client.
@@ -102,7 +50,7 @@ pub struct TestApp {
     pub token: String,
     /// `PUBLIC_BASE_URL` of the app (its own address unless a test changes it).
     pub public_base_url: String,
-    _database: TestDb,
+    database: TestDb,
 }
 
 pub fn jwt_config() -> JwtConfig {
@@ -127,11 +75,17 @@ impl TestApp {
     /// Starts the app as `api serve` runs it, with the binary's pool
     /// ([`wirehook_core::process::connect`]), on a fresh database of the server at
     /// `admin_url`: a throwaway cluster that the test stops and starts.
-    pub async fn spawn_on(admin_url: String) -> Self {
-        let database = TestDb::create_on(admin_url, false).await;
-        let db = wirehook_core::process::connect(&database.url, 32)
+    pub async fn spawn_on(admin_url: &str) -> Self {
+        let database = TestDb::create(admin_url, DB_PREFIX)
+            .await
+            .expect("test database")
+            .keep_on_drop();
+        let db = wirehook_core::process::connect(database.url(), 32)
             .await
             .expect("connect like the binary");
+        migration::migrate(&db)
+            .await
+            .expect("migrate test database");
         Self::spawn_inner(database, db, jwt_config(), |_| {}, true).await
     }
 
@@ -151,11 +105,12 @@ impl TestApp {
         inbound: impl FnOnce(&mut InboundConfig),
         allow_private_targets: bool,
     ) -> Self {
-        if std::env::var("TEST_LOG").is_ok() {
-            wirehook_core::process::init_tracing();
-        }
-        let database = TestDb::create().await;
-        let db = database.connect().await;
+        wirehook_testkit::init_logs();
+        let database = fresh_database().await;
+        let db = database
+            .connect_migrated(POOL)
+            .await
+            .expect("migrate test database");
         Self::spawn_inner(database, db, jwt, inbound, allow_private_targets).await
     }
 
@@ -166,9 +121,6 @@ impl TestApp {
         inbound: impl FnOnce(&mut InboundConfig),
         allow_private_targets: bool,
     ) -> Self {
-        migration::migrate(&db)
-            .await
-            .expect("migrate test database");
         let (acceptor, addr) = wirehook_api::app::bind("127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("bind");
@@ -199,58 +151,26 @@ impl TestApp {
             token,
             public_base_url,
 
-            _database: database,
+            database,
         }
     }
 
-    /// Starts a real worker replica (apalis runtime) in-process; it stops when the guard drops.
-    pub async fn start_worker(&self) -> WorkerGuard {
+    /// Starts a real worker replica (apalis runtime) in-process; it stops when dropped.
+    pub async fn start_worker(&self) -> Replica {
         self.start_worker_with(&[]).await
     }
 
     /// [`start_worker`](Self::start_worker) with extra worker environment variables (which win).
-    pub async fn start_worker_with(&self, vars: &[(&str, &str)]) -> WorkerGuard {
-        let url = self._database.url.clone();
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let settings = wirehook_core::settings::WorkerSettings::from_lookup(move |k| {
-            if let Some((_, v)) = vars.iter().find(|(name, _)| name == k) {
-                return Some(v.clone());
-            }
-            match k {
-                "DATABASE_URL" => Some(url.clone()),
-                "METRICS_ADDR" => Some("127.0.0.1:0".into()),
-                "WORKER_POLL_INTERVAL_MS" => Some("100".into()),
-                "DELIVERY_TIMEOUT_SECS" => Some("1".into()),
-                "WORKER_SHUTDOWN_GRACE_SECS" => Some("1".into()),
-                "WORKER_HEARTBEAT_SECS" => Some("2".into()),
-                "QUEUE_SAMPLE_SECS" => Some("1".into()),
-                _ => None,
-            }
-        })
-        .expect("worker settings");
-        let engine = std::sync::Arc::new(
-            wirehook_core::engine::Engine::from_settings(self._database.connect().await, &settings)
-                .expect("engine"),
-        );
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            wirehook_worker::runtime::run(engine, &settings, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        WorkerGuard {
-            _stop: Some(tx),
-            _task: task,
-        }
+    pub async fn start_worker_with(&self, vars: &[(&str, &str)]) -> Replica {
+        let settings = replica::settings(self.database.url(), &[REPLICA, vars].concat())
+            .expect("worker settings");
+        let db = self.database.connect(POOL).await.expect("connect");
+        Replica::start(db, settings).expect("replica")
     }
 
     /// The test database's URL (for the binaries).
     pub fn database_url(&self) -> &str {
-        &self._database.url
+        self.database.url()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -417,10 +337,4 @@ pub fn error_code(body: &Value) -> String {
 pub fn is_iso8601(v: &Value) -> bool {
     v.as_str()
         .is_some_and(|s| DateTime::parse_from_rfc3339(s).is_ok())
-}
-
-/// Keeps an in-process worker running; dropping it asks the worker to stop.
-pub struct WorkerGuard {
-    _stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _task: tokio::task::JoinHandle<Result<(), wirehook_worker::runtime::RuntimeError>>,
 }

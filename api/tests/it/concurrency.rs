@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use entity::EventStatus;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use serde_json::json;
+use wirehook_testkit::receiver::{Receiver, Reply};
 
 use crate::common::{NewEvent, TestApp};
-use crate::receiver::{Receiver, Reply};
 
 /// Waits until `n` sessions of the test database are waiting for a row lock.
 async fn lock_waiters(app: &TestApp, n: i64) {
@@ -43,10 +43,12 @@ async fn lock_waiters(app: &TestApp, n: i64) {
 #[tokio::test]
 async fn deactivating_while_the_worker_records_an_attempt_neither_deadlocks_nor_loses_it() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::start(Vec::new(), Some(Reply::Status(500))).await;
+    let receiver = Receiver::always(Reply::Status(500))
+        .await
+        .expect("receiver");
     let config = app
         .create_config(json!({
-            "url": receiver.url(),
+            "url": receiver.url("/hooks"),
             "eventTypes": ["contact.created"],
             "filters": null,
             "retryConfig": {"maxAttempts": 5, "initialDelay": 3600, "maxDelay": 3600}

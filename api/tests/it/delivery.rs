@@ -4,16 +4,18 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wirehook_core::queue::{self, NewDelivery};
+use wirehook_testkit::receiver::{Arrival, Receiver, Reply};
 
 use crate::common::{TestApp, error_code};
-use crate::receiver::{Receiver, Reply};
 
 const WAIT: Duration = Duration::from_secs(15);
 
 /// Creates a config for `receiver` with a fast retry policy and enqueues one event to it.
 async fn enqueue_one(app: &TestApp, receiver: &Receiver, retry: Value) -> (i64, i64) {
     let config = app
-        .create_config(json!({"url": receiver.url(), "filters": null, "retryConfig": retry}))
+        .create_config(
+            json!({"url": receiver.url("/hooks"), "filters": null, "retryConfig": retry}),
+        )
         .await;
     let config_id = config["id"].as_i64().expect("id");
     let created = queue::enqueue(
@@ -47,7 +49,7 @@ async fn wait_status(app: &TestApp, id: i64, status: &str) -> Value {
     }
 }
 
-fn gaps(received: &[crate::receiver::Received]) -> Vec<f64> {
+fn gaps(received: &[Arrival]) -> Vec<f64> {
     received
         .windows(2)
         .map(|w| (w[1].at - w[0].at).as_secs_f64())
@@ -58,7 +60,12 @@ fn gaps(received: &[crate::receiver::Received]) -> Vec<f64> {
 async fn failures_retry_until_delivered_with_the_same_message_id() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::start(vec![Reply::Status(500), Reply::Status(500)], None).await;
+    let receiver = Receiver::scripted(
+        vec![Reply::Status(500), Reply::Status(500)],
+        Reply::Status(200),
+    )
+    .await
+    .expect("receiver");
     let retry = json!({"maxAttempts": 5, "initialDelay": 1, "maxDelay": 5, "backoffFactor": 1});
     let (_, id) = enqueue_one(&app, &receiver, retry).await;
     let details = wait_status(&app, id, "delivered").await;
@@ -85,7 +92,9 @@ async fn failures_retry_until_delivered_with_the_same_message_id() {
 async fn an_always_failing_receiver_ends_failed_after_max_attempts() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::start(Vec::new(), Some(Reply::Status(500))).await;
+    let receiver = Receiver::always(Reply::Status(500))
+        .await
+        .expect("receiver");
     let retry = json!({"maxAttempts": 3, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
     let (_, id) = enqueue_one(&app, &receiver, retry).await;
     let details = wait_status(&app, id, "failed").await;
@@ -103,7 +112,9 @@ async fn an_always_failing_receiver_ends_failed_after_max_attempts() {
 async fn backoff_delays_follow_the_schedule_within_jitter() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::start(Vec::new(), Some(Reply::Status(503))).await;
+    let receiver = Receiver::always(Reply::Status(503))
+        .await
+        .expect("receiver");
     let retry = json!({"maxAttempts": 3, "initialDelay": 1, "maxDelay": 60, "backoffFactor": 2});
     let (_, id) = enqueue_one(&app, &receiver, retry).await;
     wait_status(&app, id, "failed").await;
@@ -122,7 +133,12 @@ async fn backoff_delays_follow_the_schedule_within_jitter() {
 async fn a_timeout_is_retried() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::start(vec![Reply::Hang(Duration::from_secs(3))], None).await;
+    let receiver = Receiver::scripted(
+        vec![Reply::Hang(Duration::from_secs(3))],
+        Reply::Status(200),
+    )
+    .await
+    .expect("receiver");
     let retry = json!({"maxAttempts": 3, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
     let (_, id) = enqueue_one(&app, &receiver, retry).await;
     let details = wait_status(&app, id, "delivered").await;
@@ -135,7 +151,9 @@ async fn a_timeout_is_retried() {
 async fn gone_fails_the_event_and_disables_the_configuration() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::start(vec![Reply::Status(410)], None).await;
+    let receiver = Receiver::scripted(vec![Reply::Status(410)], Reply::Status(200))
+        .await
+        .expect("receiver");
     let retry = json!({"maxAttempts": 5, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
     let (config_id, id) = enqueue_one(&app, &receiver, retry).await;
     let details = wait_status(&app, id, "failed").await;
@@ -154,7 +172,9 @@ async fn gone_fails_the_event_and_disables_the_configuration() {
 async fn retry_after_is_honoured() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::start(vec![Reply::RetryAfter(429, 2)], None).await;
+    let receiver = Receiver::scripted(vec![Reply::RetryAfter(429, 2)], Reply::Status(200))
+        .await
+        .expect("receiver");
     let retry = json!({"maxAttempts": 3, "initialDelay": 1, "maxDelay": 60, "backoffFactor": 1});
     let (_, id) = enqueue_one(&app, &receiver, retry).await;
     wait_status(&app, id, "delivered").await;
@@ -169,7 +189,9 @@ async fn retry_after_is_honoured() {
 async fn manual_retry_after_failure_delivers() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::start(vec![Reply::Status(500)], None).await;
+    let receiver = Receiver::scripted(vec![Reply::Status(500)], Reply::Status(200))
+        .await
+        .expect("receiver");
     let retry = json!({"maxAttempts": 1, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
     let (_, id) = enqueue_one(&app, &receiver, retry).await;
     assert_eq!(
@@ -191,7 +213,9 @@ async fn manual_retry_after_failure_delivers() {
 async fn deleting_the_configuration_stops_queued_retries() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::start(Vec::new(), Some(Reply::Status(500))).await;
+    let receiver = Receiver::always(Reply::Status(500))
+        .await
+        .expect("receiver");
     let retry = json!({"maxAttempts": 5, "initialDelay": 2, "maxDelay": 2, "backoffFactor": 1});
     let (config_id, id) = enqueue_one(&app, &receiver, retry).await;
     receiver.wait_for(1, WAIT).await;
@@ -207,7 +231,7 @@ async fn deleting_the_configuration_stops_queued_retries() {
 #[tokio::test]
 async fn retry_refuses_what_cannot_be_retried() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let (_, pending) = enqueue_one(&app, &receiver, json!({})).await;
     let inbound = app
         .insert_event(crate::common::NewEvent::inbound("call.completed"))
@@ -235,7 +259,7 @@ fn engine(app: &TestApp) -> wirehook_core::engine::Engine {
 #[tokio::test]
 async fn concurrent_jobs_of_one_event_record_a_single_outcome() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let (_, id) = enqueue_one(&app, &receiver, json!({})).await;
     let engine = engine(&app);
     let job = wirehook_core::job::DeliveryJob::new(entity::EventId(id));
@@ -259,9 +283,9 @@ async fn concurrent_jobs_of_one_event_record_a_single_outcome() {
 #[tokio::test]
 async fn many_concurrent_jobs_of_many_events_record_each_delivery_once() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let config = app
-        .create_config(json!({"url": receiver.url(), "filters": null}))
+        .create_config(json!({"url": receiver.url("/hooks"), "filters": null}))
         .await;
     let config_id = config["id"].as_i64().expect("id");
     let deliveries = (0..300)
@@ -341,7 +365,7 @@ fn record(event_id: i64, config_id: i64, delivered: bool) -> wirehook_core::stor
 #[tokio::test]
 async fn a_delivery_recorded_after_a_racing_failure_of_the_same_attempt_still_counts() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let (config_id, id) = enqueue_one(&app, &receiver, json!({})).await;
     let failure = vec![record(id, config_id, false)];
     let won = wirehook_core::store::record_batch(&app.db, None, failure)
@@ -361,7 +385,7 @@ async fn a_delivery_recorded_after_a_racing_failure_of_the_same_attempt_still_co
 #[tokio::test]
 async fn in_one_batch_the_delivered_record_of_an_event_wins_over_a_failed_one() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let (config_id, id) = enqueue_one(&app, &receiver, json!({})).await;
     let batch = vec![record(id, config_id, false), record(id, config_id, true)];
     let won = wirehook_core::store::record_batch(&app.db, None, batch)
@@ -379,7 +403,7 @@ async fn in_one_batch_the_delivered_record_of_an_event_wins_over_a_failed_one() 
 #[tokio::test]
 async fn a_failure_recorded_after_the_event_moved_on_changes_nothing() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let (config_id, id) = enqueue_one(&app, &receiver, json!({})).await;
     let delivered = vec![record(id, config_id, true)];
     wirehook_core::store::record_batch(&app.db, None, delivered)

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wirehook_api::inbound::{CidrList, elevenlabs, signalwire};
+use wirehook_testkit::receiver::Receiver;
 
 use crate::common::{ELEVENLABS_SECRET, SIGNALWIRE_KEY, TestApp, error_code, read};
-use crate::receiver::Receiver;
 
 const SIGNALWIRE_PATH: &str = "/api/webhooks/signalwire";
 const ELEVENLABS_PATH: &str = "/api/webhooks/elevenlabs";
@@ -120,7 +120,7 @@ async fn deliveries_of(app: &TestApp, parent: i64) -> Vec<Value> {
 
 async fn config_for(app: &TestApp, receiver: &Receiver, overrides: Value) -> i64 {
     let mut body = json!({
-        "url": receiver.url(),
+        "url": receiver.url("/hooks"),
         "eventTypes": ["call.completed"],
         "filters": null,
         "headers": null,
@@ -145,9 +145,9 @@ async fn assert_rejected_401(app: &TestApp, (status, body): (u16, Value)) -> Val
 async fn a_signed_signalwire_event_is_delivered_to_matching_configs_only() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let matching = Receiver::ok().await;
-    let filtered_in = Receiver::ok().await;
-    let others = Receiver::ok().await;
+    let matching = Receiver::ok().await.expect("receiver");
+    let filtered_in = Receiver::ok().await.expect("receiver");
+    let others = Receiver::ok().await.expect("receiver");
     let matching_id = config_for(&app, &matching, json!({})).await;
     let filtered_id = config_for(
         &app,
@@ -222,7 +222,7 @@ async fn an_inbound_event_payload_is_the_provider_body_beside_its_normalized_for
 #[tokio::test]
 async fn a_signed_cxml_status_callback_is_processed() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     config_for(&app, &receiver, json!({})).await;
     let params = [
         ("CallSid", "CA1234567890ABCDE"),
@@ -379,7 +379,7 @@ async fn a_valid_signature_over_invalid_json_is_400() {
 #[tokio::test]
 async fn an_unknown_event_type_is_200_and_ignored() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     config_for(&app, &receiver, json!({})).await;
     let (status, body) =
         post_signalwire(&app, &signalwire_call("call.teleported", "CA1", "c")).await;
@@ -394,7 +394,7 @@ async fn an_unknown_event_type_is_200_and_ignored() {
 #[tokio::test]
 async fn a_provider_retry_is_a_duplicate_and_fans_out_nothing() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     config_for(&app, &receiver, json!({})).await;
     let body = signalwire_call("call.completed", "CA1", "c");
     let (_, first) = post_signalwire(&app, &body).await;
@@ -409,7 +409,7 @@ async fn a_provider_retry_is_a_duplicate_and_fans_out_nothing() {
 #[tokio::test]
 async fn the_same_event_posted_concurrently_fans_out_exactly_once() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     config_for(&app, &receiver, json!({})).await;
     let body = signalwire_call("call.completed", "CA-race", "c");
     let answers = futures::future::join_all((0..8).map(|_| post_signalwire(&app, &body))).await;
@@ -455,7 +455,7 @@ async fn an_unconfigured_provider_key_is_503() {
 async fn a_signed_elevenlabs_event_is_delivered() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     config_for(
         &app,
         &receiver,
@@ -626,7 +626,7 @@ async fn development_does_not_check_source_ips() {
 async fn a_platform_event_is_recorded_and_delivered() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     config_for(
         &app,
         &receiver,
@@ -654,7 +654,7 @@ async fn a_platform_event_is_recorded_and_delivered() {
 #[tokio::test]
 async fn a_repeated_idempotency_key_publishes_once() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     config_for(&app, &receiver, json!({"eventTypes": ["contact.created"]})).await;
     let event = json!({
         "eventType": "contact.created",

@@ -2,9 +2,6 @@
 
 mod auth;
 mod cli;
-#[allow(dead_code)]
-#[path = "../../../harness/src/cluster.rs"]
-mod cluster;
 mod common;
 mod concurrency;
 mod configs;
@@ -19,7 +16,6 @@ mod migrate;
 mod openapi;
 mod operations;
 mod outage;
-mod receiver;
 mod schema_instances;
 mod secrets;
 mod ssrf;

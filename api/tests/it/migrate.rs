@@ -2,7 +2,7 @@
 
 use sea_orm::{ConnectionTrait, Statement};
 
-use crate::common::TestDb;
+use crate::common::{POOL, fresh_database};
 
 async fn table_count(db: &sea_orm::DatabaseConnection) -> i64 {
     let row = db
@@ -19,8 +19,8 @@ async fn table_count(db: &sea_orm::DatabaseConnection) -> i64 {
 
 #[tokio::test]
 async fn migrating_twice_is_a_no_op() {
-    let database = TestDb::create().await;
-    let db = database.connect().await;
+    let database = fresh_database().await;
+    let db = database.connect(POOL).await.expect("connect");
     migration::migrate(&db).await.expect("first run");
     let tables = table_count(&db).await;
     migration::migrate(&db).await.expect("second run");
@@ -30,16 +30,16 @@ async fn migrating_twice_is_a_no_op() {
 
 #[tokio::test]
 async fn concurrent_migrations_from_several_hosts_all_succeed() {
-    let database = TestDb::create().await;
+    let database = fresh_database().await;
     let mut runs = Vec::new();
     for _ in 0..4 {
-        let db = database.connect().await;
+        let db = database.connect(POOL).await.expect("connect");
         runs.push(tokio::spawn(async move { migration::migrate(&db).await }));
     }
     for run in runs {
         run.await.expect("join").expect("migrate");
     }
-    let db = database.connect().await;
+    let db = database.connect(POOL).await.expect("connect");
     assert!(migration::pending(&db).await.expect("pending").is_empty());
     db.execute_unprepared(
         "SELECT 1 FROM webhook_configs, webhook_events, webhook_attempts, apalis.jobs LIMIT 1",
@@ -50,7 +50,7 @@ async fn concurrent_migrations_from_several_hosts_all_succeed() {
 
 #[tokio::test]
 async fn a_fresh_database_reports_pending_migrations() {
-    let database = TestDb::create().await;
-    let db = database.connect().await;
+    let database = fresh_database().await;
+    let db = database.connect(POOL).await.expect("connect");
     assert!(!migration::pending(&db).await.expect("pending").is_empty());
 }

@@ -8,15 +8,15 @@ use entity::{EventStatus, webhook_events};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use standardwebhooks::Webhook;
+use wirehook_testkit::receiver::{Arrival, Receiver, Reply};
 
 use crate::common::{NewEvent, TestApp, error_code};
-use crate::receiver::{Received, Receiver, Reply};
 
 const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NEW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 /// Whether a receiver holding `secret` accepts the delivery.
-fn verifies(secret: &str, req: &Received) -> bool {
+fn verifies(secret: &str, req: &Arrival) -> bool {
     let mut headers = http::HeaderMap::new();
     for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
         headers.insert(name, req.headers[name].parse().expect("header"));
@@ -29,7 +29,7 @@ fn verifies(secret: &str, req: &Received) -> bool {
 
 async fn config(app: &TestApp, receiver: &Receiver, overrides: Value) -> i64 {
     let mut body = json!({
-        "url": receiver.url(),
+        "url": receiver.url("/hooks"),
         "secret": OLD_SECRET,
         "eventTypes": ["call.completed"],
         "filters": null,
@@ -41,7 +41,7 @@ async fn config(app: &TestApp, receiver: &Receiver, overrides: Value) -> i64 {
 }
 
 /// Sends a test delivery and returns what the receiver got.
-async fn test_delivery(app: &TestApp, id: i64, receiver: &Receiver) -> Received {
+async fn test_delivery(app: &TestApp, id: i64, receiver: &Receiver) -> Arrival {
     let before = receiver.received().len();
     let (status, body) = app
         .post(
@@ -83,7 +83,7 @@ where
 #[tokio::test]
 async fn during_the_overlap_both_secrets_verify_and_after_it_only_the_new_one() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({})).await;
     let (status, body) = app
         .post(
@@ -128,7 +128,7 @@ async fn during_the_overlap_both_secrets_verify_and_after_it_only_the_new_one() 
 #[tokio::test]
 async fn rotating_without_overlap_drops_the_old_secret_at_once() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({})).await;
     let (status, body) = app
         .post(
@@ -150,7 +150,7 @@ async fn rotating_without_overlap_drops_the_old_secret_at_once() {
 #[tokio::test]
 async fn rotating_again_during_an_overlap_makes_the_current_secret_the_old_one() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({})).await;
     let path = format!("/api/webhooks/config/{id}/rotate-secret");
     let (_, first) = app.post(&path, json!({"secret": NEW_SECRET})).await;
@@ -170,7 +170,7 @@ async fn rotating_again_during_an_overlap_makes_the_current_secret_the_old_one()
 #[tokio::test]
 async fn the_rotated_secret_is_never_returned_again() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({})).await;
     app.post(
         &format!("/api/webhooks/config/{id}/rotate-secret"),
@@ -187,7 +187,7 @@ async fn the_rotated_secret_is_never_returned_again() {
 #[tokio::test]
 async fn rotate_secret_refuses_bad_input() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({})).await;
     let path = format!("/api/webhooks/config/{id}/rotate-secret");
     for (body, code) in [
@@ -229,8 +229,8 @@ async fn message_id(app: &TestApp, id: i64) -> String {
 async fn recover_redelivers_exactly_the_failed_events_in_the_window() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::ok().await;
-    let other_receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
+    let other_receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({})).await;
     let other = config(&app, &other_receiver, json!({})).await;
     let in_window = [
@@ -299,7 +299,7 @@ async fn recover_redelivers_exactly_the_failed_events_in_the_window() {
 #[tokio::test]
 async fn recover_refuses_a_window_in_the_future_or_reversed() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({})).await;
     let path = format!("/api/webhooks/config/{id}/recover");
     let future = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
@@ -323,7 +323,7 @@ async fn recover_refuses_a_window_in_the_future_or_reversed() {
 #[tokio::test]
 async fn recover_needs_an_active_configuration() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({"status": "inactive"})).await;
     let since = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
     let (status, body) = app
@@ -377,7 +377,9 @@ async fn recover_on_a_failing_endpoint_makes_exactly_max_attempts_new_attempts()
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
     for max_attempts in [1, 3] {
-        let failing = Receiver::start(Vec::new(), Some(Reply::Status(500))).await;
+        let failing = Receiver::always(Reply::Status(500))
+            .await
+            .expect("receiver");
         let retry = json!({"maxAttempts": max_attempts, "initialDelay": 1, "maxDelay": 1,
                            "backoffFactor": 1});
         let id = config(&app, &failing, json!({"retryConfig": retry})).await;
@@ -446,8 +448,10 @@ async fn a_dead_endpoint_is_paced_and_does_not_slow_a_healthy_one() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker_with(&[("WORKER_CONCURRENCY", "4")]).await;
     // Hangs past the 1 s delivery timeout of the test worker.
-    let dead = Receiver::start(Vec::new(), Some(Reply::Hang(Duration::from_secs(3)))).await;
-    let healthy = Receiver::ok().await;
+    let dead = Receiver::always(Reply::Hang(Duration::from_secs(3)))
+        .await
+        .expect("receiver");
+    let healthy = Receiver::ok().await.expect("receiver");
     let retry = json!({"maxAttempts": 10, "initialDelay": 30, "maxDelay": 60, "backoffFactor": 1});
     let dead_id = config(&app, &dead, json!({"retryConfig": retry})).await;
     let healthy_id = config(&app, &healthy, json!({})).await;
@@ -486,7 +490,9 @@ async fn an_endpoint_failing_past_the_threshold_is_disabled_and_can_be_reenabled
     let _worker = app
         .start_worker_with(&[("AUTO_DISABLE_AFTER_HOURS", "0.0005")])
         .await;
-    let failing = Receiver::start(Vec::new(), Some(Reply::Status(500))).await;
+    let failing = Receiver::always(Reply::Status(500))
+        .await
+        .expect("receiver");
     let retry = json!({"maxAttempts": 50, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
     let id = config(&app, &failing, json!({"retryConfig": retry})).await;
     enqueue(&app, id, 4).await;
@@ -529,7 +535,12 @@ async fn an_endpoint_failing_past_the_threshold_is_disabled_and_can_be_reenabled
 async fn a_success_resets_the_failing_clock() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::start(vec![Reply::Status(500), Reply::Status(500)], None).await;
+    let receiver = Receiver::scripted(
+        vec![Reply::Status(500), Reply::Status(500)],
+        Reply::Status(200),
+    )
+    .await
+    .expect("receiver");
     let retry = json!({"maxAttempts": 5, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
     let id = config(&app, &receiver, json!({"retryConfig": retry})).await;
     let events = enqueue(&app, id, 1).await;
@@ -579,7 +590,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 #[tokio::test]
 async fn purge_deletes_only_old_events_in_a_final_state_with_their_attempts() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({})).await;
     old_events(&app, id, "delivered", 40, 2_500).await;
     old_events(&app, id, "failed", 40, 3).await;
@@ -608,7 +619,7 @@ async fn purge_deletes_only_old_events_in_a_final_state_with_their_attempts() {
 #[tokio::test]
 async fn api_purge_prints_how_many_events_it_deleted() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({})).await;
     old_events(&app, id, "failed", 40, 7).await;
     old_events(&app, id, "delivered", 1, 2).await;
@@ -637,7 +648,7 @@ async fn api_purge_refuses_a_malformed_age() {
 #[tokio::test]
 async fn the_worker_purges_by_retention_days() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({})).await;
     old_events(&app, id, "delivered", 3, 5).await;
     old_events(&app, id, "delivered", 0, 1).await;
@@ -656,7 +667,7 @@ async fn the_worker_purges_by_retention_days() {
 async fn metrics_expose_deliveries_attempt_durations_and_the_queue() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({})).await;
     enqueue(&app, id, 1).await;
     receiver.wait_for(1, Duration::from_secs(15)).await;

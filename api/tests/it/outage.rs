@@ -3,13 +3,12 @@
 //! itself once the database returns. Each test runs the app (with the binary's pool) on a
 //! throwaway cluster of its own that it stops and starts.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wirehook_core::process::ACQUIRE_TIMEOUT;
+use wirehook_testkit::cluster::{Cluster, Durability};
 
-use crate::cluster::{Cluster, Durability};
 use crate::common::{TestApp, error_code, read};
 use crate::inbound::{inbound_events, post_signalwire, signalwire_call};
 
@@ -19,37 +18,28 @@ const SLACK: Duration = Duration::from_secs(2);
 /// The app on its own cluster. The app is declared first so that it is dropped first.
 struct Outage {
     app: TestApp,
-    cluster: Arc<Cluster>,
+    cluster: Cluster,
 }
 
 impl Outage {
     async fn start() -> Self {
-        let cluster = tokio::task::spawn_blocking(|| Cluster::start(Durability::Fast))
+        let cluster = Cluster::start(Durability::Fast)
             .await
-            .expect("blocking task")
             .expect("throwaway cluster");
-        let app = TestApp::spawn_on(cluster.url()).await;
-        Self {
-            app,
-            cluster: Arc::new(cluster),
-        }
+        let app = TestApp::spawn_on(&cluster.url()).await;
+        Self { app, cluster }
     }
 
     /// Stops PostgreSQL (`pg_ctl -m fast`: the app's connections are closed).
     async fn stop_database(&self) {
-        let cluster = self.cluster.clone();
-        tokio::task::spawn_blocking(move || cluster.stop())
-            .await
-            .expect("blocking task")
-            .expect("stop the cluster");
+        self.cluster.stop().await.expect("stop the cluster");
     }
 
     /// Starts PostgreSQL again and waits until it accepts connections.
     async fn resume_database(&self) {
-        let cluster = self.cluster.clone();
-        tokio::task::spawn_blocking(move || cluster.resume())
+        self.cluster
+            .resume()
             .await
-            .expect("blocking task")
             .expect("start the cluster again");
     }
 

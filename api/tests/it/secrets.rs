@@ -16,9 +16,9 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use wirehook_api::config::JwtConfig;
 use wirehook_api::inbound::{elevenlabs, signalwire};
+use wirehook_testkit::receiver::Receiver;
 
-use crate::common::{TestDb, example_config};
-use crate::receiver::Receiver;
+use crate::common::{POOL, example_config, fresh_database};
 
 const JWT: &str = "jwt-secret-5f1c9a7e-do-not-log";
 const SIGNALWIRE: &str = "PSK-signalwire-key-0b7d3e-do-not-log";
@@ -183,11 +183,9 @@ fn random_secret() -> String {
 
 #[tokio::test]
 async fn secrets_never_appear_in_logs_errors_or_responses() {
-    let db = TestDb::create().await;
-    migration::migrate(&db.connect().await)
-        .await
-        .expect("migrate");
-    let mut database_url = url::Url::parse(&db.url).expect("database URL");
+    let db = fresh_database().await;
+    db.connect_migrated(POOL).await.expect("migrate");
+    let mut database_url = url::Url::parse(db.url()).expect("database URL");
     let db_password = match database_url.password() {
         Some(password) => password.to_owned(),
         // Trust authentication ignores it, but the api must still never print it.
@@ -199,7 +197,7 @@ async fn secrets_never_appear_in_logs_errors_or_responses() {
         }
     };
     let api = RunningApi::start(database_url.as_str()).await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let jwt = JwtConfig {
         secret: SecretString::from(JWT),
         issuer: None,
@@ -224,7 +222,7 @@ async fn secrets_never_appear_in_logs_errors_or_responses() {
     crate::common::merge(
         &mut config,
         json!({
-            "url": receiver.url(),
+            "url": receiver.url("/hooks"),
             "secret": first_secret,
             "filters": null,
             "headers": {"Authorization": format!("Bearer {HEADER_CREDENTIAL}")},

@@ -10,10 +10,8 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use poem::http::StatusCode;
-use poem::listener::{Acceptor, Listener};
-use poem::{EndpointExt, Response, Route, Server, handler};
 use serde_json::{Value, json};
+use wirehook_testkit::receiver::{Receiver, Reply};
 
 use crate::common::TestApp;
 
@@ -164,35 +162,16 @@ async fn a_host_name_resolving_to_loopback_is_refused_and_never_connected() {
     assert_eq!(probe.connections(), 0);
 }
 
-#[handler]
-fn redirect(location: poem::web::Data<&String>) -> Response {
-    Response::builder()
-        .status(StatusCode::FOUND)
-        .header("location", location.0.as_str())
-        .body("moved")
-}
-
-/// A receiver that answers every request with `302 Found` to `location`.
-async fn redirecting_to(location: String) -> SocketAddr {
-    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .expect("bind redirector");
-    let addr = *acceptor.local_addr()[0]
-        .as_socket_addr()
-        .expect("socket addr");
-    let app = Route::new().at("/*path", redirect).data(location);
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-    addr
-}
-
 #[tokio::test]
 async fn a_redirect_to_a_private_address_is_not_followed() {
     // Private targets are allowed here so that the first hop (on 127.0.0.1) is reached at all.
     let app = TestApp::spawn().await;
     let probe = Probe::v4();
-    let redirector = redirecting_to(format!("http://{}/internal", probe.addr)).await;
-    let answer = test_delivery(&app, &format!("http://{redirector}/hook")).await;
+    // Answers every request with `302 Found` to the probe.
+    let redirector = Receiver::always(Reply::Redirect(format!("http://{}/internal", probe.addr)))
+        .await
+        .expect("redirector");
+    let answer = test_delivery(&app, &redirector.url("/hook")).await;
     assert_eq!(answer["details"]["delivered"], false, "{answer}");
     assert_eq!(answer["details"]["statusCode"], 302, "{answer}");
     let (_, event) = app

@@ -2,12 +2,12 @@
 
 use serde_json::json;
 use standardwebhooks::Webhook;
+use wirehook_testkit::receiver::{Receiver, Reply};
 
 use crate::common::{TestApp, error_code};
-use crate::receiver::{Receiver, Reply};
 
 async fn config_for(app: &TestApp, receiver: &Receiver) -> i64 {
-    app.create_config(json!({"url": receiver.url(), "filters": null}))
+    app.create_config(json!({"url": receiver.url("/hooks"), "filters": null}))
         .await["id"]
         .as_i64()
         .expect("id")
@@ -16,7 +16,7 @@ async fn config_for(app: &TestApp, receiver: &Receiver) -> i64 {
 #[tokio::test]
 async fn test_delivery_reaches_the_receiver_signed_for_standard_webhooks() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config_for(&app, &receiver).await;
     let body = json!({"eventType": "call.completed", "testPayload": {"callId": "test-call-123", "duration": 120, "outcome": "appointment_set"}});
     let (status, resp) = app
@@ -60,7 +60,7 @@ async fn test_delivery_reaches_the_receiver_signed_for_standard_webhooks() {
 #[tokio::test]
 async fn test_delivery_is_recorded_with_its_attempt() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config_for(&app, &receiver).await;
     let (_, resp) = app
         .post(
@@ -87,7 +87,9 @@ async fn test_delivery_is_recorded_with_its_attempt() {
 #[tokio::test]
 async fn a_failing_receiver_is_described_not_an_error() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::start(vec![Reply::Status(500)], None).await;
+    let receiver = Receiver::scripted(vec![Reply::Status(500)], Reply::Status(200))
+        .await
+        .expect("receiver");
     let id = config_for(&app, &receiver).await;
     let (status, resp) = app
         .post(
@@ -145,7 +147,7 @@ async fn an_unreachable_receiver_is_described_not_an_error() {
 #[tokio::test]
 async fn test_event_type_must_be_subscribed() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::ok().await;
+    let receiver = Receiver::ok().await.expect("receiver");
     let id = config_for(&app, &receiver).await;
     let (status, resp) = app
         .post(

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 use wirehook_core::queue::{Due, push_jobs};
 use wirehook_core::settings::WorkerSettings;
+use wirehook_testkit::db::{self, TestDb};
 
 use super::{BenchResult, Context, DB_PREFIX};
-use crate::db::{self, ScratchDb};
 
 /// Jobs inserted per statement when filling the queue.
 const ENQUEUE_BATCH: usize = 5_000;
@@ -41,7 +41,8 @@ pub struct Drained {
 
 /// Runs the drain as its own process (this binary's `noop-drain`) on a fresh database.
 pub async fn run(ctx: &Context) -> BenchResult<Drained> {
-    let db = ScratchDb::create_migrated(&ctx.admin_url, DB_PREFIX, &ctx.binaries).await?;
+    let db = TestDb::create(&ctx.admin_url, DB_PREFIX).await?;
+    ctx.binaries.migrate(db.url()).await?;
     let output = Command::new(&ctx.self_exe)
         .args(["noop-drain", "--database-url", db.url(), "--jobs"])
         .arg(ctx.scale.events.to_string())

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
+use wirehook_testkit::db::TestDb;
+use wirehook_testkit::receiver::{Keep, Receiver, Route};
+
 use super::{BenchResult, Context, DB_PREFIX};
-use crate::db::ScratchDb;
 use crate::procs::{Proc, ProcSpec, free_local_addr};
-use crate::receiver::{Receiver, Route};
 use crate::rest::{ApiClient, NewConfig};
 
 /// How long a stopped process may take to exit after SIGTERM.
@@ -25,7 +26,7 @@ pub struct StagedConfig {
 /// Database, receiver, api and configurations of one scenario.
 pub struct Stage {
     /// The scenario's database.
-    pub db: ScratchDb,
+    pub db: TestDb,
     /// Where deliveries arrive.
     pub receiver: Receiver,
     /// The api process.
@@ -40,8 +41,9 @@ pub struct Stage {
 impl Stage {
     /// Sets up `name` with `configs` active configurations subscribed to `call.completed`.
     pub async fn new(ctx: &Context, name: &str, configs: usize) -> BenchResult<Self> {
-        let db = ScratchDb::create_migrated(&ctx.admin_url, DB_PREFIX, &ctx.binaries).await?;
-        let receiver = Receiver::start().await?;
+        let db = TestDb::create(&ctx.admin_url, DB_PREFIX).await?;
+        ctx.binaries.migrate(db.url()).await?;
+        let receiver = Receiver::start(Keep::Counts).await?;
         let addr = free_local_addr()?;
         let spec = ProcSpec::api(
             &format!("{name}-api"),

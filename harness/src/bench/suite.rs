@@ -36,7 +36,7 @@ pub async fn run(ctx: &Context, only: &[Scenario], report: &mut Report) -> bool 
     let started = Instant::now();
     report.started = Some(Utc::now());
     let mut failed = false;
-    match crate::db::connect(&ctx.admin_url, 1).await {
+    match wirehook_testkit::db::connect(&ctx.admin_url, 1).await {
         Ok(conn) => {
             report.machine = Machine::probe(&conn).await.unwrap_or_default();
             conn.close().await.ok();

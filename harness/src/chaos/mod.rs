@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde_json::Value;
 
-use crate::cluster::{Cluster, ClusterError, Durability};
-use crate::db::{DbError, ScratchDb};
+use wirehook_testkit::cluster::{Cluster, ClusterError, Durability};
+use wirehook_testkit::db::{DbError, TestDb};
+use wirehook_testkit::receiver::{Delivery, Keep, Receiver, Route};
+
 use crate::load::SignalWire;
 use crate::procs::{Binaries, Env, Proc, ProcError, ProcSpec, free_local_addr};
-use crate::receiver::{Receiver, Route};
 use crate::rest::{ApiClient, RestError};
 use plan::{Entry, SourceEvent};
 use verify::{AttemptRow, Expected, Faults, InboundRow, OutboundRow, Report};
@@ -95,12 +96,10 @@ pub async fn run(opts: &Options) -> Result<Outcome, ChaosError> {
     let binaries = Binaries::new(&opts.bin_dir);
     binaries.check()?;
     std::fs::create_dir_all(&opts.log_dir)?;
-    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Durability::Durable))
-        .await
-        .map_err(|e| ChaosError::Setup(e.to_string()))??;
-    let cluster = Arc::new(cluster);
+    let cluster = Arc::new(Cluster::start(Durability::Durable).await?);
     eprintln!("chaos: PostgreSQL on 127.0.0.1:{}", cluster.port());
-    let db = ScratchDb::create_migrated(&cluster.url(), "chaos", &binaries).await?;
+    let db = TestDb::create(&cluster.url(), "chaos").await?;
+    binaries.migrate(db.url()).await?;
     let result = run_on(opts, &binaries, &cluster, &db).await;
     drop(db);
     result
@@ -110,16 +109,15 @@ async fn run_on(
     opts: &Options,
     binaries: &Binaries,
     cluster: &Arc<Cluster>,
-    db: &ScratchDb,
+    db: &TestDb,
 ) -> Result<Outcome, ChaosError> {
     let pool = db.connect(4).await?;
-    let receiver = Arc::new(Receiver::start().await?);
-    receiver.keep_journal();
+    let receiver = Arc::new(Receiver::start(Keep::Arrivals).await?);
     let seed = opts.seed;
     for config in plan::configs() {
         receiver.set_route(
             &config.path,
-            Route::new(move |d: &crate::receiver::Delivery<'_>| {
+            Route::new(move |d: &Delivery<'_>| {
                 plan::reply(seed, d.webhook_id.unwrap_or(""), d.nth)
             }),
         );
@@ -387,16 +385,10 @@ impl Injector {
             if !crashed && accepted * 3 >= self.total {
                 crashed = true;
                 let down = Instant::now();
-                let cluster = self.cluster.clone();
-                tokio::task::spawn_blocking(move || cluster.crash())
-                    .await
-                    .map_err(|e| ChaosError::Setup(e.to_string()))??;
+                self.cluster.crash().await?;
                 eprintln!("chaos: PostgreSQL crashed (pg_ctl -m immediate)");
                 tokio::time::sleep(self.outage).await;
-                let cluster = self.cluster.clone();
-                tokio::task::spawn_blocking(move || cluster.resume())
-                    .await
-                    .map_err(|e| ChaosError::Setup(e.to_string()))??;
+                self.cluster.resume().await?;
                 faults.outages.push((down, Instant::now()));
                 eprintln!(
                     "chaos: PostgreSQL down from {:.2} to {:.2}",

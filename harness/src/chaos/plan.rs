@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::receiver::Reply;
+use wirehook_testkit::receiver::Reply;
 
 /// Configurations in a run.
 pub const CONFIGS: usize = 20;

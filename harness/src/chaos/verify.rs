@@ -26,7 +26,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::receiver::{Journal, Reply};
+use wirehook_testkit::receiver::{Journal, Reply};
 
 /// How soon after a SIGKILL the receiver must see the killed worker's connection close (a
 /// hanging answer only notices when it is written, [`plan::HANG`](super::plan::HANG) later).
@@ -159,8 +159,8 @@ enum Kind {
 
 fn reply_kind(reply: &Reply) -> Kind {
     match reply {
-        Reply::Status(code) if (200..300).contains(code) => Kind::Ok,
-        Reply::Status(_) => Kind::Status,
+        Reply::Status(code) | Reply::RetryAfter(code, _) if (200..300).contains(code) => Kind::Ok,
+        Reply::Status(_) | Reply::RetryAfter(..) | Reply::Redirect(_) => Kind::Status,
         Reply::Hang(_) => Kind::Hang,
         Reply::Drop | Reply::Reset => Kind::Reset,
     }
@@ -402,7 +402,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receiver::Arrival;
+    use wirehook_testkit::receiver::Arrival;
 
     struct Run {
         start: Instant,
@@ -442,6 +442,8 @@ mod tests {
                 reply,
                 at: self.at(ms),
                 connection,
+                headers: Default::default(),
+                body: Default::default(),
             });
             self
         }

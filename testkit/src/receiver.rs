@@ -1,20 +1,24 @@
-//! A real HTTP/1.1 receiver on 127.0.0.1 (keep-alive) for outbound deliveries.
+//! A real HTTP/1.1 receiver on 127.0.0.1 (keep-alive) for outbound deliveries: the one every
+//! test suite and the harness use.
 //!
-//! Every request is recorded under its `webhook-id`: how many times it arrived, when first and
-//! last, and how often it was answered 2xx. When the request's path has a [`Route`] with a
-//! signing secret, its Standard Webhooks signature is checked with the worker's own signing
-//! code ([`wirehook_core::signing`]); a bad one is counted.
+//! **What it answers** is a [`Behaviour`], set per path (one path per configuration, e.g.
+//! `/c/3`) or as the fallback: a fixed [`Reply`] (200 by default), a [`Script`] (these replies
+//! in order, then that one), or any function of the [`Delivery`] (fail the first attempt of
+//! every `webhook-id`, hang on every tenth, drop the connection for one path…). A reply is a
+//! status, a status with `Retry-After`, a redirect, a hang, a dropped or a reset connection.
+//! Routes can be changed while deliveries arrive, and a [`Hold`] keeps every answer back until
+//! the test lets go (to stop a database between an attempt and its answer).
 //!
-//! What the receiver answers is a [`Behaviour`], set per path (one path per configuration,
-//! e.g. `/c/3`) or as the fallback: a fixed [`Reply`] (200 by default), or any function of the
-//! [`Delivery`] (fail the first attempt, hang on every tenth, drop the connection for one
-//! path…). Routes can be changed while deliveries arrive.
-//!
-//! For fault runs it can also keep a [`Journal`] ([`Receiver::keep_journal`]): every arrival
-//! in order, with the answer it got and the connection it came on, and when each connection
-//! closed, so that a run can tell which answers a sender may never have read.
+//! **What it records** is chosen at start ([`Keep`]): always, per `webhook-id`, how many times
+//! it arrived, when first and last, and how often it was answered 2xx; with
+//! [`Keep::Arrivals`], every arrival in order with the answer it got and the connection it came
+//! on, and when each connection closed, so that a fault run can tell which answers a sender
+//! may never have read; with [`Keep::Requests`], also each request's headers and body, for
+//! tests that check what was sent. When a path's [`Route`] has a signing secret, its Standard
+//! Webhooks signature is checked with the worker's own signing code
+//! ([`wirehook_core::signing`]); a bad one is counted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -22,11 +26,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use wirehook_core::signing::{SecretError, SigningKey};
 
@@ -35,6 +41,10 @@ use wirehook_core::signing::{SecretError, SigningKey};
 pub enum Reply {
     /// Answer with this status at once.
     Status(u16),
+    /// Answer with this status and `Retry-After: <seconds>`.
+    RetryAfter(u16, u64),
+    /// Answer `302 Found` with this `Location` (which a sender must not follow).
+    Redirect(String),
     /// Wait this long, then answer 200 (to run into the sender's timeout).
     Hang(Duration),
     /// Close the connection without answering (the sender sees a connection error).
@@ -80,6 +90,31 @@ where
     }
 }
 
+/// Answers with its replies in order, whatever the request, then always with the last one
+/// given: "500, 500, then 200" for one delivery's attempts.
+pub struct Script {
+    replies: Mutex<VecDeque<Reply>>,
+    then: Reply,
+}
+
+impl Script {
+    /// `replies` in order, then `then` for every request after them.
+    pub fn new(replies: Vec<Reply>, then: Reply) -> Self {
+        Self {
+            replies: Mutex::new(replies.into()),
+            then,
+        }
+    }
+}
+
+impl Behaviour for Script {
+    fn reply(&self, _: &Delivery<'_>) -> Reply {
+        lock(&self.replies)
+            .pop_front()
+            .unwrap_or_else(|| self.then.clone())
+    }
+}
+
 /// Result of checking a request's Standard Webhooks signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signature {
@@ -120,6 +155,18 @@ impl Route {
         self.key = Some(SigningKey::from_secret(secret)?);
         Ok(self)
     }
+}
+
+/// What the receiver keeps besides its per-`webhook-id` counts and totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Nothing more: memory grows with distinct ids only, for long benchmarks.
+    Counts,
+    /// Every [`Arrival`] (without headers and body) and every connection close: for fault
+    /// runs, which reconstruct what each sender could have read.
+    Arrivals,
+    /// Every [`Arrival`] with its headers and body: for tests that check what was sent.
+    Requests,
 }
 
 /// What is known about one `webhook-id`.
@@ -169,9 +216,13 @@ pub struct Arrival {
     pub at: Instant,
     /// The connection it came on (numbered from 0 in accept order).
     pub connection: u64,
+    /// Its headers, by lowercase name (empty unless the receiver keeps [`Keep::Requests`]).
+    pub headers: BTreeMap<String, String>,
+    /// Its body (empty unless the receiver keeps [`Keep::Requests`]).
+    pub body: Bytes,
 }
 
-/// Every arrival and connection close since [`Receiver::keep_journal`].
+/// Every arrival and connection close (kept unless the receiver keeps only [`Keep::Counts`]).
 #[derive(Debug, Clone, Default)]
 pub struct Journal {
     /// Arrivals in the order they were answered.
@@ -191,10 +242,22 @@ struct Log {
     last_at: Option<Instant>,
 }
 
+impl Log {
+    fn new(keep: Keep) -> Self {
+        Self {
+            journal: (keep != Keep::Counts).then(Journal::default),
+            ..Self::default()
+        }
+    }
+}
+
 struct Shared {
+    keep: Keep,
     routes: RwLock<HashMap<String, Route>>,
     fallback: RwLock<Route>,
     log: Mutex<Log>,
+    /// How many [`Hold`]s are alive; answers wait while it is above 0.
+    holds: watch::Sender<u32>,
 }
 
 /// The running receiver; stops (and drops its connections) when dropped.
@@ -205,14 +268,17 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Starts a receiver on 127.0.0.1 (a free port) that answers 200 on every path.
-    pub async fn start() -> std::io::Result<Self> {
+    /// Starts a receiver on 127.0.0.1 (a free port) that answers 200 on every path and keeps
+    /// what `keep` says.
+    pub async fn start(keep: Keep) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            keep,
             routes: RwLock::new(HashMap::new()),
             fallback: RwLock::new(Route::ok()),
-            log: Mutex::new(Log::default()),
+            log: Mutex::new(Log::new(keep)),
+            holds: watch::Sender::new(0),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         Ok(Self {
@@ -220,6 +286,24 @@ impl Receiver {
             shared,
             server,
         })
+    }
+
+    /// A receiver for tests: answers `replies` in order on every path, then `then`, and keeps
+    /// every request ([`Keep::Requests`]).
+    pub async fn scripted(replies: Vec<Reply>, then: Reply) -> std::io::Result<Self> {
+        let receiver = Self::start(Keep::Requests).await?;
+        receiver.set_fallback(Route::new(Script::new(replies, then)));
+        Ok(receiver)
+    }
+
+    /// A receiver for tests that answers `reply` to everything.
+    pub async fn always(reply: Reply) -> std::io::Result<Self> {
+        Self::scripted(Vec::new(), reply).await
+    }
+
+    /// A receiver for tests that answers 200 to everything.
+    pub async fn ok() -> std::io::Result<Self> {
+        Self::always(Reply::Status(200)).await
     }
 
     /// Where it listens.
@@ -240,6 +324,15 @@ impl Receiver {
     /// Sets what paths without a route of their own do.
     pub fn set_fallback(&self, route: Route) {
         *write(&self.shared.fallback) = route;
+    }
+
+    /// Keeps every answer back until the returned [`Hold`] (and any other) is dropped;
+    /// requests are still read and recorded at once.
+    pub fn hold(&self) -> Hold {
+        self.shared.holds.send_modify(|n| *n += 1);
+        Hold {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Totals so far.
@@ -267,27 +360,36 @@ impl Receiver {
         lock(&self.shared.log).by_id.clone()
     }
 
-    /// Forgets everything recorded (routes stay, and so does journaling if it was on).
+    /// Forgets everything recorded (routes stay, and so does what it keeps).
     pub fn clear(&self) {
-        let mut log = lock(&self.shared.log);
-        let journaling = log.journal.is_some();
-        *log = Log::default();
-        if journaling {
-            log.journal = Some(Journal::default());
-        }
+        *lock(&self.shared.log) = Log::new(self.shared.keep);
     }
 
-    /// Starts keeping a [`Journal`] of every arrival from now on (it grows with every
-    /// request: for fault runs, not for long benchmarks).
-    pub fn keep_journal(&self) {
-        lock(&self.shared.log)
-            .journal
-            .get_or_insert_with(Journal::default);
-    }
-
-    /// The journal so far (empty unless [`keep_journal`](Self::keep_journal) was called).
+    /// The journal so far (empty if the receiver keeps only [`Keep::Counts`]).
     pub fn journal(&self) -> Journal {
         lock(&self.shared.log).journal.clone().unwrap_or_default()
+    }
+
+    /// Every arrival so far, in order (empty if the receiver keeps only [`Keep::Counts`]).
+    pub fn received(&self) -> Vec<Arrival> {
+        lock(&self.shared.log)
+            .journal
+            .as_ref()
+            .map(|journal| journal.arrivals.clone())
+            .unwrap_or_default()
+    }
+
+    /// Waits until at least `n` arrivals are in the journal (or `timeout` passes) and returns
+    /// them all; the caller asserts on what it got.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Arrival> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until at least `n` distinct ids arrived; false if `timeout` passed first.
@@ -309,6 +411,17 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         // Dropping the accept loop drops its JoinSet, which aborts every connection.
         self.server.abort();
+    }
+}
+
+/// Keeps a [`Receiver`]'s answers back while it lives ([`Receiver::hold`]).
+pub struct Hold {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.shared.holds.send_modify(|n| *n -= 1);
     }
 }
 
@@ -398,6 +511,17 @@ async fn handle(
     let id = header("webhook-id");
     let timestamp = header("webhook-timestamp");
     let signatures = header("webhook-signature");
+    let headers: BTreeMap<String, String> = if shared.keep == Keep::Requests {
+        req.headers()
+            .iter()
+            .map(|(name, value)| {
+                let value = value.to_str().unwrap_or_default();
+                (name.as_str().to_owned(), value.to_owned())
+            })
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     let body = match req.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Err(DropConnection),
@@ -421,27 +545,34 @@ async fn handle(
         nth,
     });
     if let Some(journal) = lock(&shared.log).journal.as_mut() {
+        let body = if shared.keep == Keep::Requests {
+            body.clone()
+        } else {
+            Bytes::new()
+        };
         journal.arrivals.push(Arrival {
             webhook_id: id.clone(),
             path: path.clone(),
             reply: reply.clone(),
             at: now,
             connection: connection.id,
+            headers,
+            body,
         });
     }
-    let status = match reply {
-        Reply::Status(code) => {
-            if (200..300).contains(&code)
-                && let Some(id) = &id
-                && let Some(seen) = lock(&shared.log).by_id.get_mut(id)
-            {
-                seen.answered_ok += 1;
-            }
-            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    let at_once = matches!(reply, Reply::Status(_) | Reply::RetryAfter(..));
+    // Fails only if the receiver is gone, and then nobody waits for the answer.
+    let _ = shared.holds.subscribe().wait_for(|holds| *holds == 0).await;
+    let (status, extra) = match reply {
+        Reply::Status(code) => (code, None),
+        Reply::RetryAfter(code, secs) => (code, Some((RETRY_AFTER, HeaderValue::from(secs)))),
+        Reply::Redirect(location) => {
+            let location = HeaderValue::try_from(location).map_err(|_| DropConnection)?;
+            (302, Some((LOCATION, location)))
         }
         Reply::Hang(wait) => {
             tokio::time::sleep(wait).await;
-            StatusCode::OK
+            (200, None)
         }
         Reply::Drop => return Err(DropConnection),
         Reply::Reset => {
@@ -449,8 +580,22 @@ async fn handle(
             return Err(DropConnection);
         }
     };
-    let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
-    *response.status_mut() = status;
+    if at_once
+        && (200..300).contains(&status)
+        && let Some(id) = &id
+        && let Some(seen) = lock(&shared.log).by_id.get_mut(id)
+    {
+        seen.answered_ok += 1;
+    }
+    let body: &'static [u8] = if status < 300 { b"Received" } else { b"Nope" };
+    let mut response = Response::new(Full::new(Bytes::from_static(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    if let Some((name, value)) = extra {
+        headers.insert(name, value);
+    }
     Ok(response)
 }
 
@@ -545,7 +690,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_signed_delivery_is_recorded_once_per_arrival_and_verified() {
-        let receiver = Receiver::start().await.expect("receiver");
+        let receiver = Receiver::start(Keep::Counts).await.expect("receiver");
         receiver.set_route("/c/0", Route::ok().signed_with(SECRET).expect("secret"));
         let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
         let signature = vector_signature();
@@ -580,7 +725,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_behaviour_decides_the_answer_per_arrival() {
-        let receiver = Receiver::start().await.expect("receiver");
+        let receiver = Receiver::start(Keep::Counts).await.expect("receiver");
         receiver.set_route(
             "/flaky",
             Route::new(|d: &Delivery<'_>| {
@@ -627,7 +772,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reset_route_resets_the_connection_instead_of_closing_it() {
-        let receiver = Receiver::start().await.expect("receiver");
+        let receiver = Receiver::start(Keep::Counts).await.expect("receiver");
         receiver.set_route("/reset", Route::new(Reply::Reset));
         receiver.set_route("/drop", Route::new(Reply::Drop));
 
@@ -645,8 +790,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_journal_keeps_each_arrival_with_its_answer_and_connection() {
-        let receiver = Receiver::start().await.expect("receiver");
-        receiver.keep_journal();
+        let receiver = Receiver::start(Keep::Arrivals).await.expect("receiver");
         receiver.set_route("/fail", Route::new(Reply::Status(500)));
 
         assert_eq!(
@@ -682,5 +826,95 @@ mod tests {
         let raw = journal.arrivals[2].connection;
         assert_ne!(raw, journal.arrivals[0].connection);
         assert!(journal.closed.contains_key(&raw), "{:?}", journal.closed);
+    }
+
+    #[tokio::test]
+    async fn a_script_answers_in_order_then_its_last_reply_and_keeps_each_request() {
+        let receiver = Receiver::scripted(
+            vec![Reply::Status(500), Reply::RetryAfter(429, 7)],
+            Reply::Status(200),
+        )
+        .await
+        .expect("receiver");
+        let http = reqwest::Client::new();
+        let mut answers = Vec::new();
+        for n in 0..3 {
+            let answer = http
+                .post(receiver.url("/hooks"))
+                .header("webhook-id", format!("m{n}"))
+                .body(format!("body {n}"))
+                .send()
+                .await
+                .expect("post");
+            let retry_after = answer
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().expect("ascii").to_owned());
+            let status = answer.status().as_u16();
+            answers.push((status, retry_after, answer.text().await.expect("body")));
+        }
+        assert_eq!(
+            answers,
+            vec![
+                (500, None, "Nope".to_owned()),
+                (429, Some("7".to_owned()), "Nope".to_owned()),
+                (200, None, "Received".to_owned()),
+            ]
+        );
+        let received = receiver.wait_for(3, Duration::from_secs(2)).await;
+        let kept: Vec<(&str, &[u8])> = received
+            .iter()
+            .map(|a| (a.headers["webhook-id"].as_str(), &a.body[..]))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                ("m0", &b"body 0"[..]),
+                ("m1", &b"body 1"[..]),
+                ("m2", &b"body 2"[..])
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redirect_answers_302_with_its_location() {
+        let receiver = Receiver::always(Reply::Redirect("http://127.0.0.1:9/elsewhere".into()))
+            .await
+            .expect("receiver");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let answer = http
+            .post(receiver.url("/hooks"))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(answer.status().as_u16(), 302);
+        assert_eq!(
+            answer.headers().get("location").map(|v| v.as_bytes()),
+            Some(&b"http://127.0.0.1:9/elsewhere"[..])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hold_records_requests_at_once_and_answers_them_once_dropped() {
+        let receiver = Receiver::ok().await.expect("receiver");
+        let hold = receiver.hold();
+        let url = receiver.url("/hooks");
+        let sent = tokio::spawn(async move {
+            let answer = reqwest::Client::new().post(url).send().await?;
+            Ok::<_, reqwest::Error>(answer.status().as_u16())
+        });
+
+        assert_eq!(receiver.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!sent.is_finished(), "answered while held");
+        drop(hold);
+        let status = tokio::time::timeout(Duration::from_secs(5), sent)
+            .await
+            .expect("answered once released")
+            .expect("task");
+        assert_eq!(status.expect("post"), 200);
     }
 }

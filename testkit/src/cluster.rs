@@ -2,12 +2,9 @@
 //! disturbing any other server: `scripts/pg-local.sh` with a folder of its own
 //! (`WIREHOOK_PG_DIR`) and a port of its own in 55400–55499, on 127.0.0.1 only.
 //!
-//! The calls block (they run the script); from async code, call them through
-//! `tokio::task::spawn_blocking` when other tasks must keep running meanwhile.
-//!
-//! Only std, `thiserror` and `ulid`: the api's and the worker's integration tests include this
-//! file as a module of their own (`#[path]`), since they cannot depend on the harness, which
-//! depends on them.
+//! Starting, stopping and crashing run the script on a blocking thread
+//! (`tokio::task::spawn_blocking`), so the replicas, receivers and apps of the same test keep
+//! running meanwhile: every caller is async. Dropping the cluster stops it synchronously.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,6 +36,9 @@ pub enum ClusterError {
     /// Every port in [`PORTS`] was taken.
     #[error("no free port in {}–{}", PORTS.0, PORTS.1)]
     NoPort,
+    /// The blocking thread running the script panicked or was cancelled.
+    #[error("the thread running scripts/pg-local.sh failed: {0}")]
+    Thread(#[from] tokio::task::JoinError),
 }
 
 /// Whether committed transactions survive a crash of the cluster.
@@ -63,7 +63,11 @@ static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 impl Cluster {
     /// Creates and starts a new cluster with `durability`, on the first free port of
     /// [`PORTS`] from a starting point that differs per process, so parallel runs rarely meet.
-    pub fn start(durability: Durability) -> Result<Self, ClusterError> {
+    pub async fn start(durability: Durability) -> Result<Self, ClusterError> {
+        tokio::task::spawn_blocking(move || Self::start_blocking(durability)).await?
+    }
+
+    fn start_blocking(durability: Durability) -> Result<Self, ClusterError> {
         let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
             "wirehook-cluster-{}-{n}-{}",
@@ -110,18 +114,18 @@ impl Cluster {
     }
 
     /// Stops the server cleanly (`pg_ctl -m fast`: clients are disconnected).
-    pub fn stop(&self) -> Result<(), ClusterError> {
-        self.run("stop")
+    pub async fn stop(&self) -> Result<(), ClusterError> {
+        self.run_blocking("stop").await
     }
 
     /// Stops the server at once, as a crash would (`pg_ctl -m immediate`).
-    pub fn crash(&self) -> Result<(), ClusterError> {
-        self.run("crash")
+    pub async fn crash(&self) -> Result<(), ClusterError> {
+        self.run_blocking("crash").await
     }
 
     /// Starts the server again on the same port and waits until it accepts connections.
-    pub fn resume(&self) -> Result<(), ClusterError> {
-        self.run("ensure")
+    pub async fn resume(&self) -> Result<(), ClusterError> {
+        self.run_blocking("ensure").await
     }
 
     /// The server's log.
@@ -129,14 +133,15 @@ impl Cluster {
         self.dir.join("postgres.log")
     }
 
-    fn run(&self, command: &str) -> Result<(), ClusterError> {
-        run_script(&self.dir, self.port, self.durability, command)
+    async fn run_blocking(&self, command: &'static str) -> Result<(), ClusterError> {
+        let (dir, port, durability) = (self.dir.clone(), self.port, self.durability);
+        tokio::task::spawn_blocking(move || run_script(&dir, port, durability, command)).await?
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = self.run("stop");
+        let _ = run_script(&self.dir, self.port, self.durability, "stop");
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
