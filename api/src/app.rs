@@ -21,7 +21,7 @@ use crate::config::{InboundConfig, JwtConfig};
 use crate::error::json_error;
 use crate::ingest::Ingestor;
 use crate::routes::{
-    config_ops::ConfigOpsApi, configs::ConfigsApi, events::EventsApi, health::HealthApi,
+    configs::ConfigsApi, configs::operations::ConfigOpsApi, events::EventsApi, health::HealthApi,
     inbound::InboundApi,
 };
 

@@ -1,6 +1,5 @@
 //! HTTP routes, one module per resource.
 
-pub mod config_ops;
 pub mod configs;
 pub mod events;
 pub mod health;

@@ -1,4 +1,7 @@
-//! `/api/webhooks/config`: outbound webhook configuration CRUD.
+//! `/api/webhooks/config`: outbound webhook configurations. CRUD here; rotation and recovery in
+//! [`operations`].
+
+pub mod operations;
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,5 @@
-//! Operations on one configuration beyond CRUD: secret rotation and bulk recovery.
+//! `/api/webhooks/config/{id}/…`: operations on one configuration beyond CRUD, secret rotation
+//! and bulk recovery.
 
 use chrono::{DateTime, Utc};
 use entity::{ConfigStatus, webhook_configs};
@@ -10,8 +11,8 @@ use sea_orm::{
 };
 use wirehook_core::queue;
 
-use super::ApiTags;
-use super::configs::{ConfigCreatedOut, ConfigOut, find_config, lock_config};
+use super::super::ApiTags;
+use super::{ConfigCreatedOut, ConfigOut, find_config, lock_config};
 use crate::auth::BearerAuth;
 use crate::contention::retrying;
 use crate::domain;
