@@ -176,6 +176,33 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
+/// Writes `items` with one call of `write`; when the database refuses that batch for a reason
+/// other than the connection, writes each item alone, so one bad item cannot fail the others.
+/// `Err` when the batch failed on the connection (or held one item): the same error for all.
+pub async fn together_or_alone<'a, I, O, F, Fut>(
+    items: &'a [I],
+    what: &str,
+    write: F,
+) -> Result<Vec<Result<O, sea_orm::DbErr>>, sea_orm::DbErr>
+where
+    F: Fn(&'a [I]) -> Fut,
+    Fut: Future<Output = Result<Vec<O>, sea_orm::DbErr>>,
+{
+    match write(items).await {
+        Ok(all) => Ok(all.into_iter().map(Ok).collect()),
+        Err(error) if items.len() == 1 || crate::process::is_connection_error(&error) => Err(error),
+        Err(error) => {
+            tracing::warn!(%error, items = items.len(), "{what}: batch refused; writing one by one");
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let one = write(std::slice::from_ref(item)).await;
+                out.push(one.and_then(|mut o| o.pop().ok_or(sea_orm::DbErr::RecordNotInserted)));
+            }
+            Ok(out)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;

@@ -100,23 +100,15 @@ pub async fn record_batch(
     policy: Option<AutoDisable>,
     records: Vec<AttemptRecord>,
 ) -> Result<Vec<Result<Won, Arc<DbErr>>>, DbErr> {
-    match record_together(db, policy, &records).await {
-        Ok(won) => Ok(won.into_iter().map(Ok).collect()),
-        Err(error) if records.len() == 1 || crate::process::is_connection_error(&error) => {
+    let written = crate::batch::together_or_alone(&records, "attempt records", |batch| {
+        record_together(db, policy, batch)
+    })
+    .await;
+    match written {
+        Ok(out) => Ok(out.into_iter().map(|r| r.map_err(Arc::new)).collect()),
+        Err(error) => {
             let error = Arc::new(error);
             Ok(records.iter().map(|_| Err(error.clone())).collect())
-        }
-        Err(error) => {
-            tracing::warn!(%error, items = records.len(), "batch record refused; recording one by one");
-            let mut out = Vec::with_capacity(records.len());
-            for record in &records {
-                let one = record_together(db, policy, std::slice::from_ref(record)).await;
-                out.push(
-                    one.map(|won| won.first().copied().unwrap_or(false))
-                        .map_err(Arc::new),
-                );
-            }
-            Ok(out)
         }
     }
 }

@@ -78,21 +78,8 @@ pub async fn record_batch(
     db: &DatabaseConnection,
     items: Vec<Received>,
 ) -> Result<Vec<Result<Recorded, DbErr>>, DbErr> {
-    match record_together(db, &items).await {
-        Ok(recorded) => Ok(recorded.into_iter().map(Ok).collect()),
-        Err(error) if items.len() == 1 || wirehook_core::process::is_connection_error(&error) => {
-            Err(error)
-        }
-        Err(error) => {
-            tracing::warn!(%error, items = items.len(), "batch ingest refused; recording one by one");
-            let mut out = Vec::with_capacity(items.len());
-            for item in &items {
-                let one = record_together(db, std::slice::from_ref(item)).await;
-                out.push(one.and_then(|mut r| r.pop().ok_or(DbErr::RecordNotInserted)));
-            }
-            Ok(out)
-        }
-    }
+    wirehook_core::batch::together_or_alone(&items, "ingest", |batch| record_together(db, batch))
+        .await
 }
 
 /// Records every item in one statement, which PostgreSQL runs atomically and commits before

@@ -3,6 +3,19 @@
 //! so both commit or neither does, or in the group commit's one statement, [`fan_out`]);
 //! replicas claim and finish jobs through [`backend`]; their leases are kept by [`replicas`];
 //! the maintenance leader samples it through [`stats`].
+//!
+//! apalis workarounds that remain, each behind this module's interface:
+//! - Jobs are inserted with SQL (here and in [`fan_out`]), not `push`, which returns no id and
+//!   cannot join the caller's transaction.
+//! - A receiver's failure never fails the job: the next attempt is a new job due at its time
+//!   ([`push_jobs`]), because a failed job is retried at once, `RetryAfterError` ignores its
+//!   wait, and the `.retry()` layer retries in memory. apalis' own attempts
+//!   ([`INFRA_MAX_ATTEMPTS`]) count only the engine's failures.
+//! - [`backend`]: apalis-core's `Persisted` loses a wake-up that arrives during a fetch; the
+//!   replicas' backend wakes again after a fetch that started before it.
+//! - [`replicas`]: workers are registered with SQL (`register_worker` takes a timestamp type
+//!   apalis-postgres does not export), and a stopping or restarted replica hands its locked
+//!   jobs back at once instead of waiting for its lease to expire.
 
 use std::collections::HashMap;
 
