@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entity::{
-    ConfigId, ConfigStatus, EventId, EventStatus, ResponseData, webhook_attempts, webhook_configs,
-    webhook_events,
+    ConfigId, ConfigStatus, EventId, EventStatus, MessageId, ResponseData, webhook_attempts,
+    webhook_configs, webhook_events,
 };
 use futures::FutureExt;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    QueryFilter, Statement, TransactionTrait,
+    QueryFilter, Statement,
 };
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -26,7 +26,7 @@ use crate::attempt::{AttemptOutcome, DeliveryRequest, Verdict, attempt};
 use crate::batch::{BatchError, Batcher};
 use crate::http_client::DeliveryClient;
 use crate::job::DeliveryJob;
-use crate::queue::{Due, push_jobs};
+use crate::queue::{Enqueued, NewDelivery, parked};
 use crate::retry::next_delay;
 use crate::signing::SigningKey;
 pub use crate::store::AutoDisable;
@@ -54,23 +54,14 @@ impl From<BatchError> for EngineError {
     }
 }
 
-/// Whether a failed attempt may schedule another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// A queued delivery: failures retry per the configuration's policy.
-    Queued,
-    /// The test endpoint: exactly one attempt, recorded as `delivered` or `failed`.
-    Once,
-}
-
 /// The result of running one delivery.
 #[derive(Debug)]
 pub enum Processed {
     /// The event was no longer pending (already delivered by a duplicate job, or cancelled).
     Skipped,
-    /// The endpoint is failing and another attempt to it is in flight: the delivery waits, no
-    /// attempt is counted, and a new job runs at `retry_at`.
-    Paced { retry_at: DateTime<Utc> },
+    /// The endpoint is failing and another delivery probes it: this one is parked (pending, no
+    /// attempt counted, no job) until the probe's outcome wakes it.
+    Parked,
     /// The configuration is gone or not active; the event is now `cancelled`.
     Cancelled,
     /// An attempt was made and recorded.
@@ -90,8 +81,56 @@ struct Envelope<'a> {
     data: &'a serde_json::Value,
 }
 
-/// How long a paced delivery waits before it looks again whether its endpoint is free.
-const PACE_RECHECK: Duration = Duration::from_secs(2);
+/// What an attempt writes: its row and the event's response fields.
+struct Written {
+    attempt: webhook_attempts::ActiveModel,
+    response_data: serde_json::Value,
+    last_error: Option<String>,
+}
+
+impl Written {
+    fn of(outcome: &AttemptOutcome, attempt_no: i32, now: DateTime<Utc>) -> Self {
+        let error_text = outcome
+            .error
+            .as_ref()
+            .map(|e| format!("{}: {}", e.kind.as_str(), e.message));
+        let response = ResponseData {
+            status_code: outcome.status_code,
+            body: outcome.response_body.clone(),
+            headers: outcome.response_headers.clone(),
+            timing: millis(outcome.duration),
+            truncated: outcome.truncated,
+            error: error_text.clone(),
+        };
+        let attempt = webhook_attempts::ActiveModel {
+            attempt: Set(attempt_no),
+            request_headers: Set(serde_json::to_value(&outcome.request_headers).unwrap_or_default()),
+            status_code: Set(outcome.status_code.map(i32::from)),
+            response_headers: Set(Some(
+                serde_json::to_value(&outcome.response_headers).unwrap_or_default(),
+            )),
+            response_body: Set(Some(outcome.response_body.clone())),
+            truncated: Set(outcome.truncated),
+            duration_ms: Set(i32::try_from(millis(outcome.duration)).unwrap_or(i32::MAX)),
+            error_kind: Set(outcome.error.as_ref().map(|e| e.kind.as_str().to_owned())),
+            error_message: Set(outcome.error.as_ref().map(|e| e.message.clone())),
+            created_at: Set(now),
+            ..Default::default()
+        };
+        Self {
+            attempt,
+            response_data: serde_json::to_value(&response).unwrap_or_default(),
+            last_error: last_error(outcome, error_text),
+        }
+    }
+
+    /// The attempt's row, of the event `event_id`.
+    fn attempt_row(&self, event_id: i64) -> webhook_attempts::ActiveModel {
+        let mut row = self.attempt.clone();
+        row.event_id = Set(event_id);
+        row
+    }
+}
 
 /// Deliveries in flight at once for an engine made with [`Engine::new`].
 pub const DEFAULT_IN_FLIGHT: usize = 32;
@@ -177,7 +216,7 @@ impl Engine {
                 .map_err(|_| BatchError::Stopped)?;
             // A panic must not take the job's other deliveries down with it (they would be
             // dropped mid-flight, and their events left without a job).
-            match AssertUnwindSafe(self.deliver(event_id, Mode::Queued))
+            match AssertUnwindSafe(self.deliver(event_id))
                 .catch_unwind()
                 .await
             {
@@ -196,30 +235,31 @@ impl Engine {
         }
     }
 
-    /// Delivers the pending outbound event `event_id` once and records the outcome.
-    pub async fn deliver(&self, event_id: EventId, mode: Mode) -> Result<Processed, EngineError> {
+    /// Delivers the pending outbound event `event_id` once and records the outcome; a failure
+    /// retries per the configuration's policy.
+    pub async fn deliver(&self, event_id: EventId) -> Result<Processed, EngineError> {
         let Some((event, config)) = self.loader.call(event_id).await? else {
             return Ok(Processed::Skipped);
         };
         if event.status != EventStatus::Pending {
             return Ok(Processed::Skipped);
         }
-        // A test delivery may target an inactive configuration; queued ones may not.
-        let Some(config) =
-            config.filter(|c| mode == Mode::Once || c.status == ConfigStatus::Active)
-        else {
+        let Some(config) = config.filter(|c| c.status == ConfigStatus::Active) else {
             self.cancel(&event).await?;
             metrics::counter!(crate::metrics::DELIVERIES_TOTAL, "result" => "cancelled")
                 .increment(1);
             return Ok(Processed::Cancelled);
         };
-        if mode == Mode::Queued
-            && config.failing_since.is_some()
+        // A failing endpoint gets one attempt at a time; the others wait for its outcome. When
+        // the park finds the endpoint recovered or its probe slot freed meanwhile, this
+        // delivery goes ahead.
+        if config.failing_since.is_some()
             && !self.claim_probe(ConfigId(config.id)).await?
+            && self.park(&event, ConfigId(config.id)).await?
         {
-            return self.pace(&event).await;
+            return Ok(Processed::Parked);
         }
-        let request = build_request(&event, &config, Utc::now());
+        let request = build_request(Message::of(&event), &config, Utc::now());
         let outcome = match &request {
             Ok(req) => attempt(&self.client, req).await,
             Err(e) => AttemptOutcome::failed_before_sending(e.to_string()),
@@ -229,7 +269,57 @@ impl Engine {
             "status_class" => crate::metrics::status_class(outcome.status_code)
         )
         .record(outcome.duration.as_secs_f64());
-        self.record(&event, &config, outcome, mode).await
+        self.record(&event, &config, outcome).await
+    }
+
+    /// The test endpoint's delivery: one attempt of `delivery` to `config` (active or not), and
+    /// then, in one transaction, its event, already `delivered` or `failed`, with the attempt.
+    /// Nothing is written before the outcome is known, so a request that dies midway (client
+    /// gone, api stopped) cannot leave a `pending` event without a job behind.
+    pub async fn deliver_test(
+        &self,
+        config: &webhook_configs::Model,
+        delivery: NewDelivery,
+    ) -> Result<(Enqueued, AttemptOutcome), EngineError> {
+        let message_id = MessageId::generate().into_inner();
+        let created_at = Utc::now();
+        let message = Message {
+            message_id: &message_id,
+            event_type: &delivery.event_type,
+            created_at,
+            payload: &delivery.payload,
+        };
+        let outcome = match build_request(message, config, created_at) {
+            Ok(req) => attempt(&self.client, &req).await,
+            Err(e) => AttemptOutcome::failed_before_sending(e.to_string()),
+        };
+        let now = Utc::now();
+        let status = match outcome.verdict() {
+            Verdict::Delivered => EventStatus::Delivered,
+            Verdict::Gone | Verdict::Retry => EventStatus::Failed,
+        };
+        let written = Written::of(&outcome, 1, now);
+        let event_id = store::record_test(
+            &self.db,
+            store::TestRecord {
+                message_id: &message_id,
+                delivery: &delivery,
+                status,
+                response_data: &written.response_data,
+                last_error: written.last_error.as_deref(),
+                created_at,
+                now,
+            },
+            |event_id| written.attempt_row(event_id.0),
+        )
+        .await?;
+        Ok((
+            Enqueued {
+                event_id,
+                message_id,
+            },
+            outcome,
+        ))
     }
 
     /// Takes the failing endpoint's single in-flight slot; `false` when another attempt holds
@@ -249,28 +339,18 @@ impl Engine {
         Ok(claimed.rows_affected() == 1)
     }
 
-    /// Puts the delivery back in the queue without an attempt: its endpoint is busy failing.
-    async fn pace(&self, event: &webhook_events::Model) -> Result<Processed, EngineError> {
-        let jitter = rand::random_range(0..1000);
-        let retry_at = Utc::now()
-            + chrono::Duration::from_std(PACE_RECHECK).unwrap_or_default()
-            + chrono::Duration::milliseconds(jitter);
-        let txn = self.db.begin().await?;
-        txn.execute_unprepared("SET LOCAL synchronous_commit = off")
-            .await?;
-        let updated = webhook_events::Entity::update_many()
-            .col_expr(webhook_events::Column::NextAttemptAt, Expr::value(retry_at))
-            .filter(webhook_events::Column::Id.eq(event.id))
-            .filter(webhook_events::Column::Status.eq(EventStatus::Pending))
-            .filter(webhook_events::Column::Attempts.eq(event.attempts))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected == 1 {
-            push_jobs(&txn, &[(EventId(event.id), Due::At(retry_at))]).await?;
+    /// Parks the delivery behind its failing endpoint's probe: no attempt, no job, until the
+    /// probe's outcome wakes it ([`crate::queue::parked`]).
+    async fn park(
+        &self,
+        event: &webhook_events::Model,
+        config_id: ConfigId,
+    ) -> Result<bool, EngineError> {
+        let parked = parked::park(&self.db, EventId(event.id), event.attempts, config_id).await?;
+        if parked {
+            metrics::counter!(crate::metrics::DELIVERIES_TOTAL, "result" => "parked").increment(1);
         }
-        txn.commit().await?;
-        metrics::counter!(crate::metrics::DELIVERIES_TOTAL, "result" => "paced").increment(1);
-        Ok(Processed::Paced { retry_at })
+        Ok(parked)
     }
 
     async fn cancel(&self, event: &webhook_events::Model) -> Result<(), EngineError> {
@@ -300,7 +380,6 @@ impl Engine {
         event: &webhook_events::Model,
         config: &webhook_configs::Model,
         outcome: AttemptOutcome,
-        mode: Mode,
     ) -> Result<Processed, EngineError> {
         let now = Utc::now();
         let attempt_no = event.attempts + 1;
@@ -309,9 +388,7 @@ impl Engine {
         let (status, next_attempt_at) = match verdict {
             Verdict::Delivered => (EventStatus::Delivered, None),
             Verdict::Gone => (EventStatus::Failed, None),
-            Verdict::Retry
-                if mode == Mode::Once || in_series >= config.retry_config.max_attempts =>
-            {
+            Verdict::Retry if in_series >= config.retry_config.max_attempts => {
                 (EventStatus::Failed, None)
             }
             Verdict::Retry => {
@@ -326,52 +403,23 @@ impl Engine {
                 (EventStatus::Pending, Some(now + delay))
             }
         };
-        let error_text = outcome
-            .error
-            .as_ref()
-            .map(|e| format!("{}: {}", e.kind.as_str(), e.message));
-        let response = ResponseData {
-            status_code: outcome.status_code,
-            body: outcome.response_body.clone(),
-            headers: outcome.response_headers.clone(),
-            timing: millis(outcome.duration),
-            truncated: outcome.truncated,
-            error: error_text.clone(),
-        };
         let delivered = verdict == Verdict::Delivered;
         let was_failing = config.failing_since.is_some() || config.probe_until.is_some();
-        let health = match mode {
-            Mode::Once => None,
-            Mode::Queued if delivered && was_failing => Some(Health::Recovered),
-            Mode::Queued if delivered => Some(Health::StillHealthy),
-            Mode::Queued => Some(Health::Failed),
+        let health = match (delivered, was_failing) {
+            (true, true) => Health::Recovered,
+            (true, false) => Health::StillHealthy,
+            (false, _) => Health::Failed,
         };
+        let written = Written::of(&outcome, attempt_no, now);
         let record = AttemptRecord {
             event_id: EventId(event.id),
             config_id: ConfigId(config.id),
             prior_attempts: event.attempts,
-            row: webhook_attempts::ActiveModel {
-                event_id: Set(event.id),
-                attempt: Set(attempt_no),
-                request_headers: Set(
-                    serde_json::to_value(&outcome.request_headers).unwrap_or_default()
-                ),
-                status_code: Set(outcome.status_code.map(i32::from)),
-                response_headers: Set(Some(
-                    serde_json::to_value(&outcome.response_headers).unwrap_or_default(),
-                )),
-                response_body: Set(Some(outcome.response_body.clone())),
-                truncated: Set(outcome.truncated),
-                duration_ms: Set(i32::try_from(millis(outcome.duration)).unwrap_or(i32::MAX)),
-                error_kind: Set(outcome.error.as_ref().map(|e| e.kind.as_str().to_owned())),
-                error_message: Set(outcome.error.as_ref().map(|e| e.message.clone())),
-                created_at: Set(now),
-                ..Default::default()
-            },
+            row: written.attempt_row(event.id),
             status,
-            response_data: serde_json::to_value(&response).unwrap_or_default(),
+            response_data: written.response_data,
             next_attempt_at,
-            last_error: last_error(&outcome, error_text),
+            last_error: written.last_error,
             now,
             gone: verdict == Verdict::Gone,
             health,
@@ -419,22 +467,41 @@ fn signing_keys(
     Ok(keys)
 }
 
+/// What a delivery says: the same for every attempt of one event.
+struct Message<'a> {
+    message_id: &'a str,
+    event_type: &'a str,
+    created_at: DateTime<Utc>,
+    payload: &'a serde_json::Value,
+}
+
+impl<'a> Message<'a> {
+    fn of(event: &'a webhook_events::Model) -> Self {
+        Self {
+            message_id: &event.message_id,
+            event_type: &event.event_type,
+            created_at: event.created_at,
+            payload: &event.payload,
+        }
+    }
+}
+
 fn build_request(
-    event: &webhook_events::Model,
+    message: Message<'_>,
     config: &webhook_configs::Model,
     now: DateTime<Utc>,
 ) -> Result<DeliveryRequest, crate::signing::SecretError> {
     let keys = signing_keys(config, now)?;
     let envelope = Envelope {
-        event_type: &event.event_type,
-        timestamp: event
+        event_type: message.event_type,
+        timestamp: message
             .created_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        data: &event.payload,
+        data: message.payload,
     };
     Ok(DeliveryRequest {
         url: config.url.clone(),
-        msg_id: event.message_id.clone(),
+        msg_id: message.message_id.to_owned(),
         timestamp: now.timestamp(),
         body: serde_json::to_vec(&envelope).unwrap_or_default().into(),
         keys,

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Counter: finished delivery attempts and skips, labelled `result` = `delivered` | `failed` |
-/// `retry_scheduled` | `cancelled` | `paced` | `superseded`.
+/// `retry_scheduled` | `cancelled` | `parked` | `superseded`.
 pub const DELIVERIES_TOTAL: &str = "wirehook_deliveries_total";
 
 /// Histogram (seconds): one HTTP attempt, labelled `status_class` = `2xx` … `5xx` | `error`.
@@ -19,6 +19,18 @@ pub const QUEUE_OLDEST_AGE: &str = "wirehook_queue_oldest_pending_age_seconds";
 
 /// Counter: final-state events deleted by retention.
 pub const PURGED_TOTAL: &str = "wirehook_retention_purged_events_total";
+
+/// Counter: finished jobs deleted from `apalis.jobs` past `JOB_HISTORY_SECS`.
+pub const JOBS_DELETED_TOTAL: &str = "wirehook_queue_finished_jobs_deleted_total";
+
+/// Counter: parked deliveries the maintenance sweep handled, labelled `action` = `woken` |
+/// `cancelled`.
+pub const PARKED_SWEPT_TOTAL: &str = "wirehook_parked_deliveries_swept_total";
+
+/// Gauge: rows and on-disk bytes of the tables that grow with traffic, labelled `table` =
+/// `apalis.jobs` | `webhook_events` | `webhook_attempts`.
+pub const TABLE_ROWS: &str = "wirehook_table_rows";
+pub const TABLE_BYTES: &str = "wirehook_table_bytes";
 
 /// Counter: configurations disabled by the service, labelled `reason` = `gone` | `failing`.
 pub const CONFIGS_DISABLED_TOTAL: &str = "wirehook_configs_disabled_total";

@@ -18,7 +18,7 @@ use sea_orm::{
 };
 use serde_json::{Value, json};
 
-use crate::queue::{Due, push_jobs};
+use crate::queue::{Due, parked, push_jobs};
 
 /// An outbound event with its configuration (`None` when the configuration was deleted).
 pub type Loaded = (webhook_events::Model, Option<webhook_configs::Model>);
@@ -86,8 +86,7 @@ pub struct AttemptRecord {
     pub now: DateTime<Utc>,
     /// The endpoint answered 410: disable the configuration.
     pub gone: bool,
-    /// `None` for test deliveries, which leave the endpoint's health alone.
-    pub health: Option<Health>,
+    pub health: Health,
 }
 
 /// Whether a record's update applied (`true`), or the event had already moved on (`false`).
@@ -199,7 +198,7 @@ async fn record_together(
 
     // Configuration writes in id order, so concurrent batches lock configurations alike.
     let mut effects: Vec<&AttemptRecord> = winners()
-        .filter(|r| r.gone || matches!(r.health, Some(Health::Recovered | Health::Failed)))
+        .filter(|r| r.gone || matches!(r.health, Health::Recovered | Health::Failed))
         .collect();
     effects.sort_by_key(|r| r.config_id);
     for record in effects {
@@ -209,13 +208,67 @@ async fn record_together(
                 .increment(1);
         }
         match record.health {
-            Some(Health::Recovered) => recovered(&txn, record.config_id).await?,
-            Some(Health::Failed) => failed(&txn, policy, record.config_id, record.now).await?,
-            Some(Health::StillHealthy) | None => {}
+            Health::Recovered => recovered(&txn, record.config_id).await?,
+            Health::Failed => failed(&txn, policy, record).await?,
+            Health::StillHealthy => {}
         }
     }
     txn.commit().await?;
     Ok(won)
+}
+
+/// A test delivery's event, written once its one attempt is known ([`record_test`]).
+pub struct TestRecord<'a> {
+    pub message_id: &'a str,
+    pub delivery: &'a crate::queue::NewDelivery,
+    /// `delivered` or `failed`: a test delivery is never retried.
+    pub status: EventStatus,
+    pub response_data: &'a Value,
+    pub last_error: Option<&'a str>,
+    pub created_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// Writes a test delivery's event in its final state and its attempt row (made by `attempt`
+/// from the new event's id) in one transaction; returns the event's id. Test deliveries leave
+/// the endpoint's health alone.
+pub async fn record_test(
+    db: &DatabaseConnection,
+    record: TestRecord<'_>,
+    attempt: impl FnOnce(EventId) -> webhook_attempts::ActiveModel,
+) -> Result<EventId, DbErr> {
+    let txn = db.begin().await?;
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO webhook_events \
+               (message_id, direction, source, event_type, payload, status, attempts, \
+                attempt_base, webhook_config_id, response_data, last_error, created_at, \
+                updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, 0, $7, $8, $9, $10, $11) \
+             RETURNING id",
+            [
+                record.message_id.into(),
+                entity::Direction::Outbound.as_str().into(),
+                record.delivery.source.as_str().into(),
+                record.delivery.event_type.as_str().into(),
+                record.delivery.payload.clone().into(),
+                record.status.as_str().into(),
+                record.delivery.config_id.into(),
+                record.response_data.clone().into(),
+                record.last_error.map(str::to_owned).into(),
+                record.created_at.into(),
+                record.now.into(),
+            ],
+        ))
+        .await?
+        .ok_or(DbErr::RecordNotInserted)?;
+    let event_id: EventId = row.try_get("", "id")?;
+    webhook_attempts::Entity::insert(attempt(event_id))
+        .exec_without_returning(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(event_id)
 }
 
 /// Locks what `records` may write in the one order every writer of configurations and their
@@ -226,7 +279,7 @@ async fn record_together(
 async fn lock_in_order(txn: &impl ConnectionTrait, records: &[AttemptRecord]) -> Result<(), DbErr> {
     let configs: BTreeSet<ConfigId> = records
         .iter()
-        .filter(|r| r.gone || matches!(r.health, Some(Health::Recovered | Health::Failed)))
+        .filter(|r| r.gone || matches!(r.health, Health::Recovered | Health::Failed))
         .map(|r| r.config_id)
         .collect();
     if !configs.is_empty() {
@@ -262,7 +315,8 @@ fn chosen_per_event(records: &[AttemptRecord]) -> std::collections::BTreeMap<Eve
     chosen
 }
 
-/// Clears a recovered endpoint's failing clock and probe slot.
+/// Clears a recovered endpoint's failing clock and probe slot, and sets going the deliveries
+/// parked behind its probe.
 async fn recovered(txn: &impl ConnectionTrait, config_id: ConfigId) -> Result<(), DbErr> {
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
@@ -271,19 +325,26 @@ async fn recovered(txn: &impl ConnectionTrait, config_id: ConfigId) -> Result<()
         [config_id.into()],
     ))
     .await?;
-    tracing::info!(config_id = config_id.0, "endpoint recovered");
+    let woken = parked::wake(txn, config_id, parked::WAKE_CHUNK).await?;
+    tracing::info!(config_id = config_id.0, woken, "endpoint recovered");
     Ok(())
 }
 
-/// Counts a failed attempt on the endpoint's clock, frees its probe slot, and disables the
-/// configuration once it has failed for [`AutoDisable::after`] with at least
-/// [`AutoDisable::min_failures`] attempts.
+/// Consecutive failed attempts after which a failing endpoint is left alone until the last
+/// one's retry is due. Fewer, and the next delivery probes at once: a lone 500 from a busy
+/// endpoint must not stall its other deliveries for a retry delay.
+const HOLD_AFTER_FAILURES: i32 = 3;
+
+/// Counts a failed attempt on the endpoint's clock and disables the configuration once it has
+/// failed for [`AutoDisable::after`] with at least [`AutoDisable::min_failures`] attempts.
+/// The probe slot is freed, or, after [`HOLD_AFTER_FAILURES`] in a row, held until this
+/// attempt's retry is due (that retry probes next; the deliveries parked meanwhile wait).
 async fn failed(
     txn: &impl ConnectionTrait,
     policy: Option<AutoDisable>,
-    config_id: ConfigId,
-    now: DateTime<Utc>,
+    record: &AttemptRecord,
 ) -> Result<(), DbErr> {
+    let (config_id, now) = (record.config_id, record.now);
     // Without a policy, a cutoff before any failure never disables.
     let (cutoff, min_failures, reason) = match policy {
         Some(policy) => (
@@ -308,7 +369,7 @@ async fn failed(
             "UPDATE webhook_configs \
              SET failing_since = COALESCE(failing_since, $2), \
                  failed_attempts = failed_attempts + 1, \
-                 probe_until = NULL, \
+                 probe_until = CASE WHEN failed_attempts + 1 >= $9 THEN $8 END, \
                  status = CASE WHEN {DUE} THEN $6 ELSE status END, \
                  disabled_reason = CASE WHEN {DUE} THEN $5 ELSE disabled_reason END, \
                  disabled_at = CASE WHEN {DUE} THEN $2 ELSE disabled_at END, \
@@ -327,6 +388,8 @@ async fn failed(
                 reason.into(),
                 ConfigStatus::Disabled.as_str().into(),
                 ConfigStatus::Active.as_str().into(),
+                record.next_attempt_at.into(),
+                HOLD_AFTER_FAILURES.into(),
             ],
         ))
         .await?;
@@ -335,6 +398,12 @@ async fn failed(
         .transpose()?
         .unwrap_or(false);
     if disabled {
+        parked::cancel(
+            txn,
+            config_id,
+            "configuration disabled: failing continuously",
+        )
+        .await?;
         metrics::counter!(crate::metrics::CONFIGS_DISABLED_TOTAL, "reason" => "failing")
             .increment(1);
         tracing::warn!(
@@ -362,6 +431,7 @@ async fn disable_config(
         .filter(webhook_configs::Column::Status.eq(ConfigStatus::Active))
         .exec(conn)
         .await?;
+    parked::cancel(conn, config_id, reason).await?;
     tracing::warn!(config_id = config_id.0, reason, "webhook config disabled");
     Ok(())
 }

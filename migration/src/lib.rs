@@ -10,6 +10,7 @@ mod m20261129_000001_create_tables;
 mod m20261201_000001_event_counts;
 mod m20261206_000001_config_soft_delete;
 mod m20261207_000001_event_call_id;
+mod m20261208_000002_parked_deliveries;
 
 /// Advisory lock key shared by every `migrate` run ("wirehook" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x7769_7265_686f_6f6b;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_event_counts::Migration),
             Box::new(m20261206_000001_config_soft_delete::Migration),
             Box::new(m20261207_000001_event_call_id::Migration),
+            Box::new(m20261208_000002_parked_deliveries::Migration),
         ]
     }
 }
@@ -59,6 +61,13 @@ async fn apply(db: &DatabaseConnection) -> Result<(), DbErr> {
     apalis_postgres::PostgresStorage::<()>::setup(db.get_postgres_connection_pool())
         .await
         .map_err(|e| DbErr::Migration(format!("apalis storage setup failed: {e}")))?;
+    // Ours, on apalis' table (which exists only now): the maintenance leader deletes finished
+    // jobs by age (`wirehook_core::queue::finished`, whose predicate this spells exactly).
+    db.execute_unprepared(
+        "CREATE INDEX IF NOT EXISTS apalis_jobs_finished ON apalis.jobs (done_at) \
+         WHERE (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))",
+    )
+    .await?;
     Ok(())
 }
 

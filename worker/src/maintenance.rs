@@ -1,5 +1,5 @@
-//! Work one replica does for all: sampling the queue gauges, folding the history counts, and
-//! purging old events.
+//! Work one replica does for all: sampling the queue and table gauges, folding the history
+//! counts, deleting finished jobs, sweeping parked deliveries, and purging old events.
 //!
 //! The replica holding a PostgreSQL advisory lock on its own connection is the leader; when it
 //! dies its connection closes, the lock is freed and another replica takes over on its next tick.
@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use sea_orm::sqlx::{self, Connection, PgConnection, PgPool};
 
-use wirehook_core::metrics::{PURGED_TOTAL, QUEUE_OLDEST_AGE, QUEUE_PENDING};
+use wirehook_core::metrics::{
+    JOBS_DELETED_TOTAL, PARKED_SWEPT_TOTAL, PURGED_TOTAL, QUEUE_OLDEST_AGE, QUEUE_PENDING,
+    TABLE_BYTES, TABLE_ROWS,
+};
 use wirehook_core::queue;
 use wirehook_core::retention::purge;
 
@@ -25,6 +28,8 @@ pub struct Schedule {
     pub retention: Option<Duration>,
     /// How often the leader purges.
     pub purge_every: Duration,
+    /// How long finished jobs stay in `apalis.jobs` (`JOB_HISTORY_SECS`).
+    pub job_history: Duration,
 }
 
 /// Runs until dropped: tries to become the leader, then samples and purges on schedule.
@@ -51,6 +56,18 @@ pub async fn run(pool: PgPool, db: sea_orm::DatabaseConnection, schedule: Schedu
         }
         if let Err(error) = fold_counts(conn).await {
             tracing::warn!(%error, "folding the history counts failed");
+        }
+        match queue::finished::forget(conn, schedule.job_history).await {
+            Ok(n) => metrics::counter!(JOBS_DELETED_TOTAL).increment(n),
+            Err(error) => tracing::warn!(%error, "deleting finished jobs failed"),
+        }
+        match queue::parked::sweep(&db).await {
+            Ok(swept) => {
+                metrics::counter!(PARKED_SWEPT_TOTAL, "action" => "woken").increment(swept.woken);
+                metrics::counter!(PARKED_SWEPT_TOTAL, "action" => "cancelled")
+                    .increment(swept.cancelled);
+            }
+            Err(error) => tracing::warn!(%error, "sweeping parked deliveries failed"),
         }
         let due = last_purge.is_none_or(|at| at.elapsed() >= schedule.purge_every);
         if let (Some(retention), true) = (schedule.retention, due) {
@@ -97,10 +114,14 @@ pub async fn fold_counts(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
         .await
 }
 
-/// Sets the queue gauges from the jobs table.
+/// Sets the queue gauges from the jobs table, and the table-size gauges.
 async fn sample(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     let (pending, oldest) = queue::stats::pending(conn).await?;
     metrics::gauge!(QUEUE_PENDING).set(pending as f64);
     metrics::gauge!(QUEUE_OLDEST_AGE).set(oldest);
+    for table in queue::stats::tables(conn).await? {
+        metrics::gauge!(TABLE_ROWS, "table" => table.name).set(table.rows as f64);
+        metrics::gauge!(TABLE_BYTES, "table" => table.name).set(table.bytes as f64);
+    }
     Ok(())
 }

@@ -175,6 +175,7 @@ pub async fn run(
             sample_every: settings.queue_sample_interval,
             retention: settings.retention,
             purge_every: settings.retention_interval,
+            job_history: settings.job_history,
         },
     )));
 

@@ -358,7 +358,8 @@ fn record(event_id: i64, config_id: i64, delivered: bool) -> wirehook_core::stor
         last_error: None,
         now,
         gone: false,
-        health: None,
+        // Leaves the configuration alone: this test is about the event's row only.
+        health: wirehook_core::store::Health::StillHealthy,
     }
 }
 

@@ -444,7 +444,7 @@ async fn count_status(app: &TestApp, ids: &[i64], status: EventStatus) -> usize 
 }
 
 #[tokio::test]
-async fn a_dead_endpoint_is_paced_and_does_not_slow_a_healthy_one() {
+async fn a_dead_endpoint_is_probed_one_delivery_at_a_time_and_does_not_slow_a_healthy_one() {
     let app = TestApp::spawn().await;
     let _worker = app.start_worker_with(&[("WORKER_CONCURRENCY", "4")]).await;
     // Hangs past the 1 s delivery timeout of the test worker.
@@ -471,14 +471,14 @@ async fn a_dead_endpoint_is_paced_and_does_not_slow_a_healthy_one() {
     eprintln!("healthy deliveries done {took:?} after enqueue; dead endpoint saw {dead_attempts}");
     // Each dead attempt holds its slot for the 1 s timeout. Unpaced, the 40 dead deliveries,
     // queued first, take all 4 slots: ~4 attempts per second, and the healthy ones wait behind
-    // them. Paced: the first wave (one per slot), then one attempt at a time, at most one per
+    // them. Parked: the first wave (one per slot), then one probe at a time, at most one per
     // second, while the healthy ones flow through the other slots.
-    let paced_bound = 4 + took.as_secs() as usize + 2;
+    let parked_bound = 4 + took.as_secs() as usize + 2;
     assert!(
-        dead_attempts <= paced_bound,
-        "{dead_attempts} dead attempts in {took:?} (paced bound {paced_bound})"
+        dead_attempts <= parked_bound,
+        "{dead_attempts} dead attempts in {took:?} (bound {parked_bound})"
     );
-    assert!(dead_attempts < 40, "the dead backlog was not paced");
+    assert!(dead_attempts < 40, "the dead backlog was not parked");
     let details = config_details(&app, dead_id).await;
     assert!(details["failingSince"].is_string(), "{details}");
 }
@@ -517,6 +517,18 @@ async fn an_endpoint_failing_past_the_threshold_is_disabled_and_can_be_reenabled
         "{details}"
     );
     assert!(details["disabledAt"].is_string());
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            count(
+                &app,
+                &format!("SELECT count(*) FROM webhook_events WHERE webhook_config_id = {id} AND status = 'pending'"),
+            )
+            .await
+                == 0
+        })
+        .await,
+        "a disabled configuration's deliveries end cancelled, parked ones included"
+    );
 
     let (status, body) = app
         .put(
@@ -554,6 +566,226 @@ async fn a_success_resets_the_failing_clock() {
     assert_eq!(details["failedAttempts"], 0, "{details}");
     assert!(details.get("failingSince").is_none(), "{details}");
     assert_eq!(details["status"], "active");
+}
+
+// ---- parked deliveries ----
+
+/// Deliveries of `config_id` parked behind its endpoint's probe.
+async fn parked(app: &TestApp, config_id: i64) -> i64 {
+    count(
+        app,
+        &format!(
+            "SELECT count(*) FROM webhook_events WHERE webhook_config_id = {config_id} \
+             AND status = 'pending' AND next_attempt_at IS NULL"
+        ),
+    )
+    .await
+}
+
+/// Rows inserted, updated or deleted so far in the tables a delivery writes, as PostgreSQL's
+/// statistics count them.
+async fn rows_written(app: &TestApp) -> i64 {
+    count(
+        app,
+        "SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint \
+         FROM pg_stat_user_tables \
+         WHERE (schemaname, relname) IN (('public', 'webhook_events'), \
+               ('public', 'webhook_attempts'), ('public', 'webhook_configs'), ('apalis', 'jobs'))",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_dead_endpoints_backlog_waits_parked_without_writes_and_drains_when_it_recovers() {
+    const BACKLOG: usize = 10_000;
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::always(Reply::Reset).await.expect("receiver");
+    let retry = json!({"maxAttempts": 50, "initialDelay": 1, "maxDelay": 2, "backoffFactor": 2});
+    let id = config(&app, &receiver, json!({"retryConfig": retry})).await;
+    make_failing(&app, id).await;
+    let started = Instant::now();
+    let events = enqueue(&app, id, BACKLOG).await;
+    // Every delivery came up once and was parked behind the probe.
+    assert!(
+        eventually(Duration::from_secs(120), || async {
+            parked(&app, id).await >= (BACKLOG - 1) as i64
+        })
+        .await,
+        "{} parked",
+        parked(&app, id).await
+    );
+    eprintln!("{BACKLOG} parked after {:?}", started.elapsed());
+    // Backends report their statistics when idle, at most every 10 s: let the parking settle
+    // into them before the window opens.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let (before, opened) = (rows_written(&app).await, Instant::now());
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let (written, window) = (rows_written(&app).await - before, opened.elapsed());
+    let per_second = written as f64 / window.as_secs_f64();
+    eprintln!(
+        "{written} rows written in {window:?} ({per_second:.1}/s) with {BACKLOG} deliveries parked, \
+         {} attempts so far",
+        receiver.received().len()
+    );
+    // One probe every 1-2 s (the retry policy's delays), each about ten row writes (attempt,
+    // event, job and its three states, the endpoint's clock). Polling, each parked delivery
+    // would be written every few seconds: thousands a second.
+    assert!(
+        per_second <= 20.0,
+        "{per_second:.1} rows written per second while down"
+    );
+
+    receiver.set_fallback(wirehook_testkit::receiver::Route::ok());
+    let recovered = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(180), || async {
+            count_status(&app, &events, EventStatus::Delivered).await == BACKLOG
+        })
+        .await,
+        "{} of {BACKLOG} delivered",
+        count_status(&app, &events, EventStatus::Delivered).await
+    );
+    eprintln!(
+        "{BACKLOG} delivered {:?} after the endpoint recovered",
+        recovered.elapsed()
+    );
+    let details = config_details(&app, id).await;
+    assert!(details.get("failingSince").is_none(), "{details}");
+}
+
+/// Fails one delivery of `config_id` so that its endpoint is failing; returns the event.
+async fn make_failing(app: &TestApp, config_id: i64) -> i64 {
+    let first = enqueue(app, config_id, 1).await;
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            config_details(app, config_id).await["failingSince"].is_string()
+        })
+        .await
+    );
+    first[0]
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_whose_probe_has_no_retry_left_is_probed_by_a_parked_delivery() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    let receiver = Receiver::always(Reply::Status(503))
+        .await
+        .expect("receiver");
+    // Every attempt is its delivery's last: a failed probe schedules no retry.
+    let retry = json!({"maxAttempts": 1, "initialDelay": 1, "maxDelay": 1, "backoffFactor": 1});
+    let id = config(&app, &receiver, json!({"retryConfig": retry})).await;
+    make_failing(&app, id).await;
+    // One delivery probes and is held in flight; the others park behind it.
+    let hold = receiver.hold();
+    let events = enqueue(&app, id, 40).await;
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            parked(&app, id).await == 39
+        })
+        .await,
+        "{} parked",
+        parked(&app, id).await
+    );
+    // The probe fails for good: no retry of it will come.
+    drop(hold);
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            count_status(&app, &events, EventStatus::Failed).await == 1
+        })
+        .await
+    );
+    receiver.set_fallback(wirehook_testkit::receiver::Route::ok());
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            count_status(&app, &events, EventStatus::Delivered).await == 39
+        })
+        .await,
+        "{} delivered, {} parked",
+        count_status(&app, &events, EventStatus::Delivered).await,
+        parked(&app, id).await
+    );
+}
+
+// ---- finished jobs ----
+
+/// Inserts a delivery job with `status`, `attempts` of 25, finished `done_secs_ago` (if any).
+async fn job(app: &TestApp, status: &str, attempts: i32, done_secs_ago: Option<i64>) {
+    sea_orm::sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, \
+                                  done_at, priority) \
+         VALUES (md5(random()::text), $1, '\\x7b7d', $2, $3, 25, now(), \
+                 now() - $4 * interval '1 second', 0)",
+    )
+    .bind(wirehook_core::job::QUEUE)
+    .bind(status)
+    .bind(attempts)
+    .bind(done_secs_ago.map(|s| s as f64))
+    .execute(app.db.get_postgres_connection_pool())
+    .await
+    .expect("insert job");
+}
+
+async fn jobs_by_status(app: &TestApp) -> Vec<(String, i64)> {
+    sea_orm::sqlx::query_as(
+        "SELECT status, count(*) FROM apalis.jobs GROUP BY status ORDER BY status",
+    )
+    .fetch_all(app.db.get_postgres_connection_pool())
+    .await
+    .expect("jobs")
+}
+
+#[tokio::test]
+async fn forgetting_deletes_only_jobs_finished_longer_ago_than_the_history_window() {
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        job(&app, "Done", 1, Some(3_600)).await;
+    }
+    job(&app, "Killed", 25, Some(3_600)).await;
+    job(&app, "Failed", 25, Some(3_600)).await; // out of attempts
+    job(&app, "Failed", 2, Some(3_600)).await; // apalis retries it
+    job(&app, "Done", 1, Some(1)).await; // within the window
+    job(&app, "Pending", 0, None).await;
+    job(&app, "Running", 0, None).await;
+    let pool = app.db.get_postgres_connection_pool();
+    let mut conn = pool.acquire().await.expect("connection");
+    let deleted = wirehook_core::queue::finished::forget(&mut conn, Duration::from_secs(60))
+        .await
+        .expect("forget");
+    assert_eq!(deleted, 5);
+    assert_eq!(
+        jobs_by_status(&app).await,
+        [
+            ("Done".to_owned(), 1),
+            ("Failed".to_owned(), 1),
+            ("Pending".to_owned(), 1),
+            ("Running".to_owned(), 1)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_worker_keeps_no_finished_job_past_job_history_secs() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker_with(&[("JOB_HISTORY_SECS", "0")]).await;
+    let receiver = Receiver::ok().await.expect("receiver");
+    let id = config(&app, &receiver, json!({})).await;
+    let events = enqueue(&app, id, 100).await;
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            count_status(&app, &events, EventStatus::Delivered).await == 100
+        })
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            count(&app, "SELECT count(*) FROM apalis.jobs").await == 0
+        })
+        .await,
+        "{:?}",
+        jobs_by_status(&app).await
+    );
 }
 
 // ---- retention ----

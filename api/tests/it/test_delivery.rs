@@ -185,3 +185,62 @@ async fn test_body_must_name_a_catalog_event_type() {
     assert_eq!(status, 400);
     assert_eq!(error_code(&resp), "validation_failed");
 }
+
+/// Statuses of the outbound events of configuration `id`.
+async fn event_statuses(app: &TestApp, id: i64) -> Vec<String> {
+    sea_orm::sqlx::query_scalar(
+        "SELECT status FROM webhook_events WHERE webhook_config_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(app.db.get_postgres_connection_pool())
+    .await
+    .expect("statuses")
+}
+
+#[tokio::test]
+async fn a_test_delivery_is_written_only_once_final_even_when_its_client_hangs_up() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await.expect("receiver");
+    let id = config_for(&app, &receiver).await;
+    let hold = receiver.hold();
+    let client = {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url(&format!("/api/webhooks/config/{id}/test")),
+            app.token.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"eventType": "call.completed"}))
+                .send()
+                .await
+        })
+    };
+    // The receiver has the request and holds its answer: the attempt is in flight.
+    assert_eq!(
+        receiver
+            .wait_for(1, std::time::Duration::from_secs(30))
+            .await
+            .len(),
+        1
+    );
+    assert!(
+        event_statuses(&app, id).await.is_empty(),
+        "nothing is written while the attempt is in flight"
+    );
+    // The client hangs up; then the receiver answers.
+    client.abort();
+    let _ = client.await;
+    drop(hold);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let statuses = loop {
+        let statuses = event_statuses(&app, id).await;
+        if !statuses.is_empty() || std::time::Instant::now() > deadline {
+            break statuses;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(statuses, ["delivered"], "recorded once, final");
+}

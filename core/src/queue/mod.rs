@@ -2,7 +2,8 @@
 //! (outbound event rows and their apalis jobs, written together inside the caller's transaction
 //! so both commit or neither does, or in the group commit's one statement, [`fan_out`]);
 //! replicas claim and finish jobs through [`backend`]; their leases are kept by [`replicas`];
-//! the maintenance leader samples it through [`stats`].
+//! the maintenance leader samples it through [`stats`], deletes what finished through
+//! [`finished`], and wakes or cancels the deliveries [`parked`] behind failing endpoints.
 //!
 //! apalis workarounds that remain, each behind this module's interface:
 //! - Jobs are inserted with SQL (here and in [`fan_out`]), not `push`, which returns no id and
@@ -31,6 +32,8 @@ use crate::job::{DeliveryJob, MAX_EVENTS_PER_JOB, QUEUE};
 
 pub mod backend;
 pub mod fan_out;
+pub mod finished;
+pub mod parked;
 pub mod replicas;
 pub mod stats;
 
@@ -71,7 +74,10 @@ pub async fn enqueue(
 }
 
 /// Inserts jobs due now for `event_ids`, [`MAX_EVENTS_PER_JOB`] events to a job.
-async fn push_grouped(conn: &impl ConnectionTrait, event_ids: &[EventId]) -> Result<(), DbErr> {
+pub(crate) async fn push_grouped(
+    conn: &impl ConnectionTrait,
+    event_ids: &[EventId],
+) -> Result<(), DbErr> {
     let jobs: Vec<(DeliveryJob, Due)> = event_ids
         .chunks(MAX_EVENTS_PER_JOB)
         .filter_map(|ids| DeliveryJob::batch(ids.to_vec()))

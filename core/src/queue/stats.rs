@@ -1,4 +1,4 @@
-//! What the queue holds, for the maintenance leader's gauges.
+//! What the queue and the history tables hold, for the maintenance leader's gauges.
 
 use sea_orm::sqlx::{self, PgConnection};
 
@@ -15,4 +15,38 @@ pub async fn pending(conn: &mut PgConnection) -> Result<(i64, f64), sqlx::Error>
     .fetch_one(conn)
     .await?;
     Ok((pending, oldest.unwrap_or(0.0).max(0.0)))
+}
+
+/// One table's estimated rows and on-disk size (with indexes and TOAST).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSize {
+    pub name: &'static str,
+    /// The planner's estimate (`reltuples`, kept by autovacuum and analyze): counting would
+    /// read the table.
+    pub rows: i64,
+    pub bytes: i64,
+}
+
+/// The tables that grow with traffic: the jobs table, which only the cleanup keeps flat, and
+/// the history, which retention keeps flat.
+pub const GROWING_TABLES: [&str; 3] = ["apalis.jobs", "webhook_events", "webhook_attempts"];
+
+/// Sizes of [`GROWING_TABLES`].
+pub async fn tables(conn: &mut PgConnection) -> Result<Vec<TableSize>, sqlx::Error> {
+    let mut sizes = Vec::with_capacity(GROWING_TABLES.len());
+    for name in GROWING_TABLES {
+        let (rows, bytes): (f64, i64) = sqlx::query_as(
+            "SELECT GREATEST(c.reltuples, 0)::float8, pg_total_relation_size(c.oid) \
+             FROM pg_class c WHERE c.oid = to_regclass($1)",
+        )
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await?;
+        sizes.push(TableSize {
+            name,
+            rows: rows as i64,
+            bytes,
+        });
+    }
+    Ok(sizes)
 }

@@ -50,6 +50,9 @@ pub struct WorkerSettings {
     pub retention_interval: Duration,
     /// `QUEUE_SAMPLE_SECS`: how often one replica samples the queue gauges (1–3600 s, default 5).
     pub queue_sample_interval: Duration,
+    /// `JOB_HISTORY_SECS`: how long finished jobs stay in `apalis.jobs` for debugging before
+    /// the maintenance leader deletes them (0–86400 s, default 300).
+    pub job_history: Duration,
 }
 
 impl WorkerSettings {
@@ -73,6 +76,7 @@ impl WorkerSettings {
         let retention_days = env.ranged("RETENTION_DAYS", 30, 0, 36_500)?;
         let retention_interval = env.ranged("RETENTION_INTERVAL_SECS", 3600, 60, 86_400)?;
         let sample_secs = env.ranged("QUEUE_SAMPLE_SECS", 5, 1, 3600)?;
+        let job_history_secs = env.ranged("JOB_HISTORY_SECS", 300, 0, 86_400)?;
         let auto_disable_hours = match env.get("AUTO_DISABLE_AFTER_HOURS") {
             None => 120.0,
             Some(raw) => match raw.parse::<f64>() {
@@ -127,6 +131,7 @@ impl WorkerSettings {
             retention: (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400)),
             retention_interval: Duration::from_secs(retention_interval),
             queue_sample_interval: Duration::from_secs(sample_secs),
+            job_history: Duration::from_secs(job_history_secs),
             common,
         })
     }
@@ -207,6 +212,7 @@ mod tests {
         assert_eq!(s.retention, Some(Duration::from_secs(30 * 86_400)));
         assert_eq!(s.retention_interval, Duration::from_secs(3600));
         assert_eq!(s.queue_sample_interval, Duration::from_secs(5));
+        assert_eq!(s.job_history, Duration::from_secs(300));
         let pid = format!("-{}-", std::process::id());
         assert!(s.worker_name.contains(&pid), "{}", s.worker_name);
     }

@@ -18,8 +18,8 @@ use sea_orm::{
 use serde_json::Value;
 
 use super::ApiTags;
-use wirehook_core::engine::{Engine, Mode, Processed};
-use wirehook_core::queue::{self, NewDelivery};
+use wirehook_core::engine::Engine;
+use wirehook_core::queue::{NewDelivery, parked};
 
 use crate::auth::BearerAuth;
 use crate::contention::retrying;
@@ -535,7 +535,8 @@ impl ConfigsApi {
     /// Send a test event to a webhook configuration
     ///
     /// Delivers once, synchronously, through the same engine as queued deliveries, and records it
-    /// as an outbound event with its attempt. A failing receiver is reported in `details`, not as
+    /// as an outbound event with its attempt, written once the outcome is known (`delivered` or
+    /// `failed`, never left `pending`). A failing receiver is reported in `details`, not as
     /// an HTTP error.
     #[oai(path = "/:id/test", method = "post", operation_id = "configs.test")]
     async fn test_config(
@@ -568,30 +569,21 @@ impl ConfigsApi {
             })?,
             None => sample_payload(event_type),
         };
-        let created = queue::insert_events(
-            &self.db,
-            vec![NewDelivery {
-                config_id: entity::ConfigId(config.id),
-                source: entity::Source::Platform,
-                event_type: event_type.as_str().to_owned(),
-                payload,
-                parent_event_id: None,
-            }],
-        )
-        .await?;
-        let event = created
-            .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::Internal("test event not created".into()))?;
-        let processed = engine
-            .deliver(event.event_id, Mode::Once)
-            .await
-            .map_err(ApiError::from)?;
-        let Processed::Attempted { outcome, .. } = processed else {
-            return Err(
-                ApiError::Conflict("the configuration was deleted during the test".into()).into(),
-            );
+        let delivery = NewDelivery {
+            config_id: entity::ConfigId(config.id),
+            source: entity::Source::Platform,
+            event_type: event_type.as_str().to_owned(),
+            payload,
+            parent_event_id: None,
         };
+        // Its own task: a client that hangs up mid-attempt does not cancel it, so an attempt the
+        // receiver may have seen is still recorded.
+        let engine = engine.clone();
+        let (event, outcome) =
+            tokio::spawn(async move { engine.deliver_test(&config, delivery).await })
+                .await
+                .map_err(|e| ApiError::Internal(format!("test delivery task: {e}")))?
+                .map_err(ApiError::from)?;
         let delivered = outcome.verdict() == wirehook_core::attempt::Verdict::Delivered;
         let error = outcome
             .error
@@ -668,6 +660,9 @@ impl ConfigsApi {
                 row.failing_since = Set(None);
                 row.failed_attempts = Set(0);
                 row.probe_until = Set(None);
+                // Deliveries parked behind the old failing clock go now (the maintenance sweep
+                // would take them within seconds; an operator re-enabling expects them now).
+                parked::wake(&txn, entity::ConfigId(id), parked::WAKE_CHUNK).await?;
             } else {
                 cancel_pending(&txn, id, "configuration deactivated").await?;
             }
