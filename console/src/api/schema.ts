@@ -65,7 +65,8 @@ export interface paths {
         /**
          * Send a test event to a webhook configuration
          * @description Delivers once, synchronously, through the same engine as queued deliveries, and records it
-         *     as an outbound event with its attempt. A failing receiver is reported in `details`, not as
+         *     as an outbound event with its attempt, written once the outcome is known (`delivered` or
+         *     `failed`, never left `pending`). A failing receiver is reported in `details`, not as
          *     an HTTP error.
          */
         post: operations["configs.test"];
