@@ -31,7 +31,7 @@ struct Cli {
     /// Seconds between samples.
     #[arg(long, default_value_t = 30)]
     sample_secs: u64,
-    /// The workers' RETENTION_SECS (at least two samples).
+    /// The workers' RETENTION_SECS (at least 60).
     #[arg(long, default_value_t = 120)]
     retention_secs: u64,
     /// The workers' JOB_HISTORY_SECS.

@@ -17,7 +17,7 @@ pub mod trend;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ use sample::{Answers, Pids, Sample, Sampler};
 
 const JWT_SECRET: &str = "soak-run-jwt-secret-0123456789abc";
 const SIGNALWIRE_KEY: &str = "PSKsoak1234567890abcdef";
+/// How often accepted source events are matched to their deliveries.
+const TRACK_EVERY: Duration = Duration::from_secs(5);
 /// How long a stopped process may take to exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(20);
 
@@ -131,10 +133,10 @@ pub struct Outcome {
 
 /// Carries out one run.
 pub async fn run(opts: &Options) -> Result<Outcome, SoakError> {
-    if opts.retention < opts.sample_every * 2 {
+    if opts.retention < Duration::from_secs(60) {
         return Err(SoakError::Setup(
-            "the retention window must be at least two sample intervals: the run learns each \
-             event's delivery at the next sample, before retention may delete it"
+            "the retention window must be at least 60 s: the run learns each event's delivery \
+             within seconds, before retention may delete its source event"
                 .into(),
         ));
     }
@@ -260,8 +262,31 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
         opts.duration.as_secs_f64() / 60.0,
         opts.sample_every
     );
+    // Deliveries are looked up every few seconds, apart from the samples: the lookup follows
+    // `parent_event_id`, which retention clears when it purges the source event.
+    let tracked = Arc::new(AtomicU64::new(0));
+    let stop_tracking = Arc::new(AtomicBool::new(false));
+    let tracker = {
+        let (conn, accepted, tracked, stop) = (
+            conn.clone(),
+            accepted.clone(),
+            tracked.clone(),
+            stop_tracking.clone(),
+        );
+        let mut ledger = std::mem::take(&mut ledger);
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(TRACK_EVERY).await;
+                let n = track(&conn, &accepted, &mut ledger).await?;
+                tracked.fetch_add(n, Ordering::Relaxed);
+            }
+            track(&conn, &accepted, &mut ledger).await?;
+            Ok::<_, sea_orm::DbErr>(ledger)
+        })
+    };
     let mut sampler = Sampler::new(conn.clone(), pids, answers.clone());
     let mut samples = vec![sampler.take(0).await?];
+    let mut tracked_before = 0;
     let load = {
         let (sender, accepted, next) = (sender.clone(), accepted.clone(), next.clone());
         tokio::spawn(load::paced(rate, opts.duration, move |_| {
@@ -277,9 +302,15 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
     );
     while started.elapsed() + Duration::from_millis(500) < opts.duration {
         tick.tick().await;
-        let n = track(&conn, &accepted, &mut ledger).await?;
-        let sample = sampler.take(n).await?;
-        eprintln!("soak: {}", report::progress_line(&sample));
+        let now = tracked.load(Ordering::Relaxed);
+        let took = Instant::now();
+        let sample = sampler.take(now - tracked_before).await?;
+        tracked_before = now;
+        eprintln!(
+            "soak: {} (sampled in {:.1?})",
+            report::progress_line(&sample),
+            took.elapsed()
+        );
         samples.push(sample);
     }
     let run = load
@@ -289,7 +320,10 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
     for example in run.error_examples(3) {
         eprintln!("soak: refused: {example}");
     }
-    track(&conn, &accepted, &mut ledger).await?;
+    stop_tracking.store(true, Ordering::Relaxed);
+    let ledger = tracker
+        .await
+        .map_err(|e| SoakError::Setup(format!("delivery tracker: {e}")))??;
 
     let drained_after = drain(&conn, opts.drain_timeout).await;
     eprintln!(
