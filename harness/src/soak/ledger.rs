@@ -83,7 +83,10 @@ pub fn account(
         }
     };
     for id in &ledger.without_delivery {
-        lost(&mut out, format!("source event {id} was accepted without a delivery"));
+        lost(
+            &mut out,
+            format!("source event {id} was accepted without a delivery"),
+        );
     }
     for t in &ledger.tracked {
         let seen = received(&t.message_id).unwrap_or_default();
@@ -129,11 +132,7 @@ mod tests {
         }
     }
 
-    fn run(
-        ledger: &Ledger,
-        rows: &[(&str, &str)],
-        seen: &[(&str, Received)],
-    ) -> Account {
+    fn run(ledger: &Ledger, rows: &[(&str, &str)], seen: &[(&str, Received)]) -> Account {
         let statuses = rows
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -163,7 +162,12 @@ mod tests {
             &[("a", OK), ("b", OK), ("c", ALL_FAILED), ("d", ALL_FAILED)],
         );
         assert_eq!(
-            (account.events, account.delivered, account.failed, account.lost),
+            (
+                account.events,
+                account.delivered,
+                account.failed,
+                account.lost
+            ),
             (4, 2, 2, 0),
             "{account:?}"
         );

@@ -36,6 +36,8 @@ use sample::{Answers, Pids, Sample, Sampler};
 
 const JWT_SECRET: &str = "soak-run-jwt-secret-0123456789abc";
 const SIGNALWIRE_KEY: &str = "PSKsoak1234567890abcdef";
+/// Source events the api accepted so far (for the samples' per-interval counts).
+static ANSWERED: AtomicU64 = AtomicU64::new(0);
 /// How often accepted source events are matched to their deliveries.
 const TRACK_EVERY: Duration = Duration::from_secs(5);
 /// How long a stopped process may take to exit after SIGTERM.
@@ -190,7 +192,9 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
             )
             .await?;
         if status != 201 {
-            return Err(SoakError::Setup(format!("create config: {status} {answer}")));
+            return Err(SoakError::Setup(format!(
+                "create config: {status} {answer}"
+            )));
         }
     }
     let worker_env = Env::new()
@@ -213,7 +217,9 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
         workers.push(Proc::start(binaries, spec).await?);
     }
     let pids = Pids {
-        api: api.pid().ok_or_else(|| SoakError::Setup("the api is not running".into()))?,
+        api: api
+            .pid()
+            .ok_or_else(|| SoakError::Setup("the api is not running".into()))?,
         workers: workers.iter().filter_map(Proc::pid).collect(),
         postmaster: postmaster_pid(&conn).await?,
     };
@@ -279,6 +285,9 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
                 tokio::time::sleep(TRACK_EVERY).await;
                 let n = track(&conn, &accepted, &mut ledger).await?;
                 tracked.fetch_add(n, Ordering::Relaxed);
+                if accepted_backlog(&accepted) > 20_000 {
+                    eprintln!("soak: matching deliveries falls behind the load");
+                }
             }
             track(&conn, &accepted, &mut ledger).await?;
             Ok::<_, sea_orm::DbErr>(ledger)
@@ -286,7 +295,8 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
     };
     let mut sampler = Sampler::new(conn.clone(), pids, answers.clone());
     let mut samples = vec![sampler.take(0).await?];
-    let mut tracked_before = 0;
+    let answered = &ANSWERED;
+    let mut tracked_before = answered.load(Ordering::Relaxed);
     let load = {
         let (sender, accepted, next) = (sender.clone(), accepted.clone(), next.clone());
         tokio::spawn(load::paced(rate, opts.duration, move |_| {
@@ -302,7 +312,7 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
     );
     while started.elapsed() + Duration::from_millis(500) < opts.duration {
         tick.tick().await;
-        let now = tracked.load(Ordering::Relaxed);
+        let now = answered.load(Ordering::Relaxed);
         let took = Instant::now();
         let sample = sampler.take(now - tracked_before).await?;
         tracked_before = now;
@@ -367,6 +377,7 @@ async fn post(sender: &SignalWire, accepted: &Mutex<Vec<i64>>, i: u64) -> Result
     match body["eventId"].as_i64() {
         Some(id) if status == 200 && processed => {
             lock(accepted).push(id);
+            ANSWERED.fetch_add(1, Ordering::Relaxed);
             Ok(id)
         }
         _ => Err(format!("{status}: {body}")),
@@ -435,13 +446,18 @@ async fn track(
     for chunk in ids.chunks(10_000) {
         let list = format!(
             "{{{}}}",
-            chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+            chunk
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         );
         let rows = conn
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "SELECT parent_event_id, message_id FROM webhook_events \
-                 WHERE direction = 'outbound' AND parent_event_id = ANY($1::bigint[])",
+                 WHERE direction = 'outbound' AND parent_event_id IS NOT NULL \
+                   AND parent_event_id = ANY($1::bigint[])",
                 [list.into()],
             ))
             .await?;
@@ -493,8 +509,11 @@ async fn outbound_statuses(
 
 /// The pid of the server's postmaster (the first line of `postmaster.pid`).
 async fn postmaster_pid(conn: &DatabaseConnection) -> Result<u32, SoakError> {
-    let dir = scalar_text(conn, "SELECT setting FROM pg_settings WHERE name = 'data_directory'")
-        .await?;
+    let dir = scalar_text(
+        conn,
+        "SELECT setting FROM pg_settings WHERE name = 'data_directory'",
+    )
+    .await?;
     let text = std::fs::read_to_string(PathBuf::from(&dir).join("postmaster.pid"))?;
     text.lines()
         .next()
@@ -530,6 +549,10 @@ async fn scalar_text(conn: &DatabaseConnection, sql: &str) -> Result<String, sea
     Ok(row
         .and_then(|r| r.try_get_by_index::<String>(0).ok())
         .unwrap_or_default())
+}
+
+fn accepted_backlog(accepted: &Mutex<Vec<i64>>) -> usize {
+    lock(accepted).len()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -112,7 +112,9 @@ mod tests {
 
     #[test]
     fn every_panel_is_drawn_with_its_title_and_fit() {
-        let points: Vec<(f64, f64)> = (0..10).map(|i| (i as f64 * 30.0, 10.0 + i as f64)).collect();
+        let points: Vec<(f64, f64)> = (0..10)
+            .map(|i| (i as f64 * 30.0, 10.0 + i as f64))
+            .collect();
         let panels = vec![
             Panel::new("api RSS (MiB)".into(), &points, true),
             Panel::new("queue lag (s)".into(), &points[..1], false),

@@ -3,10 +3,10 @@
 
 use std::fmt::Write as _;
 
+use super::Outcome;
 use super::plot::Panel;
 use super::sample::{RESOURCES, Sample, WORKER_RSS_FLOOR, series, worker_rss_series};
 use super::trend::{self, RELATIVE_LIMIT, Trend};
-use super::Outcome;
 
 /// The judgement of one gated resource.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +28,11 @@ pub fn verdicts(samples: &[Sample]) -> Vec<Verdict> {
             trend: trend::trend(&series(samples, r), r.floor),
         })
         .collect();
-    let workers = samples.iter().map(|s| s.worker_rss.len()).max().unwrap_or(0);
+    let workers = samples
+        .iter()
+        .map(|s| s.worker_rss.len())
+        .max()
+        .unwrap_or(0);
     for i in 0..workers {
         out.insert(
             1 + i,
@@ -145,7 +149,9 @@ pub fn markdown(outcome: &Outcome, verdicts: &[Verdict], date: &str, commit: &st
     );
     let _ = writeln!(md, "## Set-up\n");
     let rate = match &outcome.rate_source {
-        super::RateSource::Given => format!("{:.0} source events/s, given with `--rate`", outcome.rate),
+        super::RateSource::Given => {
+            format!("{:.0} source events/s, given with `--rate`", outcome.rate)
+        }
         super::RateSource::Measured {
             ingest,
             delivered,
@@ -270,7 +276,8 @@ pub fn markdown(outcome: &Outcome, verdicts: &[Verdict], date: &str, commit: &st
             s.attempts_mib,
             s.pending_jobs,
             s.lag,
-            s.delivery_p99_ms.map_or("-".to_owned(), |v| format!("{v:.0}")),
+            s.delivery_p99_ms
+                .map_or("-".to_owned(), |v| format!("{v:.0}")),
             s.cpu_ms_per_delivery
                 .map_or("-".to_owned(), |v| format!("{v:.2}")),
             s.cpu_secs[0],
@@ -292,9 +299,7 @@ fn env_line(env: &crate::procs::Env) -> String {
 
 /// A number without needless decimals (`30`, `2.5`, `1234`).
 pub fn number(v: f64) -> String {
-    if (v - v.round()).abs() < 1e-9 {
-        format!("{v:.0}")
-    } else if v.abs() >= 100.0 {
+    if (v - v.round()).abs() < 1e-9 || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")

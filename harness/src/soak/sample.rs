@@ -271,7 +271,10 @@ impl Sampler {
 
     /// p99 of creation → 2xx arrival of the deliveries answered during the interval (events
     /// purged meanwhile are left out; retention keeps them far longer than an interval).
-    async fn delivery_p99(&self, answers: &[(String, DateTime<Utc>)]) -> Result<Option<f64>, DbErr> {
+    async fn delivery_p99(
+        &self,
+        answers: &[(String, DateTime<Utc>)],
+    ) -> Result<Option<f64>, DbErr> {
         if answers.is_empty() {
             return Ok(None);
         }
@@ -294,8 +297,7 @@ impl Sampler {
             .filter_map(|(id, at)| (*at - *created.get(id)?).to_std().ok())
             .collect();
         latencies.sort_unstable();
-        Ok((!latencies.is_empty())
-            .then(|| nearest_rank(&latencies, 99.0).as_secs_f64() * 1000.0))
+        Ok((!latencies.is_empty()).then(|| nearest_rank(&latencies, 99.0).as_secs_f64() * 1000.0))
     }
 
     fn cpu_now(&self) -> [f64; 3] {
@@ -338,7 +340,10 @@ pub fn cluster_cpu_secs(root: u32) -> f64 {
         return 0.0;
     };
     let ticks = |fields: &[String], i: usize| -> f64 {
-        fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
     };
     // After the command name: state(0) ppid(1) … utime(11) stime(12) cutime(13) cstime(14).
     let mut total = ticks(&own, 11) + ticks(&own, 12) + ticks(&own, 13) + ticks(&own, 14);
