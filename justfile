@@ -56,3 +56,12 @@ lint:
 # Stop the local PostgreSQL started by dev/test/migrate
 db-stop:
     scripts/pg-local.sh stop
+
+# Soak run (issue 14), release build: real api + 2 workers on a throwaway PostgreSQL with
+# production durability, half the measured capacity for 30 minutes (`--minutes N`, `--rate R`),
+# 5% failing and 1% hanging deliveries, retention purging every minute; writes bench/SOAK.md and
+# bench/soak.svg. Exits non-zero if an event is lost or a resource keeps growing.
+soak *args:
+    "${CARGO:-cargo}" build -q --release -p wirehook-api -p wirehook-worker -p wirehook-harness --bins
+    "${CARGO_TARGET_DIR:-target}/release/soak" --bin-dir "${CARGO_TARGET_DIR:-target}/release" \
+        --log-dir "${CARGO_TARGET_DIR:-target}/soak" "$@"

@@ -25,6 +25,8 @@
 #   WIREHOOK_PG_DURABLE 1: create the cluster with synchronous_commit on (the default), so
 #                       that a crash of the server (`crash`) loses no committed transaction;
 #                       fsync stays off, which only matters if the machine itself goes down
+#                       full: PostgreSQL's own durability defaults (fsync, full_page_writes
+#                       and synchronous_commit on), as in production: for soak runs
 #   WIREHOOK_PG_BINDIR  directory holding initdb/pg_ctl (default: newest of
 #                       /usr/lib/postgresql/*/bin and whatever is on PATH)
 #
@@ -272,6 +274,16 @@ init_cluster() {
         --encoding=UTF8 --no-locale --no-instructions >"$BASE/initdb.log" 2>&1; then
         cat "$BASE/initdb.log" >&2 || true
         die "initdb failed (output above)"
+    fi
+    if [[ "${WIREHOOK_PG_DURABLE:-0}" == full ]]; then
+        cat >>"$DATA_DIR/postgresql.conf" <<'EOF'
+
+# --- wirehook throwaway cluster (scripts/pg-local.sh, WIREHOOK_PG_DURABLE=full) ---
+# Production durability: fsync, full_page_writes and synchronous_commit keep their defaults (on).
+max_connections = 300
+include_if_exists = 'wirehook.conf'
+EOF
+        return
     fi
     if [[ "${WIREHOOK_PG_DURABLE:-0}" == 1 ]]; then
         cat >>"$DATA_DIR/postgresql.conf" <<'EOF'

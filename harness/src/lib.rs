@@ -18,4 +18,5 @@ pub mod chaos;
 pub mod load;
 pub mod procs;
 pub mod rest;
+pub mod soak;
 pub mod stats;

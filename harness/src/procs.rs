@@ -285,10 +285,19 @@ pub fn free_local_addr() -> std::io::Result<SocketAddr> {
 
 /// Peak resident memory (`VmHWM`) of process `pid`, in KiB; `None` once it is gone.
 pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+/// Resident memory now (`VmRSS`) of process `pid`, in KiB; `None` once it is gone.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 

@@ -49,6 +49,9 @@ pub enum Durability {
     /// `synchronous_commit` on: a crash of the server ([`Cluster::crash`]) loses nothing
     /// committed (`fsync` stays off, which only matters if the machine itself goes down).
     Durable,
+    /// PostgreSQL's defaults, as in production: `fsync`, `full_page_writes` and
+    /// `synchronous_commit` on (the soak run measures what storage costs for real).
+    Production,
 }
 
 /// A running (or stopped) cluster; dropping it stops the server and deletes its folder.
@@ -154,10 +157,10 @@ fn run_script(
     command: &str,
 ) -> Result<(), ClusterError> {
     let script = script();
-    let durable = if durability == Durability::Durable {
-        "1"
-    } else {
-        "0"
+    let durable = match durability {
+        Durability::Fast => "0",
+        Durability::Durable => "1",
+        Durability::Production => "full",
     };
     let output = Command::new(&script)
         .arg(command)

@@ -44,7 +44,7 @@ pub struct WorkerSettings {
     /// least 10 failed attempts) before it is disabled (default 120; 0 never disables).
     pub auto_disable_after: Option<Duration>,
     /// `RETENTION_DAYS`: final-state events older than this are purged (default 30; 0 keeps
-    /// everything).
+    /// everything). `RETENTION_SECS`, when set, overrides it in seconds (for soak runs).
     pub retention: Option<Duration>,
     /// `RETENTION_INTERVAL_SECS`: how often one replica purges (60–86400 s, default 3600).
     pub retention_interval: Duration,
@@ -74,6 +74,10 @@ impl WorkerSettings {
         let heartbeat_secs = env.ranged("WORKER_HEARTBEAT_SECS", 5, 1, 300)?;
         let grace_secs = env.ranged("WORKER_SHUTDOWN_GRACE_SECS", 30, 0, 3600)?;
         let retention_days = env.ranged("RETENTION_DAYS", 30, 0, 36_500)?;
+        let retention_secs = match env.get("RETENTION_SECS") {
+            None => retention_days * 86_400,
+            Some(_) => env.ranged("RETENTION_SECS", 0, 0, 36_500 * 86_400)?,
+        };
         let retention_interval = env.ranged("RETENTION_INTERVAL_SECS", 3600, 60, 86_400)?;
         let sample_secs = env.ranged("QUEUE_SAMPLE_SECS", 5, 1, 3600)?;
         let job_history_secs = env.ranged("JOB_HISTORY_SECS", 300, 0, 86_400)?;
@@ -128,7 +132,7 @@ impl WorkerSettings {
             worker_name,
             auto_disable_after: (auto_disable_hours > 0.0)
                 .then(|| Duration::from_secs_f64(auto_disable_hours * 3600.0)),
-            retention: (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400)),
+            retention: (retention_secs > 0).then(|| Duration::from_secs(retention_secs)),
             retention_interval: Duration::from_secs(retention_interval),
             queue_sample_interval: Duration::from_secs(sample_secs),
             job_history: Duration::from_secs(job_history_secs),
@@ -240,6 +244,16 @@ mod tests {
     fn zero_retention_days_keeps_everything() {
         let s = read(&[URL, ("RETENTION_DAYS", "0")]).unwrap();
         assert_eq!(s.retention, None);
+    }
+
+    #[test]
+    fn retention_secs_overrides_retention_days() {
+        let s = read(&[URL, ("RETENTION_DAYS", "7"), ("RETENTION_SECS", "90")]).unwrap();
+        assert_eq!(s.retention, Some(Duration::from_secs(90)));
+        let off = read(&[URL, ("RETENTION_SECS", "0")]).unwrap();
+        assert_eq!(off.retention, None);
+        let err = error_for(&[("RETENTION_SECS", "2m")]);
+        assert!(err.starts_with("RETENTION_SECS is invalid"), "{err}");
     }
 
     #[test]

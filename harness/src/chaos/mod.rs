@@ -468,7 +468,7 @@ async fn settle(pool: &DatabaseConnection, limit: Duration) -> bool {
 }
 
 /// Outbound events still pending plus delivery jobs pending or running.
-async fn open_work(pool: &DatabaseConnection) -> Result<i64, sea_orm::DbErr> {
+pub async fn open_work(pool: &DatabaseConnection) -> Result<i64, sea_orm::DbErr> {
     scalar(
         pool,
         "SELECT (SELECT count(*) FROM webhook_events \
