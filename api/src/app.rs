@@ -19,9 +19,9 @@ use crate::allowed_methods::{AllowedMethods, with_allow_header};
 use crate::auth::JwtVerifier;
 use crate::config::{InboundConfig, JwtConfig, Limits};
 use crate::connections::CappedAcceptor;
-use crate::overload::Admission;
 use crate::error::json_error;
 use crate::ingest::Ingestor;
+use crate::overload::Admission;
 use crate::routes::{
     configs::ConfigsApi, configs::operations::ConfigOpsApi, events::EventsApi, health::HealthApi,
     inbound::InboundApi,

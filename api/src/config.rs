@@ -111,10 +111,10 @@ impl Default for Limits {
     /// The defaults of the README's settings table (tuned by `bench --only overload`).
     fn default() -> Self {
         Self {
-            max_connections: 8192,
-            ingest_in_flight: 256,
+            max_connections: 1024,
+            ingest_in_flight: 64,
             api_in_flight: 64,
-            body_bytes_in_flight: 32 * 1024 * 1024,
+            body_bytes_in_flight: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
         }
     }
@@ -128,11 +128,8 @@ impl Limits {
         let count = |name, default: usize, max| -> Result<usize, ConfigError> {
             Ok(env.ranged(name, default as u64, 1, max)? as usize)
         };
-        let body_bytes_in_flight = count(
-            "MAX_BODY_BYTES_IN_FLIGHT",
-            d.body_bytes_in_flight,
-            1 << 32,
-        )?;
+        let body_bytes_in_flight =
+            count("MAX_BODY_BYTES_IN_FLIGHT", d.body_bytes_in_flight, 1 << 32)?;
         if body_bytes_in_flight < crate::app::MAX_BODY_BYTES {
             return Err(invalid(
                 "MAX_BODY_BYTES_IN_FLIGHT",
@@ -234,7 +231,8 @@ mod tests {
         pairs.push(("MAX_BODY_BYTES_IN_FLIGHT", "1000"));
         let err = ApiConfig::from_env(&env(&pairs)).err().unwrap();
         assert!(
-            err.to_string().starts_with("MAX_BODY_BYTES_IN_FLIGHT is invalid"),
+            err.to_string()
+                .starts_with("MAX_BODY_BYTES_IN_FLIGHT is invalid"),
             "{err}"
         );
     }

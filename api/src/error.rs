@@ -53,7 +53,9 @@ pub enum ApiError {
     Contention,
     /// The api has as much work under way as its limits allow (`MAX_*_IN_FLIGHT`,
     /// `MAX_CONNECTIONS`): refused before anything was read or recorded.
-    #[error("the server is at capacity and did not take this request; retry after the Retry-After delay")]
+    #[error(
+        "the server is at capacity and did not take this request; retry after the Retry-After delay"
+    )]
     Overloaded,
     /// The request was not answered within `REQUEST_TIMEOUT_SECS` (a body sent too slowly, or a
     /// database too slow); a provider's retry or a publish with the same `idempotencyKey` is

@@ -144,12 +144,10 @@ async fn ingest_past_its_bound_is_refused_503_with_retry_after_while_the_accepte
     }
 
     // The one slot is taken: concurrent requests past it are refused at once.
-    let refused = futures::future::join_all(
-        (0..8).map(|i| {
-            let app = &app;
-            async move { post_call(app, &format!("refused-{i}")).await }
-        }),
-    )
+    let refused = futures::future::join_all((0..8).map(|i| {
+        let app = &app;
+        async move { post_call(app, &format!("refused-{i}")).await }
+    }))
     .await;
     for answer in &refused {
         assert_overloaded(answer);
@@ -208,7 +206,11 @@ async fn a_connection_past_the_cap_is_answered_503_and_closed_until_one_ends() {
     let mut open = Vec::new();
     for _ in 0..2 {
         let client = reqwest::Client::new();
-        let response = client.get(app.url("/healthz")).send().await.expect("healthz");
+        let response = client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("healthz");
         assert_eq!(response.status(), 200);
         response.bytes().await.expect("body");
         open.push(client);
@@ -256,7 +258,10 @@ async fn a_connection_past_the_cap_is_answered_503_and_closed_until_one_ends() {
             break;
         }
         assert_eq!(response.status(), 503);
-        assert!(Instant::now() < deadline, "the closed connection's place stays taken");
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection's place stays taken"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -318,11 +318,7 @@ async fn wait_drained(conn: &DatabaseConnection) -> BenchResult<()> {
 }
 
 /// The final state of each accepted inbound event's delivery.
-async fn fates(
-    conn: &DatabaseConnection,
-    stage: &Stage,
-    accepted: &[i64],
-) -> BenchResult<Fates> {
+async fn fates(conn: &DatabaseConnection, stage: &Stage, accepted: &[i64]) -> BenchResult<Fates> {
     let ids: Vec<String> = accepted.iter().map(i64::to_string).collect();
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(

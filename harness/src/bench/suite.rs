@@ -489,7 +489,10 @@ fn overload_figures(
             phase.cpu.describe(nproc)
         );
         if !phase.error_examples.is_empty() {
-            text.push_str(&format!(" Errors, e.g.: {}", phase.error_examples.join("; ")));
+            text.push_str(&format!(
+                " Errors, e.g.: {}",
+                phase.error_examples.join("; ")
+            ));
         }
         report.notes(OVERLOAD).text(text);
     }
