@@ -17,9 +17,11 @@ use wirehook_core::http_client::{ClientConfig, DeliveryClient};
 
 use crate::allowed_methods::{AllowedMethods, with_allow_header};
 use crate::auth::JwtVerifier;
-use crate::config::{InboundConfig, JwtConfig};
+use crate::config::{InboundConfig, JwtConfig, Limits};
+use crate::connections::CappedAcceptor;
 use crate::error::json_error;
 use crate::ingest::Ingestor;
+use crate::overload::Admission;
 use crate::routes::{
     configs::ConfigsApi, configs::operations::ConfigOpsApi, events::EventsApi, health::HealthApi,
     inbound::InboundApi,
@@ -35,8 +37,9 @@ pub fn openapi_service(
     db: DatabaseConnection,
     engine: Option<Arc<Engine>>,
     inbound: Arc<InboundConfig>,
+    limits: &Limits,
 ) -> OpenApiService<Apis, ()> {
-    let ingestor = Ingestor::new(db.clone());
+    let ingestor = Ingestor::new(db.clone(), limits.ingest_in_flight);
     let apis = (
         ConfigsApi {
             db: db.clone(),
@@ -68,7 +71,12 @@ pub fn openapi_service(
 pub fn openapi_spec() -> String {
     let base = url::Url::parse("http://127.0.0.1:8080").expect("a constant URL parses");
     let inbound = InboundConfig::unconfigured(base);
-    let service = openapi_service(DatabaseConnection::default(), None, Arc::new(inbound));
+    let service = openapi_service(
+        DatabaseConnection::default(),
+        None,
+        Arc::new(inbound),
+        &Limits::default(),
+    );
     crate::openapi_doc::finish(&service.spec())
 }
 
@@ -87,6 +95,7 @@ pub struct App {
     verifier: Arc<JwtVerifier>,
     engine: Arc<Engine>,
     inbound: Arc<InboundConfig>,
+    limits: Limits,
 }
 
 impl App {
@@ -103,7 +112,14 @@ impl App {
             verifier: Arc::new(JwtVerifier::new(jwt)?),
             engine: Arc::new(Engine::new(db.clone(), client)),
             db,
+            limits: Limits::default(),
         })
+    }
+
+    /// The application with `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The complete endpoint with docs, limits and the uniform JSON error mapping.
@@ -112,7 +128,9 @@ impl App {
             self.db.clone(),
             Some(self.engine.clone()),
             self.inbound.clone(),
+            &self.limits,
         );
+        let admission = Arc::new(Admission::new(&self.limits));
         let raw_spec = service.spec();
         let spec = crate::openapi_doc::finish(&raw_spec);
         // poem-openapi's Swagger UI page embeds its own document; show the finished one.
@@ -135,6 +153,11 @@ impl App {
             .nest("/", routes)
             .before(limit_body)
             .catch_all_error(json_error)
+            // Outside the body limit, so a request is refused before its body is read.
+            .around(move |ep, req| {
+                let admission = admission.clone();
+                async move { Ok(admission.serve(&ep, req).await) }
+            })
             .around(|ep, req| async move {
                 let method = req.method().to_string();
                 let result = ep.get_response(req).await;
@@ -146,12 +169,14 @@ impl App {
             .data(self.verifier.clone())
     }
 
-    /// Serves on `acceptor` until `shutdown` resolves, then drains for up to 10 s.
+    /// Serves on `acceptor`, capped at `MAX_CONNECTIONS`, until `shutdown` resolves, then
+    /// drains for up to 10 s.
     pub async fn serve(
         self,
         acceptor: TcpAcceptor,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let acceptor = CappedAcceptor::new(acceptor, self.limits.max_connections);
         Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(self.endpoint(), shutdown, Some(Duration::from_secs(10)))
             .await

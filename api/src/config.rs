@@ -3,6 +3,7 @@
 
 use secrecy::SecretString;
 use std::net::SocketAddr;
+use std::time::Duration;
 use url::Url;
 use wirehook_core::settings::{Common, Env, invalid};
 pub use wirehook_core::settings::{Environment, SettingsError as ConfigError};
@@ -87,6 +88,69 @@ impl InboundConfig {
     }
 }
 
+/// How much work the api takes on at once; past these bounds it answers `503 overloaded` with
+/// `Retry-After` instead of queueing, so its memory is bounded by design, not by the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `MAX_CONNECTIONS`: open client connections; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// `MAX_INGEST_IN_FLIGHT`: provider webhooks and event publishes being served (and their
+    /// events waiting for the group commit).
+    pub ingest_in_flight: usize,
+    /// `MAX_API_IN_FLIGHT`: other `/api/` requests being served.
+    pub api_in_flight: usize,
+    /// `MAX_BODY_BYTES_IN_FLIGHT`: declared body bytes of the requests being served (a body
+    /// without a length counts as the 1 MiB it may grow to).
+    pub body_bytes_in_flight: usize,
+    /// `REQUEST_TIMEOUT_SECS`: a request not answered within this (a slow body, a slow
+    /// database) is answered 503 and its work dropped.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// The defaults of the README's settings table (tuned by `bench --only overload`).
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            ingest_in_flight: 64,
+            api_in_flight: 64,
+            body_bytes_in_flight: 16 * 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    /// Reads `MAX_CONNECTIONS`, `MAX_INGEST_IN_FLIGHT`, `MAX_API_IN_FLIGHT`,
+    /// `MAX_BODY_BYTES_IN_FLIGHT` and `REQUEST_TIMEOUT_SECS`.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let count = |name, default: usize, max| -> Result<usize, ConfigError> {
+            Ok(env.ranged(name, default as u64, 1, max)? as usize)
+        };
+        let body_bytes_in_flight =
+            count("MAX_BODY_BYTES_IN_FLIGHT", d.body_bytes_in_flight, 1 << 32)?;
+        if body_bytes_in_flight < crate::app::MAX_BODY_BYTES {
+            return Err(invalid(
+                "MAX_BODY_BYTES_IN_FLIGHT",
+                "must be at least 1048576 (one largest body)",
+            ));
+        }
+        Ok(Self {
+            max_connections: count("MAX_CONNECTIONS", d.max_connections, 1_000_000)?,
+            ingest_in_flight: count("MAX_INGEST_IN_FLIGHT", d.ingest_in_flight, 100_000)?,
+            api_in_flight: count("MAX_API_IN_FLIGHT", d.api_in_flight, 100_000)?,
+            body_bytes_in_flight,
+            request_timeout: Duration::from_secs(env.ranged(
+                "REQUEST_TIMEOUT_SECS",
+                d.request_timeout.as_secs(),
+                1,
+                3600,
+            )?),
+        })
+    }
+}
+
 /// Everything `api serve` needs.
 #[derive(Clone)]
 pub struct ApiConfig {
@@ -95,6 +159,7 @@ pub struct ApiConfig {
     pub api_addr: SocketAddr,
     pub jwt: JwtConfig,
     pub inbound: InboundConfig,
+    pub limits: Limits,
 }
 
 impl ApiConfig {
@@ -112,6 +177,7 @@ impl ApiConfig {
             api_addr,
             jwt: JwtConfig::from_env(env)?,
             inbound: InboundConfig::from_env(env, public_base_url, common.environment)?,
+            limits: Limits::from_env(env)?,
             common,
         })
     }
@@ -151,6 +217,24 @@ mod tests {
         assert_eq!(cfg.common.environment, Environment::Development);
         assert!(cfg.common.allow_private_targets);
         assert_eq!(cfg.common.delivery_timeout, Duration::from_secs(15));
+        assert_eq!(cfg.limits, Limits::default());
+    }
+
+    #[test]
+    fn limits_are_read_and_a_budget_below_one_body_is_refused() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("MAX_INGEST_IN_FLIGHT", "8"));
+        pairs.push(("REQUEST_TIMEOUT_SECS", "3"));
+        let cfg = ApiConfig::from_env(&env(&pairs)).unwrap();
+        assert_eq!(cfg.limits.ingest_in_flight, 8);
+        assert_eq!(cfg.limits.request_timeout, Duration::from_secs(3));
+        pairs.push(("MAX_BODY_BYTES_IN_FLIGHT", "1000"));
+        let err = ApiConfig::from_env(&env(&pairs)).err().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("MAX_BODY_BYTES_IN_FLIGHT is invalid"),
+            "{err}"
+        );
     }
 
     #[test]

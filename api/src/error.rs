@@ -51,10 +51,24 @@ pub enum ApiError {
     /// was changed, and running it again succeeds ([`crate::contention::retrying`] does).
     #[error("the database was busy with a conflicting change; nothing was changed, try again")]
     Contention,
+    /// The api has as much work under way as its limits allow (`MAX_*_IN_FLIGHT`,
+    /// `MAX_CONNECTIONS`): refused before anything was read or recorded.
+    #[error(
+        "the server is at capacity and did not take this request; retry after the Retry-After delay"
+    )]
+    Overloaded,
+    /// The request was not answered within `REQUEST_TIMEOUT_SECS` (a body sent too slowly, or a
+    /// database too slow); a provider's retry or a publish with the same `idempotencyKey` is
+    /// de-duplicated if it was recorded after all.
+    #[error("the request was not answered within {0} s; retry after the Retry-After delay")]
+    Timeout(u64),
     /// A bug or an unexpected failure; details are logged, never returned.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// Seconds a client is asked to wait (`Retry-After`) after a 503.
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 impl ApiError {
     /// Stable machine-readable code for the variant.
@@ -71,6 +85,8 @@ impl ApiError {
             Self::Unavailable(_) => "service_unavailable",
             Self::DatabaseUnavailable => "database_unavailable",
             Self::Contention => "database_busy",
+            Self::Overloaded => "overloaded",
+            Self::Timeout(_) => "request_timeout",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -84,9 +100,11 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) | Self::DatabaseUnavailable | Self::Contention => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Unavailable(_)
+            | Self::DatabaseUnavailable
+            | Self::Contention
+            | Self::Overloaded
+            | Self::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -266,11 +284,46 @@ impl From<ApiError> for ErrorResponse {
             ApiError::NotFound(_) => Self::NotFound(b),
             ApiError::Conflict(_) => Self::Conflict(b),
             ApiError::PayloadTooLarge(_) => Self::PayloadTooLarge(b),
-            ApiError::Unavailable(_) | ApiError::DatabaseUnavailable | ApiError::Contention => {
-                Self::Unavailable(b)
-            }
+            ApiError::Unavailable(_)
+            | ApiError::DatabaseUnavailable
+            | ApiError::Contention
+            | ApiError::Overloaded
+            | ApiError::Timeout(_) => Self::Unavailable(b),
             ApiError::Internal(_) => Self::Internal(b),
         }
+    }
+}
+
+impl From<crate::ingest::IngestError> for ApiError {
+    fn from(err: crate::ingest::IngestError) -> Self {
+        match err {
+            crate::ingest::IngestError::Overloaded => Self::Overloaded,
+            crate::ingest::IngestError::Db(e) => e.as_ref().into(),
+        }
+    }
+}
+
+/// `err` as a complete response, for the layers outside the handlers (admission, timeout,
+/// connection cap), with `Retry-After` on a 503.
+pub fn response_for(err: ApiError) -> Response {
+    let status = err.status();
+    let mut response = body(err.code(), err.public_message()).into_response();
+    response.set_status(status);
+    with_retry_after(&mut response);
+    response
+}
+
+/// Adds `Retry-After` to a 503 that has none: every 503 of the api means "not taken, retry".
+pub fn with_retry_after(response: &mut Response) {
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !response
+            .headers()
+            .contains_key(poem::http::header::RETRY_AFTER)
+    {
+        response.headers_mut().insert(
+            poem::http::header::RETRY_AFTER,
+            poem::http::HeaderValue::from(RETRY_AFTER_SECS),
+        );
     }
 }
 

@@ -4,6 +4,7 @@ pub mod allowed_methods;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod console;
 pub mod contention;
 pub mod documented_header;
@@ -15,6 +16,7 @@ pub mod ingest;
 pub mod json_input;
 pub mod metrics;
 pub mod openapi_doc;
+pub mod overload;
 pub mod raw_body;
 pub mod routes;
 

@@ -115,7 +115,9 @@ async fn run(command: Command) -> Result<(), String> {
                 .map_err(|e| format!("cannot listen on {}: {e}", cfg.api_addr))?;
             tracing::info!(%addr, "api listening");
             let delivery = cfg.common.client_config();
-            let app = App::new(db, &cfg.jwt, delivery, cfg.inbound).map_err(|e| e.to_string())?;
+            let app = App::new(db, &cfg.jwt, delivery, cfg.inbound)
+                .map_err(|e| e.to_string())?
+                .with_limits(cfg.limits);
             app.serve(acceptor, process::shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())

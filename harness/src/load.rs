@@ -39,23 +39,29 @@ impl SignalWire {
     /// Posts `body` to the SignalWire endpoint, signed (`X-SignalWire-Signature`, HMAC-SHA1 of
     /// public URL + body); returns the status and JSON answer.
     pub async fn post(&self, body: Vec<u8>) -> Result<(u16, Value), reqwest::Error> {
-        let url = format!("{}{SIGNALWIRE_PATH}", self.public_base_url);
-        let signature =
-            wirehook_api::inbound::signalwire::sign_json(self.key.as_bytes(), &url, &body);
-        let response = self
-            .http
-            .post(format!("{}{SIGNALWIRE_PATH}", self.target))
-            .header("content-type", "application/json")
-            .header("X-SignalWire-Signature", signature)
-            .body(body)
-            .send()
-            .await?;
+        let response = self.send(body).await?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await?;
         Ok((
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         ))
+    }
+}
+
+impl SignalWire {
+    /// Posts `body` signed, as [`post`](Self::post) does, and returns the response unread.
+    pub async fn send(&self, body: Vec<u8>) -> Result<reqwest::Response, reqwest::Error> {
+        let url = format!("{}{SIGNALWIRE_PATH}", self.public_base_url);
+        let signature =
+            wirehook_api::inbound::signalwire::sign_json(self.key.as_bytes(), &url, &body);
+        self.http
+            .post(format!("{}{SIGNALWIRE_PATH}", self.target))
+            .header("content-type", "application/json")
+            .header("X-SignalWire-Signature", signature)
+            .body(body)
+            .send()
+            .await
     }
 }
 
@@ -178,6 +184,57 @@ where
                     answered_at: Instant::now(),
                     outcome,
                 });
+            }
+            samples
+        });
+    }
+    let mut samples = Vec::new();
+    while let Some(done) = loops.join_next().await {
+        if let Ok(mut part) = done {
+            samples.append(&mut part);
+        }
+    }
+    finish(start, samples)
+}
+
+/// Like [`closed_loop`], but each loop waits `pause(&outcome)` after an answer before its next
+/// request (a client honouring `Retry-After`); the wait is not part of any sample.
+pub async fn closed_loop_pausing<T, F, Fut, P>(
+    connections: usize,
+    duration: Duration,
+    request: F,
+    pause: P,
+) -> Run<T>
+where
+    T: Send + 'static,
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, String>> + Send,
+    P: Fn(&Result<T, String>) -> Option<Duration> + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
+    let pause = Arc::new(pause);
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut loops = JoinSet::new();
+    for _ in 0..connections {
+        let (request, pause, next) = (request.clone(), pause.clone(), next.clone());
+        loops.spawn(async move {
+            let mut samples = Vec::new();
+            while Instant::now() < deadline {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let started_at = Instant::now();
+                let outcome = request(index).await;
+                let wait = pause(&outcome);
+                samples.push(Sample {
+                    index,
+                    started_at,
+                    answered_at: Instant::now(),
+                    outcome,
+                });
+                if let Some(wait) = wait {
+                    tokio::time::sleep(wait).await;
+                }
             }
             samples
         });

@@ -17,6 +17,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wirehook_core::batch::{BatchError, Batcher};
 use wirehook_core::queue::fan_out;
 
@@ -31,20 +32,40 @@ const PARALLEL_BATCHES: usize = 2;
 /// tried; bench/PROFILE.md, "ingest").
 const MIN_OVERLAP: usize = 16;
 
+/// Why an event was not recorded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IngestError {
+    /// As many events as the ingestor holds are already waiting for or in a commit.
+    #[error("the group commit is full")]
+    Overloaded,
+    /// The database refused or could not be reached.
+    #[error(transparent)]
+    Db(Arc<DbErr>),
+}
+
+/// An event on its way through the group commit with its slot, freed when its batch is done.
+type Slotted = (Received, OwnedSemaphorePermit);
+
 /// Records received events, batching concurrent callers into shared transactions; cheap to
 /// clone.
+///
+/// Bounded: at most `capacity` events are waiting for or in a commit, counted from the call to
+/// the end of the batch that holds the event (a caller that gave up, e.g. timed out, keeps its
+/// slot until then), so the batcher's queue never holds more than `capacity` events.
 #[derive(Clone)]
 pub struct Ingestor {
     db: DatabaseConnection,
+    slots: Arc<Semaphore>,
     /// Spawned on first use, so an `Ingestor` can be built outside a runtime (the spec writer).
-    batcher: Arc<OnceLock<Batcher<Received, Result<Recorded, DbErr>>>>,
+    batcher: Arc<OnceLock<Batcher<Slotted, Result<Recorded, DbErr>>>>,
 }
 
 impl Ingestor {
-    /// An ingestor recording into `db`.
-    pub fn new(db: DatabaseConnection) -> Self {
+    /// An ingestor recording into `db` that holds at most `capacity` events at once.
+    pub fn new(db: DatabaseConnection, capacity: usize) -> Self {
         Self {
             db,
+            slots: Arc::new(Semaphore::new(capacity.max(1))),
             batcher: Arc::new(OnceLock::new()),
         }
     }
@@ -52,21 +73,37 @@ impl Ingestor {
     /// Records `received` and queues one delivery to every active configuration subscribed to
     /// its type whose filters match, sharing the statement with whatever other events arrived
     /// meanwhile; returns once it has committed. A key recorded before makes it a duplicate:
-    /// nothing is recorded or queued, and the first event is returned.
-    pub async fn record(&self, received: Received) -> Result<Recorded, Arc<DbErr>> {
+    /// nothing is recorded or queued, and the first event is returned. With `capacity` events
+    /// already under way, refuses at once ([`IngestError::Overloaded`]) instead of queueing.
+    pub async fn record(&self, received: Received) -> Result<Recorded, IngestError> {
+        let slot = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| IngestError::Overloaded)?;
         let batcher = self.batcher.get_or_init(|| {
             let db = self.db.clone();
-            Batcher::spawn_overlapping(MAX_BATCH, PARALLEL_BATCHES, MIN_OVERLAP, move |items| {
-                let db = db.clone();
-                async move { record_batch(&db, items).await }
-            })
+            Batcher::spawn_overlapping(
+                MAX_BATCH,
+                PARALLEL_BATCHES,
+                MIN_OVERLAP,
+                move |slotted: Vec<Slotted>| {
+                    let db = db.clone();
+                    let (items, slots): (Vec<Received>, Vec<_>) = slotted.into_iter().unzip();
+                    async move {
+                        let recorded = record_batch(&db, items).await;
+                        drop(slots);
+                        recorded
+                    }
+                },
+            )
         });
-        match batcher.call(received).await {
-            Ok(recorded) => recorded.map_err(Arc::new),
-            Err(BatchError::Failed(error)) => Err(error),
-            Err(BatchError::Stopped) => Err(Arc::new(DbErr::Custom(
+        match batcher.call((received, slot)).await {
+            Ok(recorded) => recorded.map_err(|e| IngestError::Db(Arc::new(e))),
+            Err(BatchError::Failed(error)) => Err(IngestError::Db(error)),
+            Err(BatchError::Stopped) => Err(IngestError::Db(Arc::new(DbErr::Custom(
                 "the ingest task stopped".to_owned(),
-            ))),
+            )))),
         }
     }
 }

@@ -317,7 +317,13 @@ impl EventsApi {
                 client_ip: None,
             })
             .await
-            .map_err(|e| ApiError::from(e.as_ref()))?;
+            .map_err(|e| {
+                let error = ApiError::from(e);
+                if matches!(error, ApiError::Overloaded) {
+                    crate::overload::Kind::Publish.count_overloaded();
+                }
+                error
+            })?;
         let published = PublishedEvent {
             success: true,
             message: if recorded.duplicate {

@@ -311,7 +311,13 @@ impl InboundApi {
                 client_ip: Some(inbound.client_ip.to_string()),
             })
             .await
-            .map_err(|e| ApiError::from(e.as_ref()))?;
+            .map_err(|e| {
+                let error = ApiError::from(e);
+                if matches!(error, ApiError::Overloaded) {
+                    crate::overload::Kind::Inbound(inbound.source).count_overloaded();
+                }
+                error
+            })?;
         Ok(Json(answer(inbound.source, &recorded)))
     }
 }

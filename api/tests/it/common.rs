@@ -10,7 +10,7 @@ use sea_orm::{ActiveModelTrait, DatabaseConnection, Set};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wirehook_api::App;
-use wirehook_api::config::{InboundConfig, JwtConfig};
+use wirehook_api::config::{InboundConfig, JwtConfig, Limits};
 use wirehook_testkit::db::TestDb;
 use wirehook_testkit::replica::{self, Replica};
 
@@ -69,7 +69,7 @@ impl TestApp {
 
     /// Starts the app with the given JWT settings.
     pub async fn spawn_with(jwt: JwtConfig) -> Self {
-        Self::spawn_configured(jwt, |_| {}, true).await
+        Self::spawn_configured(jwt, |_| {}, true, Limits::default()).await
     }
 
     /// Starts the app as `api serve` runs it, with the binary's pool
@@ -86,24 +86,30 @@ impl TestApp {
         migration::migrate(&db)
             .await
             .expect("migrate test database");
-        Self::spawn_inner(database, db, jwt_config(), |_| {}, true).await
+        Self::spawn_inner(database, db, jwt_config(), |_| {}, true, Limits::default()).await
     }
 
     /// Starts the app with both provider keys set and `inbound` applied to the inbound settings.
     pub async fn spawn_inbound(inbound: impl FnOnce(&mut InboundConfig)) -> Self {
-        Self::spawn_configured(jwt_config(), inbound, true).await
+        Self::spawn_configured(jwt_config(), inbound, true, Limits::default()).await
     }
 
     /// Starts the app as production delivers: the delivery client's SSRF guard is on
     /// (`ALLOW_PRIVATE_TARGETS=false`), so test deliveries to private addresses are refused.
     pub async fn spawn_guarded() -> Self {
-        Self::spawn_configured(jwt_config(), |_| {}, false).await
+        Self::spawn_configured(jwt_config(), |_| {}, false, Limits::default()).await
+    }
+
+    /// Starts the app with both provider keys set and `limits` instead of the defaults.
+    pub async fn spawn_limited(limits: Limits) -> Self {
+        Self::spawn_configured(jwt_config(), |_| {}, true, limits).await
     }
 
     async fn spawn_configured(
         jwt: JwtConfig,
         inbound: impl FnOnce(&mut InboundConfig),
         allow_private_targets: bool,
+        limits: Limits,
     ) -> Self {
         wirehook_testkit::init_logs();
         let database = fresh_database().await;
@@ -111,7 +117,7 @@ impl TestApp {
             .connect_migrated(POOL)
             .await
             .expect("migrate test database");
-        Self::spawn_inner(database, db, jwt, inbound, allow_private_targets).await
+        Self::spawn_inner(database, db, jwt, inbound, allow_private_targets, limits).await
     }
 
     async fn spawn_inner(
@@ -120,6 +126,7 @@ impl TestApp {
         jwt: JwtConfig,
         inbound: impl FnOnce(&mut InboundConfig),
         allow_private_targets: bool,
+        limits: Limits,
     ) -> Self {
         let (acceptor, addr) = wirehook_api::app::bind("127.0.0.1:0".parse().expect("addr"))
             .await
@@ -140,7 +147,9 @@ impl TestApp {
             .as_str()
             .trim_end_matches('/')
             .to_owned();
-        let app = App::new(db.clone(), &jwt, delivery, inbound_config).expect("app");
+        let app = App::new(db.clone(), &jwt, delivery, inbound_config)
+            .expect("app")
+            .with_limits(limits);
         tokio::spawn(app.serve(acceptor, std::future::pending()));
         let token = wirehook_api::auth::issue_token(&jwt, "tests", Duration::from_secs(600))
             .expect("token");

@@ -16,6 +16,7 @@ mod migrate;
 mod openapi;
 mod operations;
 mod outage;
+mod overload;
 mod schema_instances;
 mod secrets;
 mod ssrf;

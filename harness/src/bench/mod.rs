@@ -4,7 +4,7 @@
 //! Order of a full run: the pgbench baselines ([`baseline`]), the no-op apalis drain
 //! ([`noop`]), delivery throughput with 1 and 2 workers ([`delivery`]), inbound ingest
 //! ([`ingest`]), end-to-end latency at half the ingest rate ([`e2e`]), history queries at
-//! 1,000,000 rows ([`history`]). Memory figures come from the scenarios that run the
+//! 1,000,000 rows ([`history`]), backpressure past the ingest capacity ([`overload`]). Memory figures come from the scenarios that run the
 //! binaries. [`report`] prints the table and writes `bench/RESULTS.md`.
 
 pub mod baseline;
@@ -14,6 +14,7 @@ pub mod history;
 pub mod ingest;
 pub mod machine;
 pub mod noop;
+pub mod overload;
 pub mod report;
 pub mod stage;
 pub mod suite;
@@ -51,6 +52,8 @@ pub enum Scenario {
     E2e,
     /// History queries at 1,000,000 rows.
     History,
+    /// Backpressure: 3× the ingest capacity, then 4,096 keep-alive connections.
+    Overload,
 }
 
 /// How big and how long; the defaults are the issue's.
@@ -79,6 +82,10 @@ pub struct Scale {
     pub baseline_secs: u64,
     /// pgbench clients.
     pub baseline_clients: usize,
+    /// Duration of each overload phase.
+    pub overload: Duration,
+    /// Keep-alive connections of the overload scenario's second phase.
+    pub overload_connections: usize,
 }
 
 impl Default for Scale {
@@ -95,6 +102,8 @@ impl Default for Scale {
             history_samples: 100,
             baseline_secs: 20,
             baseline_clients: 8,
+            overload: Duration::from_secs(30),
+            overload_connections: 4096,
         }
     }
 }

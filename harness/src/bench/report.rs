@@ -99,6 +99,13 @@ const METHOD: &str = "\
 - History: 1,000,000 rows from one `INSERT … SELECT generate_series`, `VACUUM ANALYZE`, then \
   each query sequentially over HTTP (3 warm-up requests); the baseline is the same SQL run \
   directly over one connection. Plans are `EXPLAIN (ANALYZE, BUFFERS)`.
+- Overload: 2 workers delivering; phase one offers 3× the ingest capacity measured in the same \
+  run (open loop), phase two keeps 4,096 keep-alive connections busy (closed loop, each waiting \
+  the `Retry-After` after a 503), 30 s each, the api at its default limits. An answer is 200 \
+  `processed` (accepted) or 503 `overloaded` with `Retry-After`; anything else, and a client \
+  timeout (10 s), is an error. After the load the phase waits until no outbound event is \
+  pending, then checks each accepted event: delivered (database and receiver), still pending \
+  (not delivered yet), failed, or lost.
 - Memory: `VmHWM` from `/proc/<pid>/status` just before each process is stopped.
 - CPU split and database work: `/proc/<pid>/stat` of the children, of the PostgreSQL backends \
   serving the scenario's database and of every other PostgreSQL process, and deltas of \

@@ -13,6 +13,7 @@ use super::history::{self, HistoryRun};
 use super::ingest::{self, IngestRun};
 use super::machine::Machine;
 use super::noop::{self, Drained};
+use super::overload::{self, OverloadRun};
 use super::report::Report;
 use super::{BoxError, Context, Figure, Scenario, Target, mib};
 use crate::stats::ms;
@@ -28,6 +29,7 @@ const INGEST: &str = "2. ingest";
 const E2E: &str = "3. end-to-end";
 const HISTORY: &str = "4. history";
 const MEMORY: &str = "5. memory";
+const OVERLOAD: &str = "6. overload";
 
 /// Runs the `only` scenarios (all when empty) and returns the report; `failed` tells whether
 /// any scenario could not finish.
@@ -130,6 +132,14 @@ pub async fn run(ctx: &Context, only: &[Scenario], report: &mut Report) -> bool 
         match e2e::run(ctx, rate).await {
             Ok(run) => e2e_figures(report, &run, &baselines, drained.as_ref(), nproc),
             Err(e) => failed |= fail(report, E2E, "end-to-end", &e),
+        }
+    }
+
+    if wants(Scenario::Overload) {
+        step("overload");
+        match overload::run(ctx, ingest_rps).await {
+            Ok(run) => overload_figures(report, &run, drained.as_ref(), nproc),
+            Err(e) => failed |= fail(report, OVERLOAD, "overload", &e),
         }
     }
 
@@ -393,6 +403,102 @@ fn e2e_figures(
         ms(run.claim_to_arrival.p99),
         ms(run.claim_to_arrival.max),
         run.cpu.describe(nproc)
+    ));
+}
+
+fn overload_figures(
+    report: &mut Report,
+    run: &OverloadRun,
+    drained: Option<&Drained>,
+    nproc: usize,
+) {
+    for phase in &run.phases {
+        let load = phase.load.describe();
+        let name = |what: &str| format!("{what}, {load}");
+        let exactly_zero = |what: &str, value: u64| {
+            Figure::new(OVERLOAD, &name(what), value as f64, "").target(Target::Exactly(0.0))
+        };
+        report.figures.push(
+            Figure::new(
+                OVERLOAD,
+                &name("accepted requests/s"),
+                phase.accepted_rps(),
+                "requests/s",
+            )
+            .against(Some(("ingest capacity", run.capacity))),
+        );
+        report.figures.push(
+            Figure::new(
+                OVERLOAD,
+                &name("accepted latency p99"),
+                ms(phase.latency.p99),
+                "ms",
+            )
+            .target(Target::Below(100.0)),
+        );
+        report.figures.push(Figure::new(
+            OVERLOAD,
+            &name("refused 503 overloaded with Retry-After"),
+            phase.overloaded as f64,
+            "",
+        ));
+        report
+            .figures
+            .push(exactly_zero("client timeouts", phase.timeouts));
+        report
+            .figures
+            .push(exactly_zero("other errors", phase.other_errors));
+        report
+            .figures
+            .push(exactly_zero("accepted but lost", phase.fates.lost));
+        report.figures.push(exactly_zero(
+            "accepted, not delivered after the queue drained",
+            phase.fates.pending + phase.fates.failed,
+        ));
+        report.figures.push(rss_figure(
+            &format!("api peak RSS, overload: {load}"),
+            phase.api_peak_kib,
+            drained,
+        ));
+        let mut text = format!(
+            "**{load}.** {} requests in {:.1} s ({:.0} answered/s): {} accepted ({:.0}/s), {} \
+             refused 503 `overloaded`, {} client timeouts, {} other errors. Accepted latency \
+             p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; refusals p50 {:.1} ms, p99 {:.1} ms. \
+             Queue drained {:.1} s after the load; accepted events: {} delivered, {} still \
+             pending, {} failed, {} lost. Peak RSS: api {:.1} MiB, worker {:.1} MiB. {}.",
+            phase.requests,
+            phase.secs,
+            phase.answered_rps(),
+            phase.accepted,
+            phase.accepted_rps(),
+            phase.overloaded,
+            phase.timeouts,
+            phase.other_errors,
+            ms(phase.latency.p50),
+            ms(phase.latency.p99),
+            ms(phase.latency.max),
+            ms(phase.refusal_latency.p50),
+            ms(phase.refusal_latency.p99),
+            phase.drain_secs,
+            phase.fates.delivered,
+            phase.fates.pending,
+            phase.fates.failed,
+            phase.fates.lost,
+            mib(phase.api_peak_kib),
+            mib(phase.worker_peak_kib),
+            phase.cpu.describe(nproc)
+        );
+        if !phase.error_examples.is_empty() {
+            text.push_str(&format!(
+                " Errors, e.g.: {}",
+                phase.error_examples.join("; ")
+            ));
+        }
+        report.notes(OVERLOAD).text(text);
+    }
+    report.notes(OVERLOAD).text(format!(
+        "Ingest capacity {:.0} requests/s, from {}.",
+        run.capacity, run.capacity_source
     ));
 }
 

@@ -76,6 +76,12 @@ struct RunArgs {
     /// pgbench clients.
     #[arg(long, default_value_t = 8)]
     baseline_clients: usize,
+    /// Seconds of each overload phase.
+    #[arg(long, default_value_t = 30)]
+    overload_secs: u64,
+    /// Keep-alive connections of the overload scenario's second phase.
+    #[arg(long, default_value_t = 4096)]
+    overload_connections: usize,
     /// Where `api` and `worker` are.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
@@ -146,6 +152,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
         history_samples: args.history_samples.max(1),
         baseline_secs: args.baseline_secs.unwrap_or(args.ingest_secs),
         baseline_clients: args.baseline_clients.max(1),
+        overload: Duration::from_secs(args.overload_secs),
+        overload_connections: args.overload_connections.max(1),
     };
     let partial = partial_flags(&args, &scale);
     let ctx = Context {
@@ -235,6 +243,14 @@ fn partial_flags(args: &RunArgs, scale: &Scale) -> Option<String> {
         (
             scale.baseline_secs != full.baseline_secs,
             format!("--baseline-secs {}", scale.baseline_secs),
+        ),
+        (
+            scale.overload != full.overload,
+            format!("--overload-secs {}", scale.overload.as_secs()),
+        ),
+        (
+            scale.overload_connections != full.overload_connections,
+            format!("--overload-connections {}", scale.overload_connections),
         ),
     ];
     flags.extend(differs.into_iter().filter(|(d, _)| *d).map(|(_, f)| f));
