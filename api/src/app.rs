@@ -14,6 +14,7 @@ use sea_orm::DatabaseConnection;
 
 use wirehook_core::engine::Engine;
 use wirehook_core::http_client::{ClientConfig, DeliveryClient};
+use wirehook_core::secrets::Keyring;
 
 use crate::allowed_methods::{AllowedMethods, with_allow_header};
 use crate::auth::JwtVerifier;
@@ -34,6 +35,7 @@ type Apis = (ConfigsApi, ConfigOpsApi, EventsApi, InboundApi, HealthApi);
 pub fn openapi_service(
     db: DatabaseConnection,
     engine: Option<Arc<Engine>>,
+    keyring: Arc<Keyring>,
     inbound: Arc<InboundConfig>,
 ) -> OpenApiService<Apis, ()> {
     let ingestor = Ingestor::new(db.clone());
@@ -41,8 +43,12 @@ pub fn openapi_service(
         ConfigsApi {
             db: db.clone(),
             engine,
+            keyring: keyring.clone(),
         },
-        ConfigOpsApi { db: db.clone() },
+        ConfigOpsApi {
+            db: db.clone(),
+            keyring,
+        },
         EventsApi {
             db: db.clone(),
             ingestor: ingestor.clone(),
@@ -68,7 +74,12 @@ pub fn openapi_service(
 pub fn openapi_spec() -> String {
     let base = url::Url::parse("http://127.0.0.1:8080").expect("a constant URL parses");
     let inbound = InboundConfig::unconfigured(base);
-    let service = openapi_service(DatabaseConnection::default(), None, Arc::new(inbound));
+    let service = openapi_service(
+        DatabaseConnection::default(),
+        None,
+        Arc::new(Keyring::development()),
+        Arc::new(inbound),
+    );
     crate::openapi_doc::finish(&service.spec())
 }
 
@@ -86,22 +97,25 @@ pub struct App {
     db: DatabaseConnection,
     verifier: Arc<JwtVerifier>,
     engine: Arc<Engine>,
+    keyring: Arc<Keyring>,
     inbound: Arc<InboundConfig>,
 }
 
 impl App {
-    /// Prepares the application.
+    /// Prepares the application; `keyring` encrypts and opens the configurations' secrets.
     pub fn new(
         db: DatabaseConnection,
         jwt: &JwtConfig,
         delivery: ClientConfig,
+        keyring: Arc<Keyring>,
         inbound: InboundConfig,
     ) -> Result<Self, AppError> {
         let client = DeliveryClient::new(delivery)?;
         Ok(Self {
             inbound: Arc::new(inbound),
             verifier: Arc::new(JwtVerifier::new(jwt)?),
-            engine: Arc::new(Engine::new(db.clone(), client)),
+            engine: Arc::new(Engine::new(db.clone(), client, keyring.clone())),
+            keyring,
             db,
         })
     }
@@ -111,6 +125,7 @@ impl App {
         let service = openapi_service(
             self.db.clone(),
             Some(self.engine.clone()),
+            self.keyring.clone(),
             self.inbound.clone(),
         );
         let raw_spec = service.spec();

@@ -132,14 +132,28 @@ mod tests {
         Env::new(move |k: &str| map.get(k).cloned())
     }
 
-    const BASE: [(&str, &str); 2] = [
+    const BASE: [(&str, &str); 3] = [
         ("DATABASE_URL", "postgres://postgres@127.0.0.1/x"),
         ("JWT_SECRET", "0123456789abcdef0123"),
+        (
+            "WIREHOOK_ENCRYPTION_KEY",
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+        ),
     ];
 
     #[test]
     fn defaults_follow_the_design() {
         let cfg = ApiConfig::from_env(&env(&BASE)).unwrap();
+        assert_eq!(cfg.common.environment, Environment::Production);
+        assert!(cfg.inbound.enforce_allow_lists);
+        assert!(!cfg.common.allow_private_targets);
+    }
+
+    #[test]
+    fn development_defaults_follow_the_design() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("WIREHOOK_ENV", "development"));
+        let cfg = ApiConfig::from_env(&env(&pairs)).unwrap();
         assert_eq!(cfg.api_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(
             cfg.inbound.public_base_url.as_str(),
@@ -162,8 +176,18 @@ mod tests {
     }
 
     #[test]
+    fn production_refuses_to_start_without_an_encryption_key() {
+        let err = ApiConfig::from_env(&env(&BASE[..2])).err().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("WIREHOOK_ENCRYPTION_KEY is invalid: required in production"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn missing_jwt_secret_names_the_variable() {
-        let err = ApiConfig::from_env(&env(&BASE[..1])).err().unwrap();
+        let err = ApiConfig::from_env(&env(&[BASE[0], BASE[2]])).err().unwrap();
         assert_eq!(err.to_string(), "JWT_SECRET is not set");
     }
 

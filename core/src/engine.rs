@@ -28,6 +28,7 @@ use crate::http_client::DeliveryClient;
 use crate::job::DeliveryJob;
 use crate::queue::{Due, push_jobs};
 use crate::retry::next_delay;
+use crate::secrets::Keyring;
 use crate::signing::SigningKey;
 pub use crate::store::AutoDisable;
 use crate::store::{self, AttemptRecord, Health, Loaded, Won};
@@ -124,21 +125,35 @@ impl Engine {
             after,
             ..AutoDisable::default()
         });
-        Ok(Self::with_policy(db, client, policy, settings.concurrency))
+        Ok(Self::with_policy(
+            db,
+            client,
+            settings.common.keyring.clone(),
+            policy,
+            settings.concurrency,
+        ))
     }
 
     /// An engine with the default [`AutoDisable`] policy and up to [`DEFAULT_IN_FLIGHT`]
     /// deliveries in flight.
-    pub fn new(db: DatabaseConnection, client: DeliveryClient) -> Self {
-        Self::with_policy(db, client, Some(AutoDisable::default()), DEFAULT_IN_FLIGHT)
+    pub fn new(db: DatabaseConnection, client: DeliveryClient, keyring: Arc<Keyring>) -> Self {
+        Self::with_policy(
+            db,
+            client,
+            keyring,
+            Some(AutoDisable::default()),
+            DEFAULT_IN_FLIGHT,
+        )
     }
 
     /// An engine that disables failing endpoints per `auto_disable` (`None`: never) and runs at
-    /// most `in_flight` deliveries at once. Spawns its batching tasks, so it must be called
-    /// inside a Tokio runtime.
+    /// most `in_flight` deliveries at once; `keyring` opens the stored signing secrets, once per
+    /// configuration per loaded batch. Spawns its batching tasks, so it must be called inside a
+    /// Tokio runtime.
     pub fn with_policy(
         db: DatabaseConnection,
         client: DeliveryClient,
+        keyring: Arc<Keyring>,
         auto_disable: Option<AutoDisable>,
         in_flight: usize,
     ) -> Self {
@@ -146,7 +161,12 @@ impl Engine {
             let db = db.clone();
             Batcher::spawn(MAX_BATCH, PARALLEL_FLUSHES, move |ids| {
                 let db = db.clone();
-                async move { store::load_batch(&db, ids).await }
+                let keyring = keyring.clone();
+                async move {
+                    let mut loaded = store::load_batch(&db, ids).await?;
+                    crate::secrets::reveal_loaded(&keyring, &mut loaded);
+                    Ok(loaded)
+                }
             })
         };
         let recorder = {

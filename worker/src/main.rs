@@ -39,6 +39,7 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), String> {
     process::init_tracing();
     let settings = WorkerSettings::from_env().map_err(|e| e.to_string())?;
+    settings.common.log_mode("worker");
     // Loads and records are batched, so deliveries in flight share a few connections; the rest
     // serve apalis (fetch, ack), the lease, LISTEN and failing endpoints' probes.
     let connections = (settings.concurrency as u32).min(POOL_FOR_DELIVERIES) + 4;

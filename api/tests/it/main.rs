@@ -1,5 +1,6 @@
 //! Integration tests: the real api over HTTP against a real, freshly migrated PostgreSQL database.
 
+mod at_rest;
 mod auth;
 mod cli;
 mod common;
@@ -18,5 +19,6 @@ mod operations;
 mod outage;
 mod schema_instances;
 mod secrets;
+mod secure_defaults;
 mod ssrf;
 mod test_delivery;
