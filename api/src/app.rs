@@ -21,6 +21,7 @@ use crate::auth::JwtVerifier;
 use crate::config::{InboundConfig, JwtConfig};
 use crate::error::json_error;
 use crate::ingest::Ingestor;
+use crate::refusals::RefusalLimiter;
 use crate::routes::{
     configs::ConfigsApi, configs::operations::ConfigOpsApi, events::EventsApi, health::HealthApi,
     inbound::InboundApi,
@@ -56,6 +57,7 @@ pub fn openapi_service(
         InboundApi {
             db: db.clone(),
             ingestor,
+            refusals: Arc::new(RefusalLimiter::new(inbound.refusal_limit)),
             config: inbound,
         },
         HealthApi {

@@ -8,6 +8,7 @@ use wirehook_core::settings::{Common, Env, invalid};
 pub use wirehook_core::settings::{Environment, SettingsError as ConfigError};
 
 use crate::inbound::{CidrList, ELEVENLABS_EGRESS_IPS};
+use crate::refusals::RefusalLimit;
 
 /// JWT settings for the REST API.
 #[derive(Clone)]
@@ -49,6 +50,9 @@ pub struct InboundConfig {
     pub elevenlabs_allowed_ips: CidrList,
     /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: CidrList,
+    /// `INBOUND_REFUSALS_PER_MINUTE`: refused requests recorded one by one per client address
+    /// and minute (1–100000, default 100); the rest are counted and summarized.
+    pub refusal_limit: RefusalLimit,
 }
 
 impl InboundConfig {
@@ -70,6 +74,9 @@ impl InboundConfig {
             signalwire_allowed_ips: cidrs("SIGNALWIRE_ALLOWED_IPS", "")?,
             elevenlabs_allowed_ips: cidrs("ELEVENLABS_ALLOWED_IPS", ELEVENLABS_EGRESS_IPS)?,
             trusted_proxies: cidrs("TRUSTED_PROXIES", "")?,
+            refusal_limit: RefusalLimit::per_minute(
+                env.ranged("INBOUND_REFUSALS_PER_MINUTE", 100, 1, 100_000)? as u32,
+            ),
         })
     }
 
@@ -83,6 +90,7 @@ impl InboundConfig {
             signalwire_allowed_ips: CidrList::default(),
             elevenlabs_allowed_ips: CidrList::default(),
             trusted_proxies: CidrList::default(),
+            refusal_limit: RefusalLimit::per_minute(100),
         }
     }
 }
@@ -147,6 +155,7 @@ mod tests {
         assert_eq!(cfg.common.environment, Environment::Production);
         assert!(cfg.inbound.enforce_allow_lists);
         assert!(!cfg.common.allow_private_targets);
+        assert_eq!(cfg.inbound.refusal_limit, RefusalLimit::per_minute(100));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod json_input;
 pub mod metrics;
 pub mod openapi_doc;
 pub mod raw_body;
+pub mod refusals;
 pub mod routes;
 
 pub use app::{App, openapi_service};

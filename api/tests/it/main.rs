@@ -17,6 +17,7 @@ mod migrate;
 mod openapi;
 mod operations;
 mod outage;
+mod refusals;
 mod schema_instances;
 mod secrets;
 mod secure_defaults;
