@@ -152,6 +152,7 @@ impl App {
             .nest("/", routes)
             .before(limit_body)
             .catch_all_error(json_error)
+            .map(crate::response_headers::apply)
             .around(|ep, req| async move {
                 let method = req.method().to_string();
                 let result = ep.get_response(req).await;

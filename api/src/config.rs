@@ -74,9 +74,12 @@ impl InboundConfig {
             signalwire_allowed_ips: cidrs("SIGNALWIRE_ALLOWED_IPS", "")?,
             elevenlabs_allowed_ips: cidrs("ELEVENLABS_ALLOWED_IPS", ELEVENLABS_EGRESS_IPS)?,
             trusted_proxies: cidrs("TRUSTED_PROXIES", "")?,
-            refusal_limit: RefusalLimit::per_minute(
-                env.ranged("INBOUND_REFUSALS_PER_MINUTE", 100, 1, 100_000)? as u32,
-            ),
+            refusal_limit: RefusalLimit::per_minute(env.ranged(
+                "INBOUND_REFUSALS_PER_MINUTE",
+                100,
+                1,
+                100_000,
+            )? as u32),
         })
     }
 
@@ -196,7 +199,9 @@ mod tests {
 
     #[test]
     fn missing_jwt_secret_names_the_variable() {
-        let err = ApiConfig::from_env(&env(&[BASE[0], BASE[2]])).err().unwrap();
+        let err = ApiConfig::from_env(&env(&[BASE[0], BASE[2]]))
+            .err()
+            .unwrap();
         assert_eq!(err.to_string(), "JWT_SECRET is not set");
     }
 

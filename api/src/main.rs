@@ -101,9 +101,10 @@ async fn run(command: Command) -> Result<(), String> {
             process::init_tracing();
             let common = settings::Common::read(&settings::process()).map_err(|e| e.to_string())?;
             let db = process::connect(common.database_url.expose_secret(), 4).await?;
-            let done = secrets::reencrypt(&db, &common.keyring, secrets::Scope::NotNewestKey, batch)
-                .await
-                .map_err(|e| format!("reencrypt failed: {e}"))?;
+            let done =
+                secrets::reencrypt(&db, &common.keyring, secrets::Scope::NotNewestKey, batch)
+                    .await
+                    .map_err(|e| format!("reencrypt failed: {e}"))?;
             tracing::info!(
                 rewritten = done.rewritten,
                 changed_meanwhile = done.skipped,

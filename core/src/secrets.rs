@@ -131,10 +131,13 @@ impl Keyring {
                 .decode(part)
                 .map_err(|_| KeyError::NotBase64(position))?;
             let bytes: [u8; KEY_LEN] =
-                bytes.as_slice().try_into().map_err(|_| KeyError::BadLength {
-                    position,
-                    len: bytes.len(),
-                })?;
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| KeyError::BadLength {
+                        position,
+                        len: bytes.len(),
+                    })?;
             let key = DataKey::new(&bytes);
             if keys.iter().any(|k| k.id == key.id) {
                 return Err(KeyError::Duplicate(position));
@@ -256,10 +259,7 @@ pub fn reveal_loaded(keyring: &Keyring, loaded: &mut [Option<Loaded>]) {
 }
 
 /// The plain current and previous secrets of `config` (a value that cannot be read stays).
-fn reveal_config(
-    keyring: &Keyring,
-    config: &webhook_configs::Model,
-) -> (String, Option<String>) {
+fn reveal_config(keyring: &Keyring, config: &webhook_configs::Model) -> (String, Option<String>) {
     let open = |stored: &str| match keyring.decrypt(stored) {
         Ok(plain) => plain,
         Err(error) => {
@@ -298,10 +298,7 @@ pub enum ReencryptError {
     Db(#[from] DbErr),
     /// A row's secret cannot be read with the configured keys; nothing after it was touched.
     #[error("configuration {config_id}: {error}")]
-    Unreadable {
-        config_id: i64,
-        error: DecryptError,
-    },
+    Unreadable { config_id: i64, error: DecryptError },
 }
 
 /// Rewrites the secrets of every configuration (deleted ones too) in `scope` with the newest
@@ -328,7 +325,11 @@ pub async fn reencrypt(
                 "SELECT id, secret, previous_secret FROM webhook_configs \
                  WHERE id > $1 AND (secret NOT LIKE $2 OR previous_secret NOT LIKE $2) \
                  ORDER BY id LIMIT $3",
-                [after.into(), pattern.clone().into(), i64::from(batch).into()],
+                [
+                    after.into(),
+                    pattern.clone().into(),
+                    i64::from(batch).into(),
+                ],
             ))
             .await?;
         let count = rows.len();
@@ -341,12 +342,13 @@ pub async fn reencrypt(
                 if stored.starts_with(&keep) {
                     return Ok(stored.to_owned());
                 }
-                let plain = keyring
-                    .decrypt(stored)
-                    .map_err(|error| ReencryptError::Unreadable {
-                        config_id: id,
-                        error,
-                    })?;
+                let plain =
+                    keyring
+                        .decrypt(stored)
+                        .map_err(|error| ReencryptError::Unreadable {
+                            config_id: id,
+                            error,
+                        })?;
                 Ok(keyring.encrypt(&plain))
             };
             let new_secret = rewrite(&secret)?;
@@ -391,7 +393,10 @@ mod tests {
     fn a_secret_round_trips_and_is_not_in_its_ciphertext() {
         let ring = Keyring::parse(&key(1)).unwrap();
         let stored = ring.encrypt(SECRET);
-        assert!(stored.starts_with(&format!("enc:v1:{}:", ring.newest_id())), "{stored}");
+        assert!(
+            stored.starts_with(&format!("enc:v1:{}:", ring.newest_id())),
+            "{stored}"
+        );
         assert!(!stored.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
         assert_eq!(ring.decrypt(&stored).unwrap(), SECRET);
     }

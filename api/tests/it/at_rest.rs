@@ -114,7 +114,10 @@ async fn no_secret_appears_in_a_dump_and_deliveries_still_verify() {
     ];
 
     let dump = pg_dump(app.database_url());
-    assert!(dump.contains("webhook_configs"), "not a dump of the test database");
+    assert!(
+        dump.contains("webhook_configs"),
+        "not a dump of the test database"
+    );
     for secret in &secrets {
         for form in forms(secret) {
             assert!(!dump.contains(form), "`{form}` is in the dump");

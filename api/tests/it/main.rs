@@ -21,5 +21,6 @@ mod refusals;
 mod schema_instances;
 mod secrets;
 mod secure_defaults;
+mod security_review;
 mod ssrf;
 mod test_delivery;

@@ -38,8 +38,8 @@ async fn call(api: &RunningApi, path: &str, body: Value) -> (u16, Value) {
         issuer: None,
         audience: None,
     };
-    let token = wirehook_api::auth::issue_token(&jwt, "tests", Duration::from_secs(600))
-        .expect("token");
+    let token =
+        wirehook_api::auth::issue_token(&jwt, "tests", Duration::from_secs(600)).expect("token");
     let response = reqwest::Client::new()
         .post(format!("http://{}{path}", api.addr))
         .bearer_auth(token)
