@@ -136,7 +136,7 @@ mod tests {
         let wrong = format!("v0={}", "0".repeat(64));
         let many = format!(
             "t={T},{},{}",
-            vec![wrong.as_str(); MAX_SIGNATURES - 1].join(","),
+            [wrong.as_str(); MAX_SIGNATURES - 1].join(","),
             good.split_once(',').unwrap().1
         );
         let one = macs_of(|| assert_eq!(verify(SECRET, Some(&good), &body, T), Ok(())));
