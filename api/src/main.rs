@@ -127,7 +127,6 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Serve => {
             process::init_tracing();
             let cfg = ApiConfig::from_env(&settings::process()).map_err(|e| e.to_string())?;
-            cfg.common.log_mode("api");
             let db = process::connect(cfg.common.database_url.expose_secret(), 32).await?;
             let pending = migration::pending(&db)
                 .await
@@ -139,6 +138,8 @@ async fn run(command: Command) -> Result<(), String> {
                     pending.join(", ")
                 ));
             }
+            // Once it is clear the api will run, so that a refusal to start stays one line.
+            cfg.common.log_mode("api");
             // Rows from before secrets were encrypted: encrypted here, on the first start.
             let encrypted = secrets::reencrypt(
                 &db,

@@ -39,7 +39,6 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), String> {
     process::init_tracing();
     let settings = WorkerSettings::from_env().map_err(|e| e.to_string())?;
-    settings.common.log_mode("worker");
     // Loads and records are batched, so deliveries in flight share a few connections; the rest
     // serve apalis (fetch, ack), the lease, LISTEN and failing endpoints' probes.
     let connections = (settings.concurrency as u32).min(POOL_FOR_DELIVERIES) + 4;
@@ -54,6 +53,8 @@ async fn run() -> Result<(), String> {
             pending.join(", ")
         ));
     }
+    // Once it is clear the replica will run, so that a refusal to start stays one line.
+    settings.common.log_mode("worker");
     let engine = Arc::new(Engine::from_settings(db, &settings).map_err(|e| e.to_string())?);
     runtime::run(engine, &settings, process::shutdown_signal())
         .await
