@@ -105,6 +105,9 @@ export JWT_SECRET="schemathesis-$(date +%s%N)-jwt-secret"
 export SIGNALWIRE_SIGNING_KEY=schemathesis-signalwire-key
 export ELEVENLABS_WEBHOOK_SECRET=schemathesis-elevenlabs-secret
 # Fuzzed configurations get test deliveries: keep them off private networks and short.
+# Development (no provider IP allow lists, the development encryption key), but with the SSRF
+# guard on, so fuzzed test deliveries cannot reach local services.
+export WIREHOOK_ENV=development
 export ALLOW_PRIVATE_TARGETS=false
 export DELIVERY_TIMEOUT_SECS=2
 export RUST_LOG="${RUST_LOG:-warn}"

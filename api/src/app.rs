@@ -14,6 +14,7 @@ use sea_orm::DatabaseConnection;
 
 use wirehook_core::engine::Engine;
 use wirehook_core::http_client::{ClientConfig, DeliveryClient};
+use wirehook_core::secrets::Keyring;
 
 use crate::allowed_methods::{AllowedMethods, with_allow_header};
 use crate::auth::JwtVerifier;
@@ -22,6 +23,7 @@ use crate::connections::CappedAcceptor;
 use crate::error::json_error;
 use crate::ingest::Ingestor;
 use crate::overload::Admission;
+use crate::refusals::RefusalLimiter;
 use crate::routes::{
     configs::ConfigsApi, configs::operations::ConfigOpsApi, events::EventsApi, health::HealthApi,
     inbound::InboundApi,
@@ -36,6 +38,7 @@ type Apis = (ConfigsApi, ConfigOpsApi, EventsApi, InboundApi, HealthApi);
 pub fn openapi_service(
     db: DatabaseConnection,
     engine: Option<Arc<Engine>>,
+    keyring: Arc<Keyring>,
     inbound: Arc<InboundConfig>,
     limits: &Limits,
 ) -> OpenApiService<Apis, ()> {
@@ -44,8 +47,12 @@ pub fn openapi_service(
         ConfigsApi {
             db: db.clone(),
             engine,
+            keyring: keyring.clone(),
         },
-        ConfigOpsApi { db: db.clone() },
+        ConfigOpsApi {
+            db: db.clone(),
+            keyring,
+        },
         EventsApi {
             db: db.clone(),
             ingestor: ingestor.clone(),
@@ -53,6 +60,7 @@ pub fn openapi_service(
         InboundApi {
             db: db.clone(),
             ingestor,
+            refusals: Arc::new(RefusalLimiter::new(inbound.refusal_limit)),
             config: inbound,
         },
         HealthApi {
@@ -74,6 +82,7 @@ pub fn openapi_spec() -> String {
     let service = openapi_service(
         DatabaseConnection::default(),
         None,
+        Arc::new(Keyring::development()),
         Arc::new(inbound),
         &Limits::default(),
     );
@@ -94,23 +103,26 @@ pub struct App {
     db: DatabaseConnection,
     verifier: Arc<JwtVerifier>,
     engine: Arc<Engine>,
+    keyring: Arc<Keyring>,
     inbound: Arc<InboundConfig>,
     limits: Limits,
 }
 
 impl App {
-    /// Prepares the application.
+    /// Prepares the application; `keyring` encrypts and opens the configurations' secrets.
     pub fn new(
         db: DatabaseConnection,
         jwt: &JwtConfig,
         delivery: ClientConfig,
+        keyring: Arc<Keyring>,
         inbound: InboundConfig,
     ) -> Result<Self, AppError> {
         let client = DeliveryClient::new(delivery)?;
         Ok(Self {
             inbound: Arc::new(inbound),
             verifier: Arc::new(JwtVerifier::new(jwt)?),
-            engine: Arc::new(Engine::new(db.clone(), client)),
+            engine: Arc::new(Engine::new(db.clone(), client, keyring.clone())),
+            keyring,
             db,
             limits: Limits::default(),
         })
@@ -127,6 +139,7 @@ impl App {
         let service = openapi_service(
             self.db.clone(),
             Some(self.engine.clone()),
+            self.keyring.clone(),
             self.inbound.clone(),
             &self.limits,
         );
@@ -158,6 +171,8 @@ impl App {
                 let admission = admission.clone();
                 async move { Ok(admission.serve(&ep, req).await) }
             })
+            // Outside the admission, so its refusals carry the headers too.
+            .map(crate::response_headers::apply)
             .around(|ep, req| async move {
                 let method = req.method().to_string();
                 let result = ep.get_response(req).await;

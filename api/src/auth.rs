@@ -1,4 +1,9 @@
 //! Bearer JWT authentication (HS256, `exp` required, algorithm pinned) and token issuing.
+//!
+//! Time claims are checked with [`LEEWAY_SECS`] of clock skew either way: `exp` must not have
+//! passed, `nbf` (when present) must have come, and `iat` (when present) must not lie ahead.
+//! One key (`JWT_SECRET`) verifies every token: a `kid` header is ignored, never used to pick a
+//! key. Tokens longer than [`MAX_TOKEN_BYTES`] are refused before any decoding.
 
 use std::time::Duration;
 
@@ -28,6 +33,12 @@ pub struct Claims {
     pub aud: Option<String>,
 }
 
+/// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY_SECS: u64 = 30;
+
+/// Longest token read; an HS256 token with ordinary claims is a few hundred bytes.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
 /// Verifies bearer tokens; shared by every request through the app's data.
 pub struct JwtVerifier {
     key: DecodingKey,
@@ -39,7 +50,8 @@ impl JwtVerifier {
     pub fn new(cfg: &JwtConfig) -> Result<Self, jsonwebtoken::errors::Error> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         let mut required = vec!["exp"];
         if let Some(iss) = &cfg.issuer {
             validation.set_issuer(&[iss]);
@@ -60,7 +72,10 @@ impl JwtVerifier {
 
     /// The token's claims, or why it is refused.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(ApiError::Unauthorized("the token is too long".into()));
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| {
                 let why = match e.kind() {
@@ -72,10 +87,18 @@ impl JwtVerifier {
                     ErrorKind::MissingRequiredClaim(_) => {
                         "the token lacks a required claim (exp, iss or aud)"
                     }
+                    ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
                     _ => "the token is malformed",
                 };
                 ApiError::Unauthorized(why.into())
-            })
+            })?;
+        let latest = chrono::Utc::now().timestamp() + LEEWAY_SECS as i64;
+        if claims.iat.is_some_and(|iat| iat > latest) {
+            return Err(ApiError::Unauthorized(
+                "the token was issued in the future (iat)".into(),
+            ));
+        }
+        Ok(claims)
     }
 }
 
@@ -149,6 +172,86 @@ mod tests {
             issuer: None,
             audience: aud.map(str::to_owned),
         }
+    }
+
+    /// A token with `claims` and `header`, signed with `secret`.
+    fn signed(header: &Header, claims: serde_json::Value, secret: &str) -> String {
+        jsonwebtoken::encode(
+            header,
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    const SECRET: &str = "test-secret-0123456789";
+
+    fn refusal(token: &str) -> String {
+        JwtVerifier::new(&cfg(None))
+            .unwrap()
+            .verify(token)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_token_before_its_nbf_is_refused() {
+        let header = Header::new(Algorithm::HS256);
+        let token = signed(
+            &header,
+            serde_json::json!({"sub": "a", "exp": now() + 600, "nbf": now() + 300}),
+            SECRET,
+        );
+        assert!(refusal(&token).contains("not valid yet"));
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_refused_beyond_the_leeway() {
+        let header = Header::new(Algorithm::HS256);
+        let ahead = signed(
+            &header,
+            serde_json::json!({"sub": "a", "exp": now() + 600, "iat": now() + 300}),
+            SECRET,
+        );
+        assert!(refusal(&ahead).contains("issued in the future"));
+        let skewed = signed(
+            &header,
+            serde_json::json!({"sub": "a", "exp": now() + 600, "iat": now() + 5}),
+            SECRET,
+        );
+        assert!(
+            JwtVerifier::new(&cfg(None))
+                .unwrap()
+                .verify(&skewed)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_very_long_token_is_refused_before_decoding() {
+        let header = Header::new(Algorithm::HS256);
+        let padding = "x".repeat(MAX_TOKEN_BYTES);
+        let token = signed(
+            &header,
+            serde_json::json!({"sub": padding, "exp": now() + 600}),
+            SECRET,
+        );
+        assert_eq!(refusal(&token), "the token is too long");
+    }
+
+    #[test]
+    fn a_kid_header_never_picks_another_key() {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("../../../dev/null".into());
+        let claims = serde_json::json!({"sub": "a", "exp": now() + 600});
+        let right = signed(&header, claims.clone(), SECRET);
+        assert!(JwtVerifier::new(&cfg(None)).unwrap().verify(&right).is_ok());
+        let other_key = signed(&header, claims, "another-secret-0123456789");
+        assert!(refusal(&other_key).contains("signature is invalid"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use wirehook_core::settings::{Common, Env, invalid};
 pub use wirehook_core::settings::{Environment, SettingsError as ConfigError};
 
 use crate::inbound::{CidrList, ELEVENLABS_EGRESS_IPS};
+use crate::refusals::RefusalLimit;
 
 /// JWT settings for the REST API.
 #[derive(Clone)]
@@ -50,6 +51,9 @@ pub struct InboundConfig {
     pub elevenlabs_allowed_ips: CidrList,
     /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
     pub trusted_proxies: CidrList,
+    /// `INBOUND_REFUSALS_PER_MINUTE`: refused requests recorded one by one per client address
+    /// and minute (1–100000, default 100); the rest are counted and summarized.
+    pub refusal_limit: RefusalLimit,
 }
 
 impl InboundConfig {
@@ -71,6 +75,12 @@ impl InboundConfig {
             signalwire_allowed_ips: cidrs("SIGNALWIRE_ALLOWED_IPS", "")?,
             elevenlabs_allowed_ips: cidrs("ELEVENLABS_ALLOWED_IPS", ELEVENLABS_EGRESS_IPS)?,
             trusted_proxies: cidrs("TRUSTED_PROXIES", "")?,
+            refusal_limit: RefusalLimit::per_minute(env.ranged(
+                "INBOUND_REFUSALS_PER_MINUTE",
+                100,
+                1,
+                100_000,
+            )? as u32),
         })
     }
 
@@ -84,6 +94,7 @@ impl InboundConfig {
             signalwire_allowed_ips: CidrList::default(),
             elevenlabs_allowed_ips: CidrList::default(),
             trusted_proxies: CidrList::default(),
+            refusal_limit: RefusalLimit::per_minute(100),
         }
     }
 }
@@ -198,14 +209,29 @@ mod tests {
         Env::new(move |k: &str| map.get(k).cloned())
     }
 
-    const BASE: [(&str, &str); 2] = [
+    const BASE: [(&str, &str); 3] = [
         ("DATABASE_URL", "postgres://postgres@127.0.0.1/x"),
         ("JWT_SECRET", "0123456789abcdef0123"),
+        (
+            "WIREHOOK_ENCRYPTION_KEY",
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+        ),
     ];
 
     #[test]
     fn defaults_follow_the_design() {
         let cfg = ApiConfig::from_env(&env(&BASE)).unwrap();
+        assert_eq!(cfg.common.environment, Environment::Production);
+        assert!(cfg.inbound.enforce_allow_lists);
+        assert!(!cfg.common.allow_private_targets);
+        assert_eq!(cfg.inbound.refusal_limit, RefusalLimit::per_minute(100));
+    }
+
+    #[test]
+    fn development_defaults_follow_the_design() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("WIREHOOK_ENV", "development"));
+        let cfg = ApiConfig::from_env(&env(&pairs)).unwrap();
         assert_eq!(cfg.api_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(
             cfg.inbound.public_base_url.as_str(),
@@ -246,8 +272,20 @@ mod tests {
     }
 
     #[test]
+    fn production_refuses_to_start_without_an_encryption_key() {
+        let err = ApiConfig::from_env(&env(&BASE[..2])).err().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("WIREHOOK_ENCRYPTION_KEY is invalid: required in production"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn missing_jwt_secret_names_the_variable() {
-        let err = ApiConfig::from_env(&env(&BASE[..1])).err().unwrap();
+        let err = ApiConfig::from_env(&env(&[BASE[0], BASE[2]]))
+            .err()
+            .unwrap();
         assert_eq!(err.to_string(), "JWT_SECRET is not set");
     }
 

@@ -256,6 +256,13 @@ pub fn secret(given: Option<String>) -> Result<String, ApiError> {
     }
 }
 
+/// Whether two secrets are the same text, compared in constant time (a secret is never compared
+/// with `==`, which stops at the first differing byte).
+pub fn same_secret(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

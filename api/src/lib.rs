@@ -18,6 +18,8 @@ pub mod metrics;
 pub mod openapi_doc;
 pub mod overload;
 pub mod raw_body;
+pub mod refusals;
+pub mod response_headers;
 pub mod routes;
 
 pub use app::{App, openapi_service};

@@ -6,7 +6,10 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use wirehook_api::config::{ApiConfig, JwtConfig};
 use wirehook_api::{App, auth};
-use wirehook_core::{process, settings};
+use wirehook_core::{process, secrets, settings};
+
+/// Rows read per batch when `api serve` encrypts plain-text secrets at start.
+const REENCRYPT_BATCH: u32 = 500;
 
 /// mimalloc instead of glibc malloc: the request and delivery paths allocate many small
 /// short-lived buffers across threads, where glibc's allocator cost about a quarter of the CPU.
@@ -41,6 +44,14 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Rewrite every configuration's signing secrets with the newest WIREHOOK_ENCRYPTION_KEY
+    /// (the first listed), in batches; prints how many rows were rewritten. Run it after adding
+    /// a key, before removing the old one.
+    Reencrypt {
+        /// Rows read per batch.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch: u32,
+    },
     /// Delete events in a final state older than the given age (with their attempts), in
     /// batches of 1,000; prints how many. Pending events are never deleted.
     Purge {
@@ -86,6 +97,23 @@ async fn run(command: Command) -> Result<(), String> {
             println!("{purged}");
             Ok(())
         }
+        Command::Reencrypt { batch } => {
+            process::init_tracing();
+            let common = settings::Common::read(&settings::process()).map_err(|e| e.to_string())?;
+            let db = process::connect(common.database_url.expose_secret(), 4).await?;
+            let done =
+                secrets::reencrypt(&db, &common.keyring, secrets::Scope::NotNewestKey, batch)
+                    .await
+                    .map_err(|e| format!("reencrypt failed: {e}"))?;
+            tracing::info!(
+                rewritten = done.rewritten,
+                changed_meanwhile = done.skipped,
+                key_id = common.keyring.newest_id(),
+                "secrets re-encrypted with the newest key"
+            );
+            println!("{}", done.rewritten);
+            Ok(())
+        }
         Command::Migrate => {
             process::init_tracing();
             let url = settings::database_url(&settings::process()).map_err(|e| e.to_string())?;
@@ -110,12 +138,29 @@ async fn run(command: Command) -> Result<(), String> {
                     pending.join(", ")
                 ));
             }
+            // Once it is clear the api will run, so that a refusal to start stays one line.
+            cfg.common.log_mode("api");
+            // Rows from before secrets were encrypted: encrypted here, on the first start.
+            let encrypted = secrets::reencrypt(
+                &db,
+                &cfg.common.keyring,
+                secrets::Scope::PlainText,
+                REENCRYPT_BATCH,
+            )
+            .await
+            .map_err(|e| format!("cannot encrypt plain-text secrets: {e}"))?;
+            if encrypted.rewritten > 0 {
+                tracing::info!(
+                    rows = encrypted.rewritten,
+                    "plain-text signing secrets encrypted"
+                );
+            }
             let (acceptor, addr) = wirehook_api::app::bind(cfg.api_addr)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", cfg.api_addr))?;
             tracing::info!(%addr, "api listening");
             let delivery = cfg.common.client_config();
-            let app = App::new(db, &cfg.jwt, delivery, cfg.inbound)
+            let app = App::new(db, &cfg.jwt, delivery, cfg.common.keyring, cfg.inbound)
                 .map_err(|e| e.to_string())?
                 .with_limits(cfg.limits);
             app.serve(acceptor, process::shutdown_signal())

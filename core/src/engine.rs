@@ -28,6 +28,7 @@ use crate::http_client::DeliveryClient;
 use crate::job::DeliveryJob;
 use crate::queue::{Enqueued, NewDelivery, parked};
 use crate::retry::next_delay;
+use crate::secrets::Keyring;
 use crate::signing::SigningKey;
 pub use crate::store::AutoDisable;
 use crate::store::{self, AttemptRecord, Health, Loaded, Won};
@@ -145,6 +146,8 @@ const PARALLEL_FLUSHES: usize = 1;
 pub struct Engine {
     pub db: DatabaseConnection,
     pub client: DeliveryClient,
+    /// Opens the stored signing secrets (the loader's, and the test delivery's).
+    keyring: Arc<Keyring>,
     /// Deliveries in flight at once across this engine's jobs (`WORKER_CONCURRENCY`).
     slots: Semaphore,
     loader: Batcher<EventId, Option<Loaded>>,
@@ -163,29 +166,49 @@ impl Engine {
             after,
             ..AutoDisable::default()
         });
-        Ok(Self::with_policy(db, client, policy, settings.concurrency))
+        Ok(Self::with_policy(
+            db,
+            client,
+            settings.common.keyring.clone(),
+            policy,
+            settings.concurrency,
+        ))
     }
 
     /// An engine with the default [`AutoDisable`] policy and up to [`DEFAULT_IN_FLIGHT`]
     /// deliveries in flight.
-    pub fn new(db: DatabaseConnection, client: DeliveryClient) -> Self {
-        Self::with_policy(db, client, Some(AutoDisable::default()), DEFAULT_IN_FLIGHT)
+    pub fn new(db: DatabaseConnection, client: DeliveryClient, keyring: Arc<Keyring>) -> Self {
+        Self::with_policy(
+            db,
+            client,
+            keyring,
+            Some(AutoDisable::default()),
+            DEFAULT_IN_FLIGHT,
+        )
     }
 
     /// An engine that disables failing endpoints per `auto_disable` (`None`: never) and runs at
-    /// most `in_flight` deliveries at once. Spawns its batching tasks, so it must be called
-    /// inside a Tokio runtime.
+    /// most `in_flight` deliveries at once; `keyring` opens the stored signing secrets, once per
+    /// configuration per loaded batch. Spawns its batching tasks, so it must be called inside a
+    /// Tokio runtime.
     pub fn with_policy(
         db: DatabaseConnection,
         client: DeliveryClient,
+        keyring: Arc<Keyring>,
         auto_disable: Option<AutoDisable>,
         in_flight: usize,
     ) -> Self {
         let loader = {
             let db = db.clone();
+            let keyring = keyring.clone();
             Batcher::spawn(MAX_BATCH, PARALLEL_FLUSHES, move |ids| {
                 let db = db.clone();
-                async move { store::load_batch(&db, ids).await }
+                let keyring = keyring.clone();
+                async move {
+                    let mut loaded = store::load_batch(&db, ids).await?;
+                    crate::secrets::reveal_loaded(&keyring, &mut loaded);
+                    Ok(loaded)
+                }
             })
         };
         let recorder = {
@@ -198,6 +221,7 @@ impl Engine {
         Self {
             db,
             client,
+            keyring,
             slots: Semaphore::new(in_flight.max(1)),
             loader,
             recorder,
@@ -286,6 +310,8 @@ impl Engine {
         config: &webhook_configs::Model,
         delivery: NewDelivery,
     ) -> Result<(Enqueued, AttemptOutcome), EngineError> {
+        let mut config = config.clone();
+        crate::secrets::reveal(&self.keyring, &mut config);
         let message_id = MessageId::generate().into_inner();
         let created_at = Utc::now();
         let message = Message {
@@ -294,7 +320,7 @@ impl Engine {
             created_at,
             payload: &delivery.payload,
         };
-        let outcome = match build_request(message, config, created_at) {
+        let outcome = match build_request(message, &config, created_at) {
             Ok(req) => attempt(&self.client, &req).await,
             Err(e) => AttemptOutcome::failed_before_sending(e.to_string()),
         };

@@ -12,6 +12,7 @@ pub mod process;
 pub mod queue;
 pub mod retention;
 pub mod retry;
+pub mod secrets;
 pub mod settings;
 pub mod signing;
 pub mod store;

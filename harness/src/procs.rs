@@ -225,8 +225,9 @@ pub struct ProcSpec {
 }
 
 impl ProcSpec {
-    /// `api serve` on `addr` against `database_url`, with `env` on top; ready when
-    /// `GET /readyz` answers 200. Logs to `<log_dir>/<name>.log`.
+    /// `api serve` on `addr` against `database_url` in development mode (the harness delivers to
+    /// its receivers on 127.0.0.1), with `env` on top; ready when `GET /readyz` answers 200.
+    /// Logs to `<log_dir>/<name>.log`.
     pub fn api(
         name: &str,
         database_url: &str,
@@ -237,6 +238,7 @@ impl ProcSpec {
         let env = Env::new()
             .with("DATABASE_URL", database_url)
             .with("API_ADDR", addr.to_string())
+            .with("WIREHOOK_ENV", "development")
             .merged(env);
         Self {
             binary: Binary::Api,
@@ -248,9 +250,9 @@ impl ProcSpec {
         }
     }
 
-    /// A `worker` replica against `database_url` whose health endpoint listens on
-    /// `metrics_addr`, with `env` on top; ready when `GET /healthz` answers 200. Logs to
-    /// `<log_dir>/<name>.log`.
+    /// A `worker` replica in development mode against `database_url` whose health endpoint
+    /// listens on `metrics_addr`, with `env` on top; ready when `GET /healthz` answers 200. Logs
+    /// to `<log_dir>/<name>.log`.
     pub fn worker(
         name: &str,
         database_url: &str,
@@ -261,6 +263,7 @@ impl ProcSpec {
         let env = Env::new()
             .with("DATABASE_URL", database_url)
             .with("METRICS_ADDR", metrics_addr.to_string())
+            .with("WIREHOOK_ENV", "development")
             .merged(env);
         Self {
             binary: Binary::Worker,

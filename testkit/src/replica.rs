@@ -22,9 +22,10 @@ use wirehook_worker::runtime::{self, RuntimeError};
 /// How often [`Replica::wait_ready`] looks.
 const READY_POLL: Duration = Duration::from_millis(5);
 
-/// Settings of a replica on `database_url` with its metrics on a free port, then `vars` on
-/// top (a later value of a variable wins over an earlier one). Unset variables take the
-/// worker's defaults, as in production.
+/// Settings of a replica on `database_url` with its metrics on a free port, in development mode
+/// (deliveries to the tests' receivers on 127.0.0.1, the development encryption key), then
+/// `vars` on top (a later value of a variable wins over an earlier one). Unset variables take
+/// the worker's defaults.
 pub fn settings(
     database_url: &str,
     vars: &[(&str, &str)],
@@ -32,6 +33,7 @@ pub fn settings(
     let base = [
         ("DATABASE_URL", database_url),
         ("METRICS_ADDR", "127.0.0.1:0"),
+        ("WIREHOOK_ENV", "development"),
     ];
     let vars: Vec<(String, String)> = base
         .iter()

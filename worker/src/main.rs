@@ -53,6 +53,8 @@ async fn run() -> Result<(), String> {
             pending.join(", ")
         ));
     }
+    // Once it is clear the replica will run, so that a refusal to start stays one line.
+    settings.common.log_mode("worker");
     let engine = Arc::new(Engine::from_settings(db, &settings).map_err(|e| e.to_string())?);
     runtime::run(engine, &settings, process::shutdown_signal())
         .await

@@ -50,7 +50,11 @@ fn engine(db: &DatabaseConnection) -> Arc<Engine> {
         user_agent: "wirehook-tests".into(),
     })
     .expect("client");
-    Arc::new(Engine::new(db.clone(), client))
+    Arc::new(Engine::new(
+        db.clone(),
+        client,
+        Arc::new(wirehook_core::secrets::Keyring::development()),
+    ))
 }
 
 /// Starts `run` with [`engine`] and waits until its apalis worker has registered and listens.
@@ -572,6 +576,7 @@ fn worker_binary(vars: &[(&str, &str)]) -> Command {
         .env_remove("WORKER_NAME")
         .env_remove("RUST_LOG")
         .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("WIREHOOK_ENV", "development")
         .stdin(Stdio::null());
     for (k, v) in vars {
         cmd.env(k, v);
@@ -581,6 +586,21 @@ fn worker_binary(vars: &[(&str, &str)]) -> Command {
 
 fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn without_wirehook_env_the_binary_refuses_to_start_without_an_encryption_key() {
+    let output = worker_binary(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")])
+        .env_remove("WIREHOOK_ENV")
+        .env_remove("WIREHOOK_ENCRYPTION_KEY")
+        .output()
+        .expect("run worker");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.starts_with("worker: WIREHOOK_ENCRYPTION_KEY is invalid: required in production"),
+        "{stderr}"
+    );
 }
 
 #[test]

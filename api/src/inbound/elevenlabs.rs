@@ -2,11 +2,14 @@
 //!
 //! `v0` is the lowercase hex HMAC-SHA256, keyed with the webhook secret's UTF-8 bytes, of the
 //! timestamp text, a `.` and the raw body. Parts are comma separated, in any order, with
-//! optional spaces; several `v0` parts may be present and any match passes. The signature is
-//! checked before the timestamp, so a forger learns nothing about the time window.
+//! optional spaces; up to [`MAX_SIGNATURES`] `v0` parts may be present and any match passes. The
+//! HMAC is computed once and each part compared with it in constant time, so a header of many
+//! parts costs no more passes over the body than one. The signature is checked before the
+//! timestamp, so a forger learns nothing about the time window.
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
 
 use super::SignatureError;
 
@@ -16,6 +19,8 @@ type HmacSha256 = Hmac<Sha256>;
 const MAX_AGE_SECS: i64 = 30 * 60;
 /// Furthest accepted signature timestamp, in seconds after now (clock skew).
 const MAX_AHEAD_SECS: i64 = 5 * 60;
+/// Most `v0` parts read; a header with more is malformed (a rotation needs two).
+pub const MAX_SIGNATURES: usize = 8;
 
 /// Checks an `ElevenLabs-Signature` header against the raw body at time `now_unix`.
 pub fn verify(
@@ -25,12 +30,14 @@ pub fn verify(
     now_unix: i64,
 ) -> Result<(), SignatureError> {
     let header = SignatureHeader::parse(header.ok_or(SignatureError::Missing)?)?;
-    let matched = header.signatures.iter().any(|signature| {
-        hex::decode(signature).is_ok_and(|tag| {
-            mac(secret, header.timestamp_text, body)
-                .verify_slice(&tag)
-                .is_ok()
-        })
+    let expected = mac(secret, header.timestamp_text, body)
+        .finalize()
+        .into_bytes();
+    // Every part is compared (no early exit), each in constant time.
+    let matched = header.signatures.iter().fold(false, |matched, signature| {
+        let equal = hex::decode(signature)
+            .is_ok_and(|tag| bool::from(tag.as_slice().ct_eq(expected.as_slice())));
+        matched | equal
     });
     if !matched {
         return Err(SignatureError::Mismatch);
@@ -52,6 +59,8 @@ pub fn sign(secret: &[u8], t: i64, body: &[u8]) -> String {
 }
 
 fn mac(secret: &[u8], timestamp_text: &str, body: &[u8]) -> HmacSha256 {
+    #[cfg(test)]
+    tests::MACS.with(|n| n.set(n.get() + 1));
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(timestamp_text.as_bytes());
     mac.update(b".");
@@ -80,6 +89,9 @@ impl<'a> SignatureHeader<'a> {
             match name {
                 "t" if timestamp_text.is_some() => return Err(SignatureError::Malformed),
                 "t" => timestamp_text = Some(value),
+                "v0" if signatures.len() == MAX_SIGNATURES => {
+                    return Err(SignatureError::Malformed);
+                }
                 "v0" => signatures.push(value),
                 _ => {}
             }
@@ -101,7 +113,49 @@ impl<'a> SignatureHeader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    thread_local! {
+        /// HMACs computed on this thread (each test runs on its own).
+        pub(super) static MACS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// HMACs `f` computes.
+    fn macs_of(f: impl FnOnce()) -> usize {
+        let before = MACS.with(Cell::get);
+        f();
+        MACS.with(Cell::get) - before
+    }
+
+    #[test]
+    fn a_header_of_many_parts_costs_one_hmac_like_a_header_of_one() {
+        let body = vec![b'x'; 1024 * 1024];
+        let good = sign(SECRET, T, &body);
+        let wrong = format!("v0={}", "0".repeat(64));
+        let many = format!(
+            "t={T},{},{}",
+            [wrong.as_str(); MAX_SIGNATURES - 1].join(","),
+            good.split_once(',').unwrap().1
+        );
+        let one = macs_of(|| assert_eq!(verify(SECRET, Some(&good), &body, T), Ok(())));
+        let all = macs_of(|| assert_eq!(verify(SECRET, Some(&many), &body, T), Ok(())));
+        assert_eq!((one, all), (1, 1));
+    }
+
+    #[test]
+    fn a_header_with_more_parts_than_the_cap_is_malformed_before_any_hmac() {
+        let parts = vec![format!("v0={}", "0".repeat(64)); 5000].join(",");
+        let header = format!("t={T},{parts}");
+        let macs = macs_of(|| {
+            assert_eq!(
+                verify(SECRET, Some(&header), BODY, T),
+                Err(SignatureError::Malformed)
+            );
+        });
+        assert_eq!(macs, 0);
+    }
 
     const SECRET: &[u8] = b"test_secret";
     const T: i64 = 1_600_000_000;

@@ -2,11 +2,13 @@
 //!
 //! Order of checks: the provider's key is configured (503), the source IP is allowed in
 //! production (403), the signature matches the exact bytes (401), the body can be read (400).
-//! Every refused request is recorded as a `rejected` event; every accepted one as a `processed`
-//! or `ignored` event, fanned out in the same transaction.
+//! Refused requests are recorded as `rejected` events, up to `INBOUND_REFUSALS_PER_MINUTE` per
+//! client address ([`crate::refusals`]; beyond it they are counted and summarized); every
+//! accepted one as a `processed` or `ignored` event, fanned out in the same transaction.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -26,6 +28,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::inbound::{self, CidrList, Normalized, SignalWireSignature, SignatureError};
 use crate::ingest::{self, Disposition, Ingestor, Received, Recorded, Rejected};
 use crate::raw_body::{JsonOnly, JsonOrForm, RawBody};
+use crate::refusals::{self, Admission, RefusalLimiter};
 
 /// Counter: inbound provider requests, labelled `source` and `result` = `accepted` |
 /// `duplicate` | `ignored` | `rejected_signature` | `rejected_ip` | `invalid` | `unconfigured`.
@@ -53,11 +56,14 @@ pub struct InboundApi {
     /// Records accepted events (group commit).
     pub ingestor: Ingestor,
     pub config: Arc<InboundConfig>,
+    /// How many refusals per address are written one by one.
+    pub refusals: Arc<RefusalLimiter>,
 }
 
 /// A provider request on its way through the checks.
 struct Inbound<'a> {
     source: Source,
+    refusals: &'a RefusalLimiter,
     /// The body exactly as received.
     body: &'a Bytes,
     content_type: Option<&'a str>,
@@ -72,6 +78,20 @@ impl Inbound<'_> {
     /// Records the refusal (a failure to record is logged, never hides the refusal) and
     /// returns `error` for the caller.
     async fn reject(&self, db: &DatabaseConnection, error: ApiError) -> ApiError {
+        let result = match &error {
+            ApiError::InvalidSignature(_) => "rejected_signature",
+            ApiError::Forbidden(_) => "rejected_ip",
+            ApiError::Unavailable(_) => "unconfigured",
+            _ => "invalid",
+        };
+        metrics::counter!(INBOUND_TOTAL, "source" => self.source.as_str().to_owned(), "result" => result)
+            .increment(1);
+        if self.refusals.admit(self.client_ip, Instant::now()) == Admission::CountOnly {
+            metrics::counter!(refusals::UNRECORDED_TOTAL,
+                "source" => self.source.as_str().to_owned(), "reason" => result)
+            .increment(1);
+            return error;
+        }
         let rejected = Rejected {
             source: self.source,
             reason: error.to_string(),
@@ -95,14 +115,6 @@ impl Inbound<'_> {
                 "inbound request rejected and its audit row could not be written"
             ),
         }
-        let result = match &error {
-            ApiError::InvalidSignature(_) => "rejected_signature",
-            ApiError::Forbidden(_) => "rejected_ip",
-            ApiError::Unavailable(_) => "unconfigured",
-            _ => "invalid",
-        };
-        metrics::counter!(INBOUND_TOTAL, "source" => self.source.as_str().to_owned(), "result" => result)
-            .increment(1);
         error
     }
 }
@@ -225,7 +237,7 @@ impl InboundApi {
 
 impl InboundApi {
     fn start<'a, K>(
-        &self,
+        &'a self,
         source: Source,
         req: &Request,
         remote: &RemoteAddr,
@@ -243,6 +255,7 @@ impl InboundApi {
             .collect();
         Inbound {
             source,
+            refusals: &self.refusals,
             body: &body.bytes,
             content_type: body.content_type.as_deref(),
             client_ip: inbound::client_ip(peer, &forwarded, &self.config.trusted_proxies),

@@ -5,7 +5,8 @@ use std::process::Command;
 fn api() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_api"));
     cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WIREHOOK_ENV", "development");
     cmd
 }
 

@@ -147,9 +147,15 @@ impl TestApp {
             .as_str()
             .trim_end_matches('/')
             .to_owned();
-        let app = App::new(db.clone(), &jwt, delivery, inbound_config)
-            .expect("app")
-            .with_limits(limits);
+        let app = App::new(
+            db.clone(),
+            &jwt,
+            delivery,
+            std::sync::Arc::new(wirehook_core::secrets::Keyring::development()),
+            inbound_config,
+        )
+        .expect("app")
+        .with_limits(limits);
         tokio::spawn(app.serve(acceptor, std::future::pending()));
         let token = wirehook_api::auth::issue_token(&jwt, "tests", Duration::from_secs(600))
             .expect("token");

@@ -253,7 +253,11 @@ fn engine(app: &TestApp) -> wirehook_core::engine::Engine {
             user_agent: "wirehook-tests".into(),
         })
         .expect("client");
-    wirehook_core::engine::Engine::new(app.db.clone(), client)
+    wirehook_core::engine::Engine::new(
+        app.db.clone(),
+        client,
+        std::sync::Arc::new(wirehook_core::secrets::Keyring::development()),
+    )
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Integration tests: the real api over HTTP against a real, freshly migrated PostgreSQL database.
 
+mod at_rest;
 mod auth;
 mod cli;
 mod common;
@@ -17,7 +18,10 @@ mod openapi;
 mod operations;
 mod outage;
 mod overload;
+mod refusals;
 mod schema_instances;
 mod secrets;
+mod secure_defaults;
+mod security_review;
 mod ssrf;
 mod test_delivery;

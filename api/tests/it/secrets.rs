@@ -20,17 +20,18 @@ use wirehook_testkit::receiver::Receiver;
 
 use crate::common::{POOL, example_config, fresh_database};
 
-const JWT: &str = "jwt-secret-5f1c9a7e-do-not-log";
+pub(crate) const JWT: &str = "jwt-secret-5f1c9a7e-do-not-log";
 const SIGNALWIRE: &str = "PSK-signalwire-key-0b7d3e-do-not-log";
-const ELEVENLABS: &str = "wsec-elevenlabs-secret-8c2a61-do-not-log";
+pub(crate) const ELEVENLABS: &str = "wsec-elevenlabs-secret-8c2a61-do-not-log";
 const DB_PASSWORD: &str = "db-password-3e9b70-do-not-log";
 /// A credential a customer put in a custom header; stored, but never logged.
 const HEADER_CREDENTIAL: &str = "customer-api-key-4a1f08-do-not-log";
 
-fn api_binary() -> Command {
+pub(crate) fn api_binary() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_api"));
     cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WIREHOOK_ENV", "development");
     cmd
 }
 
@@ -50,19 +51,26 @@ fn drain(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> Joi
 }
 
 /// The `api serve` process, its address and everything it printed.
-struct RunningApi {
+pub(crate) struct RunningApi {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     output: Arc<Mutex<Vec<u8>>>,
     readers: Vec<JoinHandle<()>>,
 }
 
 impl RunningApi {
     async fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, |_| {}).await
+    }
+
+    /// Starts `api serve` in development mode on `database_url`, with `adjust` applied to its
+    /// command last (it may remove `WIREHOOK_ENV` or set more variables).
+    pub(crate) async fn start_with(database_url: &str, adjust: impl FnOnce(&mut Command)) -> Self {
         let addr = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port");
-        let mut child = api_binary()
+        let mut command = api_binary();
+        command
             .arg("serve")
             .env("DATABASE_URL", database_url)
             .env("API_ADDR", addr.to_string())
@@ -71,9 +79,9 @@ impl RunningApi {
             .env("ELEVENLABS_WEBHOOK_SECRET", ELEVENLABS)
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the api binary");
+            .stderr(Stdio::piped());
+        adjust(&mut command);
+        let mut child = command.spawn().expect("start the api binary");
         let output = Arc::new(Mutex::new(Vec::new()));
         let readers = vec![
             drain(child.stdout.take().expect("stdout"), output.clone()),
@@ -105,12 +113,12 @@ impl RunningApi {
         }
     }
 
-    fn output_so_far(&self) -> String {
+    pub(crate) fn output_so_far(&self) -> String {
         String::from_utf8_lossy(&self.output.lock().expect("log buffer")).into_owned()
     }
 
     /// Stops the process (SIGTERM, then SIGKILL) and returns all it printed.
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();

@@ -1,18 +1,21 @@
 //! What both binaries read alike: the database, where they run, and how deliveries go out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
 use super::env::{Env, SettingsError, invalid};
 use crate::http_client::ClientConfig;
+use crate::secrets::{self, KeySource, Keyring};
 
-/// Where the service runs; production turns on the SSRF guard and the providers' IP allow lists.
+/// Where the service runs; production turns on the SSRF guard and the providers' IP allow lists,
+/// and requires `WIREHOOK_ENCRYPTION_KEY`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
-    /// `WIREHOOK_ENV=development` (the default).
+    /// `WIREHOOK_ENV=development`: only when asked for, since it loosens every guard.
     Development,
-    /// `WIREHOOK_ENV=production`.
+    /// `WIREHOOK_ENV=production`, or unset: a forgotten variable must not open the door.
     Production,
 }
 
@@ -21,10 +24,13 @@ pub enum Environment {
 pub struct Common {
     /// `DATABASE_URL`: a `postgres://` or `postgresql://` URL.
     pub database_url: SecretString,
-    /// `WIREHOOK_ENV`: `development` (default) or `production`.
+    /// `WIREHOOK_ENV`: `production` (default) or `development`.
     pub environment: Environment,
-    /// `ALLOW_PRIVATE_TARGETS`: default true outside production, false in production.
+    /// `ALLOW_PRIVATE_TARGETS`: default true in development, false in production.
     pub allow_private_targets: bool,
+    /// `WIREHOOK_ENCRYPTION_KEY`: the keys signing secrets are encrypted with at rest; required
+    /// in production, the fixed development key in development when unset.
+    pub keyring: Arc<Keyring>,
     /// `DELIVERY_TIMEOUT_SECS`: total time for one attempt (1–300 s, default 15).
     pub delivery_timeout: Duration,
 }
@@ -39,12 +45,63 @@ impl Common {
             environment == Environment::Development,
         )?;
         let timeout_secs = env.ranged("DELIVERY_TIMEOUT_SECS", 15, 1, 300)?;
+        let keyring = match (env.get(secrets::ENV_VAR), environment) {
+            (Some(raw), _) => {
+                Keyring::parse(&raw).map_err(|e| invalid(secrets::ENV_VAR, e.to_string()))?
+            }
+            (None, Environment::Development) => Keyring::development(),
+            (None, Environment::Production) => {
+                return Err(invalid(
+                    secrets::ENV_VAR,
+                    "required in production (base64 of 32 random bytes, e.g. \
+                     `openssl rand -base64 32`); set WIREHOOK_ENV=development for local runs",
+                ));
+            }
+        };
         Ok(Self {
             database_url,
             environment,
             allow_private_targets,
             delivery_timeout: Duration::from_secs(timeout_secs),
+            keyring: Arc::new(keyring),
         })
+    }
+
+    /// Logs the mode and every setting that loosens the defaults, at warn level when it does:
+    /// one line per binary start that an operator can grep for.
+    pub fn log_mode(&self, binary: &str) {
+        let key_ids = self.keyring.ids().join(",");
+        match self.environment {
+            Environment::Production => tracing::info!(
+                binary,
+                mode = "production",
+                allow_private_targets = self.allow_private_targets,
+                encryption_key_ids = %key_ids,
+                "production mode: SSRF guard and provider IP allow lists on"
+            ),
+            Environment::Development => tracing::warn!(
+                binary,
+                mode = "development",
+                allow_private_targets = self.allow_private_targets,
+                encryption_key_ids = %key_ids,
+                "development mode (WIREHOOK_ENV=development): provider IP allow lists off; \
+                 never run it in production"
+            ),
+        }
+        if self.allow_private_targets {
+            tracing::warn!(
+                binary,
+                "ALLOW_PRIVATE_TARGETS=true: deliveries may reach private, loopback and \
+                 link-local addresses (SSRF guard off)"
+            );
+        }
+        if self.keyring.source() == KeySource::Development {
+            tracing::warn!(
+                binary,
+                "WIREHOOK_ENCRYPTION_KEY unset: signing secrets are encrypted with the fixed, \
+                 public development key"
+            );
+        }
     }
 
     /// The delivery client's settings: this timeout and SSRF switch, `wirehook/<version>`.
@@ -71,8 +128,8 @@ pub fn database_url<F: Fn(&str) -> Option<String>>(
 /// `WIREHOOK_ENV`.
 fn environment<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Environment, SettingsError> {
     match env.get("WIREHOOK_ENV").as_deref() {
-        None | Some("development") => Ok(Environment::Development),
-        Some("production") => Ok(Environment::Production),
+        Some("development") => Ok(Environment::Development),
+        None | Some("production") => Ok(Environment::Production),
         Some(other) => Err(invalid(
             "WIREHOOK_ENV",
             format!("`{other}` is not `development` or `production`"),

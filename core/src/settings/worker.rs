@@ -22,9 +22,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// `DELIVERY_TIMEOUT_SECS`: total time for one attempt (1–300 s, default 15).
     pub delivery_timeout: Duration,
-    /// `WIREHOOK_ENV`: `development` (default) or `production`.
+    /// `WIREHOOK_ENV`: `production` (default) or `development`.
     pub environment: Environment,
-    /// `ALLOW_PRIVATE_TARGETS`: default true outside production, false in production.
+    /// `ALLOW_PRIVATE_TARGETS`: default true in development, false in production.
     pub allow_private_targets: bool,
     /// `METRICS_ADDR`: where `/metrics` and `/healthz` listen (default `127.0.0.1:9091`).
     pub metrics_addr: SocketAddr,
@@ -183,7 +183,17 @@ mod tests {
 
     const URL: (&str, &str) = ("DATABASE_URL", "postgres://postgres@127.0.0.1/x");
 
+    /// A valid `WIREHOOK_ENCRYPTION_KEY` (32 bytes of 0x01).
+    const KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+    /// Settings from `pairs`, with an encryption key unless `pairs` sets one.
     fn read(pairs: &[(&str, &str)]) -> Result<WorkerSettings, SettingsError> {
+        let mut all = vec![("WIREHOOK_ENCRYPTION_KEY", KEY)];
+        all.extend_from_slice(pairs);
+        read_exact(&all)
+    }
+
+    fn read_exact(pairs: &[(&str, &str)]) -> Result<WorkerSettings, SettingsError> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -206,8 +216,8 @@ mod tests {
         );
         assert_eq!(s.concurrency, 256);
         assert_eq!(s.delivery_timeout, Duration::from_secs(15));
-        assert_eq!(s.environment, Environment::Development);
-        assert!(s.allow_private_targets);
+        assert_eq!(s.environment, Environment::Production);
+        assert!(!s.allow_private_targets);
         assert_eq!(s.metrics_addr.to_string(), "127.0.0.1:9091");
         assert_eq!(s.poll_interval, Duration::from_millis(500));
         assert_eq!(s.heartbeat_interval, Duration::from_secs(5));
@@ -285,6 +295,48 @@ mod tests {
         assert_eq!(s.heartbeat_interval, Duration::from_secs(2));
         assert_eq!(s.shutdown_grace, Duration::ZERO);
         assert_eq!(s.worker_name, "pod-abc");
+    }
+
+    #[test]
+    fn without_wirehook_env_the_guards_are_on() {
+        let s = read(&[URL]).unwrap();
+        assert_eq!(s.environment, Environment::Production);
+        assert!(!s.allow_private_targets);
+        assert!(!s.client_config().allow_private_targets);
+    }
+
+    #[test]
+    fn development_is_only_what_is_asked_for() {
+        let s = read(&[URL, ("WIREHOOK_ENV", "development")]).unwrap();
+        assert_eq!(s.environment, Environment::Development);
+        assert!(s.allow_private_targets);
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_an_encryption_key() {
+        let e = read_exact(&[URL]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("WIREHOOK_ENCRYPTION_KEY is invalid: required in production"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn development_without_a_key_uses_the_development_key() {
+        let s = read_exact(&[URL, ("WIREHOOK_ENV", "development")]).unwrap();
+        assert_eq!(
+            s.common.keyring.source(),
+            crate::secrets::KeySource::Development
+        );
+    }
+
+    #[test]
+    fn a_malformed_encryption_key_names_the_variable() {
+        let e = error_for(&[("WIREHOOK_ENCRYPTION_KEY", "c2hvcnQ=")]);
+        assert_eq!(
+            e,
+            "WIREHOOK_ENCRYPTION_KEY is invalid: key 1 decodes to 5 bytes; 32 are required"
+        );
     }
 
     #[test]

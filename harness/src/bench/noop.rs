@@ -73,6 +73,7 @@ pub async fn drain(database_url: &str, jobs: u64, timeout: Duration) -> BenchRes
     let url = database_url.to_owned();
     let settings = WorkerSettings::from_lookup(move |name| match name {
         "DATABASE_URL" => Some(url.clone()),
+        "WIREHOOK_ENV" => Some("development".to_owned()),
         _ => None,
     })?;
     let conn = db::connect(database_url, settings.concurrency as u32 + 4).await?;

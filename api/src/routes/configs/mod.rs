@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::ApiTags;
 use wirehook_core::engine::Engine;
 use wirehook_core::queue::{NewDelivery, parked};
+use wirehook_core::secrets::Keyring;
 
 use crate::auth::BearerAuth;
 use crate::contention::retrying;
@@ -326,6 +327,8 @@ pub struct ConfigsApi {
     pub db: DatabaseConnection,
     /// The delivery engine; `None` only when rendering the spec.
     pub engine: Option<std::sync::Arc<Engine>>,
+    /// Encrypts secrets before they are stored.
+    pub keyring: std::sync::Arc<Keyring>,
 }
 
 /// Header values as plain strings, names unchanged.
@@ -463,7 +466,7 @@ impl ConfigsApi {
         let model = webhook_configs::ActiveModel {
             name: Set(ConfigName::try_from(input.name.into_inner())?.into_inner()),
             url: Set(TargetUrl::try_from(input.url.into_inner())?.into_inner()),
-            secret: Set(secret.clone()),
+            secret: Set(self.keyring.encrypt(&secret)),
             event_types: Set(domain::event_types(input.event_types)?),
             status: Set(input.status.unwrap_or(UserStatus::Active).into()),
             headers: Set(domain::custom_headers(strings(
@@ -631,7 +634,8 @@ impl ConfigsApi {
             row.url = Set(TargetUrl::try_from(url.into_inner())?.into_inner());
         }
         if let Some(secret) = patch.secret {
-            row.secret = Set(domain::secret(Some(secret.into_inner()))?);
+            let secret = domain::secret(Some(secret.into_inner()))?;
+            row.secret = Set(self.keyring.encrypt(&secret));
             // Replaced at once: the old secret stops signing (rotate-secret keeps an overlap).
             row.previous_secret = Set(None);
             row.previous_secret_expires_at = Set(None);

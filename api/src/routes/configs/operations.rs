@@ -10,6 +10,7 @@ use sea_orm::{
     ActiveEnum, ActiveModelTrait, DatabaseConnection, IntoActiveModel, Set, TransactionTrait,
 };
 use wirehook_core::queue;
+use wirehook_core::secrets::Keyring;
 
 use super::super::ApiTags;
 use super::{ConfigCreatedOut, ConfigOut, find_config, lock_config};
@@ -75,6 +76,8 @@ pub enum Recovered {
 /// Secret rotation and recovery handlers.
 pub struct ConfigOpsApi {
     pub db: DatabaseConnection,
+    /// Opens the current secret and encrypts the new one.
+    pub keyring: std::sync::Arc<Keyring>,
 }
 
 #[OpenApi(prefix_path = "/api/webhooks/config", tag = "ApiTags::Configs")]
@@ -189,20 +192,24 @@ impl ConfigOpsApi {
     ) -> Result<webhook_configs::Model, ApiError> {
         let txn = self.db.begin().await?;
         let current = lock_config(&txn, id).await?;
-        if current.secret == secret {
+        let old = self.keyring.decrypt(&current.secret).map_err(|e| {
+            ApiError::Conflict(format!(
+                "{e}; replace the secret with `PUT /api/webhooks/config/{id}` instead"
+            ))
+        })?;
+        if domain::same_secret(&old, secret) {
             return Err(ApiError::Validation(
                 "`secret` must differ from the current secret".into(),
             ));
         }
         let now = Utc::now();
-        let old = current.secret.clone();
         let mut row = current.into_active_model();
-        row.secret = Set(secret.to_owned());
+        row.secret = Set(self.keyring.encrypt(secret));
         if overlap == 0 {
             row.previous_secret = Set(None);
             row.previous_secret_expires_at = Set(None);
         } else {
-            row.previous_secret = Set(Some(old));
+            row.previous_secret = Set(Some(self.keyring.encrypt(&old)));
             row.previous_secret_expires_at =
                 Set(Some(now + chrono::Duration::seconds(i64::from(overlap))));
         }
