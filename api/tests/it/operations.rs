@@ -570,6 +570,26 @@ async fn a_success_resets_the_failing_clock() {
 
 // ---- parked deliveries ----
 
+/// Waits until `count` reaches `target`, for as long as it keeps rising: a load that slows the
+/// machine slows it down, only a stall (nothing for 60 s) ends the wait early. Returns the last
+/// count.
+async fn progressing<F, Fut>(mut count: F, target: i64) -> i64
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = i64>,
+{
+    const STALL: Duration = Duration::from_secs(60);
+    let (mut last, mut moved) = (count().await, Instant::now());
+    while last < target && moved.elapsed() < STALL {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = count().await;
+        if now > last {
+            (last, moved) = (now, Instant::now());
+        }
+    }
+    last
+}
+
 /// Deliveries of `config_id` parked behind its endpoint's probe.
 async fn parked(app: &TestApp, config_id: i64) -> i64 {
     count(
@@ -607,14 +627,8 @@ async fn a_dead_endpoints_backlog_waits_parked_without_writes_and_drains_when_it
     let started = Instant::now();
     let events = enqueue(&app, id, BACKLOG).await;
     // Every delivery came up once and was parked behind the probe.
-    assert!(
-        eventually(Duration::from_secs(120), || async {
-            parked(&app, id).await >= (BACKLOG - 1) as i64
-        })
-        .await,
-        "{} parked",
-        parked(&app, id).await
-    );
+    let parked_now = progressing(|| parked(&app, id), (BACKLOG - 1) as i64).await;
+    assert!(parked_now >= (BACKLOG - 1) as i64, "{parked_now} parked");
     eprintln!("{BACKLOG} parked after {:?}", started.elapsed());
     // Backends report their statistics when idle, at most every 10 s: let the parking settle
     // into them before the window opens.
@@ -638,13 +652,33 @@ async fn a_dead_endpoints_backlog_waits_parked_without_writes_and_drains_when_it
 
     receiver.set_fallback(wirehook_testkit::receiver::Route::ok());
     let recovered = Instant::now();
-    assert!(
-        eventually(Duration::from_secs(180), || async {
-            count_status(&app, &events, EventStatus::Delivered).await == BACKLOG
-        })
-        .await,
-        "{} of {BACKLOG} delivered",
-        count_status(&app, &events, EventStatus::Delivered).await
+    let delivered = progressing(
+        || async { count_status(&app, &events, EventStatus::Delivered).await as i64 },
+        BACKLOG as i64,
+    )
+    .await;
+    assert_eq!(
+        delivered,
+        BACKLOG as i64,
+        "delivery stopped short: config {}, parked {}, jobs {:?}, probe {:?}, sessions {:#?}",
+        config_details(&app, id).await,
+        parked(&app, id).await,
+        jobs_by_status(&app).await,
+        sea_orm::sqlx::query_as::<_, (Option<chrono::DateTime<Utc>>, chrono::DateTime<Utc>, i32)>(
+            "SELECT probe_until, now(), failed_attempts FROM webhook_configs WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_one(app.db.get_postgres_connection_pool())
+        .await
+        .expect("probe"),
+        sea_orm::sqlx::query_as::<_, (Option<String>, Option<String>, Option<String>, Option<String>)>(
+            "SELECT state, wait_event_type || ':' || wait_event, left(query, 300), \
+                    (now() - query_start)::text \
+             FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        .fetch_all(app.db.get_postgres_connection_pool())
+        .await
+        .expect("sessions")
     );
     eprintln!(
         "{BACKLOG} delivered {:?} after the endpoint recovered",
