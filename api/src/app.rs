@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use poem::endpoint::make_sync;
 use poem::http::header::CONTENT_LENGTH;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::listener::TcpAcceptor;
 use poem::web::Html;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route, Server};
 use poem_openapi::OpenApiService;
@@ -198,15 +198,24 @@ impl App {
     }
 }
 
-/// Binds `addr` (port 0 picks a free port) and returns the acceptor and its real address.
+/// Connections the kernel may hold completed but not yet accepted (capped by
+/// `net.core.somaxconn`): past `MAX_CONNECTIONS` served and as many being refused, new
+/// connections wait there, and tokio's default of 1,024 overflowed under the overload bench
+/// (the kernel then drops the handshake and the client retries it seconds later).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (port 0 picks a free port) with [`LISTEN_BACKLOG`] and returns the acceptor
+/// and its real address.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpAcceptor, SocketAddr)> {
-    let acceptor = TcpListener::bind(addr).into_acceptor().await?;
-    let local = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .ok_or_else(|| std::io::Error::other("listener has no socket address"))?;
-    Ok((acceptor, local))
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(LISTEN_BACKLOG)?;
+    let local = listener.local_addr()?;
+    Ok((TcpAcceptor::from_tokio(listener)?, local))
 }
 
 /// Refuses bodies over [`MAX_BODY_BYTES`] with 413: by `Content-Length` before reading, and

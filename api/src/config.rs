@@ -123,7 +123,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 1024,
-            ingest_in_flight: 64,
+            ingest_in_flight: 32,
             api_in_flight: 64,
             body_bytes_in_flight: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),

@@ -1,7 +1,8 @@
 //! The connection cap: at most `MAX_CONNECTIONS` client connections are served at once; each
 //! one past it gets one `503 overloaded` answer with `Retry-After` and is closed, so an idle
-//! flood of keep-alive connections cannot grow the api's memory and a client is told, not left
-//! waiting in the listen queue.
+//! flood of keep-alive connections cannot grow the api's memory and a client is told. Refusals
+//! are bounded too: past them, new connections wait in the listen queue (completed by the
+//! kernel, their requests in its buffers) rather than being dropped unanswered.
 
 use std::io::Result as IoResult;
 use std::pin::Pin;
@@ -23,6 +24,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::{ApiError, response_for};
 use crate::overload::Kind;
 
+/// Connections being refused at once, at most: a refusal is one short answer, so a few suffice
+/// to keep up, and the others wait in the listen queue instead of holding memory here.
+const MAX_REFUSING: usize = 64;
 /// How long a refused connection may take to send its request before it is dropped.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -30,7 +34,8 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct CappedAcceptor {
     inner: TcpAcceptor,
     open: Arc<Semaphore>,
-    /// Refusals under way, bounded like the connections: past both, a connection is dropped.
+    /// Refusals under way, at most [`MAX_REFUSING`]: past both bounds, connections wait in the
+    /// listen queue.
     refusing: Arc<Semaphore>,
 }
 
@@ -40,7 +45,7 @@ impl CappedAcceptor {
         Self {
             inner,
             open: Arc::new(Semaphore::new(max)),
-            refusing: Arc::new(Semaphore::new(max)),
+            refusing: Arc::new(Semaphore::new(max.min(MAX_REFUSING))),
         }
     }
 }
@@ -54,21 +59,30 @@ impl Acceptor for CappedAcceptor {
 
     async fn accept(&mut self) -> IoResult<(Counted, LocalAddr, RemoteAddr, Scheme)> {
         loop {
+            // Past both bounds, the next connection waits in the listen queue (the kernel holds
+            // it; its request waits in the socket buffer) until a refusal or a connection ends,
+            // rather than being dropped: a dropped connection is an error to the client, not
+            // an answer it can act on.
+            let (served, refusing) = tokio::select! {
+                biased;
+                Ok(p) = self.open.clone().acquire_owned() => (Some(p), None),
+                Ok(p) = self.refusing.clone().acquire_owned() => (None, Some(p)),
+                else => return Err(std::io::Error::other("the connection cap was closed")),
+            };
             let (stream, local, remote, scheme) = self.inner.accept().await?;
-            if let Ok(permit) = self.open.clone().try_acquire_owned() {
-                let counted = Counted {
-                    stream,
-                    _permit: permit,
-                };
-                return Ok((counted, local, remote, scheme));
-            }
-            match self.refusing.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    tokio::spawn(refuse(stream, permit));
+            let served = served.or_else(|| self.open.clone().try_acquire_owned().ok());
+            match served {
+                Some(permit) => {
+                    let counted = Counted {
+                        stream,
+                        _permit: permit,
+                    };
+                    return Ok((counted, local, remote, scheme));
                 }
-                Err(_) => {
-                    Kind::Ops.count_overloaded();
-                    drop(stream);
+                None => {
+                    if let Some(permit) = refusing {
+                        tokio::spawn(refuse(stream, permit));
+                    }
                 }
             }
         }

@@ -11,7 +11,8 @@
 //!   the real `api migrate`;
 //! - [`rest`]: the api's REST API as an operator uses it (token, configurations, history);
 //! - [`load`]: signed provider requests and load generators (closed loop and paced);
-//! - [`stats`]: percentiles and rates.
+//! - [`stats`]: percentiles and rates;
+//! - [`wire`]: one hand-driven keep-alive connection, for generators that time from the write.
 
 pub mod bench;
 pub mod chaos;
@@ -20,3 +21,4 @@ pub mod procs;
 pub mod rest;
 pub mod soak;
 pub mod stats;
+pub mod wire;

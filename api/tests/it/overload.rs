@@ -267,6 +267,48 @@ async fn a_connection_past_the_cap_is_answered_503_and_closed_until_one_ends() {
 }
 
 #[tokio::test]
+async fn a_connection_past_the_cap_and_its_refusals_waits_to_be_answered_503_not_dropped() {
+    let app = TestApp::spawn_limited(Limits {
+        max_connections: 1,
+        ..Limits::default()
+    })
+    .await;
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: api\r\n\r\n";
+    // The one served connection, kept open after its answer.
+    let mut served = TcpStream::connect(app.addr).await.expect("connect");
+    served.write_all(healthz).await.expect("send");
+    assert!(read_answer(&mut served).await.starts_with("http/1.1 200"));
+    // The one refusal under way: connected, its request not sent yet.
+    let refused = TcpStream::connect(app.addr).await.expect("connect");
+    // Past both bounds (accepted after the refusal: the listen queue is first in, first out).
+    let mut waiting = TcpStream::connect(app.addr).await.expect("connect");
+    waiting.write_all(healthz).await.expect("send");
+    // The refusal's client goes away, freeing its place for the waiting connection.
+    drop(refused);
+    let text = read_answer(&mut waiting).await;
+    assert!(text.starts_with("http/1.1 503"), "{text}");
+    assert!(text.contains("\r\nretry-after: 1\r\n"), "{text}");
+    assert!(text.contains("\"code\":\"overloaded\""), "{text}");
+}
+
+/// Reads one whole answer from `stream` (or what came before it closed), lowercased.
+async fn read_answer(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut chunk = [0u8; 4096];
+        while !complete(&received) {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 30 s");
+    String::from_utf8_lossy(&received).to_lowercase()
+}
+
+#[tokio::test]
 async fn a_request_whose_body_never_arrives_is_answered_503_at_the_request_timeout() {
     let app = TestApp::spawn_limited(Limits {
         request_timeout: Duration::from_secs(1),

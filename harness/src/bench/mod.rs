@@ -127,11 +127,19 @@ pub struct Context {
 
 impl Context {
     /// The environment every benchmark api gets on top of its database and address.
+    /// The api's limits (`MAX_CONNECTIONS`, `MAX_INGEST_IN_FLIGHT`, …) are its defaults unless
+    /// set in the bench's own environment, which a run trying other limits passes through.
     pub fn api_env(&self) -> Env {
-        Env::new()
+        let mut env = Env::new()
             .with("JWT_SECRET", JWT_SECRET)
             .with("SIGNALWIRE_SIGNING_KEY", SIGNALWIRE_KEY)
-            .with("RUST_LOG", "warn")
+            .with("RUST_LOG", "warn");
+        for name in API_LIMITS {
+            if let Ok(value) = std::env::var(name) {
+                env = env.with(name, &value);
+            }
+        }
+        env
     }
 
     /// The environment every benchmark worker gets (defaults otherwise, concurrency included).
@@ -139,6 +147,15 @@ impl Context {
         Env::new().with("RUST_LOG", "warn")
     }
 }
+
+/// The api's limit settings the bench passes through from its own environment.
+const API_LIMITS: [&str; 5] = [
+    "MAX_CONNECTIONS",
+    "MAX_INGEST_IN_FLIGHT",
+    "MAX_API_IN_FLIGHT",
+    "MAX_BODY_BYTES_IN_FLIGHT",
+    "REQUEST_TIMEOUT_SECS",
+];
 
 /// Which way a figure should go to meet its target.
 #[derive(Debug, Clone, Copy, PartialEq)]

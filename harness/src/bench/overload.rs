@@ -1,15 +1,21 @@
 //! Scenario 6, overload: more than the api can take, with workers delivering. Phase one offers
-//! three times the measured ingest capacity (open loop, as providers send); phase two holds
-//! 4,096 keep-alive connections, each sending its next webhook when answered and waiting the
-//! `Retry-After` after a 503. The api must take what it can quickly and refuse the rest with
+//! three times the measured ingest capacity (open loop, as providers send) on 512 keep-alive
+//! connections opened beforehand; phase two holds 4,096 keep-alive connections (started over
+//! one second), each sending its next webhook when answered and waiting the `Retry-After` plus
+//! jitter after a 503. The api must take what it can quickly and refuse the rest with
 //! `503 overloaded` + `Retry-After`: bounded memory, fast accepted answers, no client timeouts,
 //! and every event it answered 200 durable and delivered.
+//!
+//! Latency runs from the moment a request is written on an open connection to its whole answer;
+//! time a request spent in the generator first (waiting for a free connection, or reconnecting
+//! after a refusal closed its connection) is reported apart, as the generator's lag.
 //!
 //! After the load, the phase waits until no outbound event is pending (the queue drained), then
 //! checks each accepted event in the database and at the receiver, telling "not delivered yet"
 //! (still pending when the wait ran out) from "lost" (not recorded, no delivery queued, or
 //! recorded delivered without the receiver having seen it).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
@@ -21,9 +27,14 @@ use super::stage::{Stage, stop_workers};
 use super::{BenchResult, Context, SIGNALWIRE_KEY, ingest};
 use crate::load::{self, SignalWire, signalwire_call_completed};
 use crate::stats::{Percentiles, rate};
+use crate::wire::{self, Wire, WireError};
 
 /// Offered load, in multiples of the measured ingest capacity.
 pub const OVERLOAD_FACTOR: f64 = 3.0;
+/// Keep-alive connections of the first phase, opened before it starts: within the api's
+/// default `MAX_CONNECTIONS`, and more than the rate needs while the api answers quickly (a
+/// request finding them all busy waits in the generator, reported as its lag).
+const RATE_CONNECTIONS: usize = 512;
 /// Client timeout per request (a timeout is a failure of the scenario).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the queue may take to drain after the load.
@@ -92,7 +103,13 @@ pub struct Phase {
     pub error_examples: Vec<String>,
     /// Run length (first start to last answer).
     pub secs: f64,
-    /// Latency of the accepted requests.
+    /// Requests written per second on open connections, first due to last written.
+    pub written_rps: f64,
+    /// How long requests waited in the generator before being written (for a free connection
+    /// in phase one, for a new connection after a refusal closed one in phase two).
+    pub lag: Percentiles,
+    /// Latency of the accepted requests, from the write on an open connection to the whole
+    /// answer read.
     pub latency: Percentiles,
     /// Latency of the refusals.
     pub refusal_latency: Percentiles,
@@ -152,32 +169,32 @@ pub async fn run(ctx: &Context, capacity: Option<f64>) -> BenchResult<OverloadRu
     })
 }
 
-/// Posts one signed `call.completed` and classifies the answer; `Err` for anything but 200
+/// Classifies the answer to one signed `call.completed`; `Err` for anything but 200
 /// `processed` with one delivery or 503 `overloaded` with `Retry-After` (a client timeout's
 /// message starts with `timeout`).
-async fn offer(sender: &SignalWire, call_id: &str) -> Result<Answer, String> {
-    let response = match sender
-        .send(signalwire_call_completed(call_id, "campaign-1"))
-        .await
-    {
-        Ok(response) => response,
-        Err(e) if e.is_timeout() => return Err(format!("timeout: {e}")),
-        Err(e) => return Err(format!("transport: {e}")),
-    };
-    let status = response.status().as_u16();
-    let retry_after = response.headers().contains_key("retry-after");
-    let body: Value = match response.bytes().await {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        Err(e) if e.is_timeout() => return Err(format!("timeout: {e}")),
-        Err(e) => return Err(format!("transport: {e}")),
-    };
-    match (status, body["eventId"].as_i64()) {
+fn classify(answer: Result<wire::Answer, WireError>) -> Result<Answer, String> {
+    let answer = answer.map_err(|e| e.to_string())?;
+    let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    match (answer.status, body["eventId"].as_i64()) {
         (200, Some(id)) if body["status"] == "processed" && body["deliveries"] == 1 => {
             Ok(Answer::Accepted(id))
         }
-        (503, _) if retry_after && body["error"]["code"] == "overloaded" => Ok(Answer::Overloaded),
-        _ => Err(format!("{status} (Retry-After: {retry_after}): {body}")),
+        (503, _) if answer.retry_after && body["error"]["code"] == "overloaded" => {
+            Ok(Answer::Overloaded)
+        }
+        (status, _) => Err(format!(
+            "{status} (Retry-After: {}): {body}",
+            answer.retry_after
+        )),
     }
+}
+
+/// How long a client waits after a 503 before request `i`'s successor: the `Retry-After`, plus
+/// up to as much again of jitter (spread by `i`), as retrying clients do so that their retries
+/// do not arrive together.
+fn retry_wait(i: u64) -> Duration {
+    let spread = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+    Duration::from_secs(wirehook_api::error::RETRY_AFTER_SECS).mul_f64(1.0 + spread)
 }
 
 async fn phase(ctx: &Context, load: Load) -> BenchResult<Phase> {
@@ -187,13 +204,12 @@ async fn phase(ctx: &Context, load: Load) -> BenchResult<Phase> {
     };
     let mut stage = Stage::new(ctx, name, 1).await?;
     let mut workers = stage.start_workers(ctx, ctx.scale.e2e_workers).await?;
-    let pool = match load {
-        Load::Rate(rate) => (rate as usize).max(64),
-        Load::Connections(n) => n,
-    };
-    let http = load::http_client(pool, CLIENT_TIMEOUT)?;
     let base = stage.client.base().to_owned();
-    let sender = SignalWire::new(&base, &base, SIGNALWIRE_KEY, http);
+    let addr: SocketAddr = base
+        .trim_start_matches("http://")
+        .parse()
+        .map_err(|e| format!("api address {base}: {e}"))?;
+    let sender = SignalWire::new(&base, &base, SIGNALWIRE_KEY, reqwest::Client::new());
     let conn = stage.db.connect(2).await?;
     let mut labels: Vec<(String, u32)> = workers
         .iter()
@@ -205,26 +221,40 @@ async fn phase(ctx: &Context, load: Load) -> BenchResult<Phase> {
     let duration = ctx.scale.overload;
     let run = match load {
         Load::Rate(rate) => {
-            let sender = sender.clone();
-            load::paced(rate, duration, move |i| {
-                let sender = sender.clone();
-                async move { offer(&sender, &format!("rate-{i}")).await }
-            })
+            // Opened before the clock starts, so the load is requests on open connections.
+            let mut wires: Vec<Wire> = (0..RATE_CONNECTIONS).map(|_| Wire::to(addr)).collect();
+            for wire in &mut wires {
+                wire.ready().await.map_err(|e| e.to_string())?;
+            }
+            load::paced_on_wires(
+                rate,
+                duration,
+                wires,
+                CLIENT_TIMEOUT,
+                move |i| {
+                    sender.wire_request(signalwire_call_completed(
+                        &format!("rate-{i}"),
+                        "campaign-1",
+                    ))
+                },
+                classify,
+            )
             .await
         }
         Load::Connections(n) => {
-            let sender = sender.clone();
-            load::closed_loop_pausing(
-                n,
+            load::closed_loop_on_wires(
+                (0..n).map(|_| Wire::to(addr)).collect(),
+                Duration::from_secs(wirehook_api::error::RETRY_AFTER_SECS),
                 duration,
+                CLIENT_TIMEOUT,
                 move |i| {
-                    let sender = sender.clone();
-                    async move { offer(&sender, &format!("conn-{i}")).await }
+                    sender.wire_request(signalwire_call_completed(
+                        &format!("conn-{i}"),
+                        "campaign-1",
+                    ))
                 },
-                |outcome| {
-                    (*outcome == Ok(Answer::Overloaded))
-                        .then_some(Duration::from_secs(wirehook_api::error::RETRY_AFTER_SECS))
-                },
+                classify,
+                |i, outcome| (*outcome == Ok(Answer::Overloaded)).then(|| retry_wait(i)),
             )
             .await
         }
@@ -262,6 +292,12 @@ async fn phase(ctx: &Context, load: Load) -> BenchResult<Phase> {
         .filter_map(|s| s.outcome.as_ref().err())
         .collect();
     let timeouts = errors.iter().filter(|e| e.starts_with("timeout")).count() as u64;
+    let first_due = run.samples.iter().map(|s| s.due).min();
+    let last_write = run.samples.iter().map(|s| s.started_at).max();
+    let written_rps = match (first_due, last_write) {
+        (Some(first), Some(last)) => rate(run.samples.len() as u64, last - first),
+        _ => 0.0,
+    };
     let result = Phase {
         load,
         requests: run.samples.len() as u64,
@@ -275,6 +311,8 @@ async fn phase(ctx: &Context, load: Load) -> BenchResult<Phase> {
         other_errors: errors.len() as u64 - timeouts,
         error_examples: run.error_examples(3),
         secs: run.elapsed.as_secs_f64(),
+        written_rps,
+        lag: Percentiles::of(&run.samples.iter().map(|s| s.lag()).collect::<Vec<_>>()),
         latency: latency_of(|a| matches!(a, Answer::Accepted(_))),
         refusal_latency: latency_of(|a| *a == Answer::Overloaded),
         api_peak_kib,

@@ -100,8 +100,13 @@ const METHOD: &str = "\
   each query sequentially over HTTP (3 warm-up requests); the baseline is the same SQL run \
   directly over one connection. Plans are `EXPLAIN (ANALYZE, BUFFERS)`.
 - Overload: 2 workers delivering; phase one offers 3× the ingest capacity measured in the same \
-  run (open loop), phase two keeps 4,096 keep-alive connections busy (closed loop, each waiting \
-  the `Retry-After` after a 503), 30 s each, the api at its default limits. An answer is 200 \
+  run (open loop on 512 keep-alive connections opened beforehand: request i is due at i/rate and \
+  written on the first free connection), phase two keeps 4,096 keep-alive connections busy \
+  (closed loop, the loops started over 1 s, each waiting the `Retry-After` plus up to as much \
+  again of jitter after a 503), 30 s each, the api at its default limits. Latency runs from the \
+  write of the request on an open connection to its whole answer; the time a request waited in \
+  the generator first (for a free connection, or reconnecting after a refusal) is its lag, \
+  reported apart. An answer is 200 \
   `processed` (accepted) or 503 `overloaded` with `Retry-After`; anything else, and a client \
   timeout (10 s), is an error. After the load the phase waits until no outbound event is \
   pending, then checks each accepted event: delivered (database and receiver), still pending \

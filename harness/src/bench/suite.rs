@@ -465,7 +465,10 @@ fn overload_figures(
              refused 503 `overloaded`, {} client timeouts, {} other errors. Accepted latency \
              p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; refusals p50 {:.1} ms, p99 {:.1} ms. \
              Queue drained {:.1} s after the load; accepted events: {} delivered, {} still \
-             pending, {} failed, {} lost. Peak RSS: api {:.1} MiB, worker {:.1} MiB. {}.",
+             pending, {} failed, {} lost. Peak RSS: api {:.1} MiB, worker {:.1} MiB. {}. \
+             Generator: requests written at {:.0}/s; waited in the generator before the write \
+             (for a free connection, or to reconnect after a refusal closed one) p50 {:.1} ms, \
+             p99 {:.1} ms, max {:.1} ms.",
             phase.requests,
             phase.secs,
             phase.answered_rps(),
@@ -486,7 +489,11 @@ fn overload_figures(
             phase.fates.lost,
             mib(phase.api_peak_kib),
             mib(phase.worker_peak_kib),
-            phase.cpu.describe(nproc)
+            phase.cpu.describe(nproc),
+            phase.written_rps,
+            ms(phase.lag.p50),
+            ms(phase.lag.p99),
+            ms(phase.lag.max),
         );
         if !phase.error_examples.is_empty() {
             text.push_str(&format!(
