@@ -616,7 +616,6 @@ async fn rows_written(app: &TestApp) -> i64 {
 }
 
 #[tokio::test]
-#[ignore = "stalls now and then after the endpoint recovers (issue 14 note): run with --ignored"]
 async fn a_dead_endpoints_backlog_waits_parked_without_writes_and_drains_when_it_recovers() {
     const BACKLOG: usize = 10_000;
     let app = TestApp::spawn().await;
