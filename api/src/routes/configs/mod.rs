@@ -405,12 +405,14 @@ async fn cancel_pending(
     let res = conn
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "UPDATE webhook_events \
+            // Locked once, then updated by id: as a locking `IN` subquery, stale statistics can
+            // make the planner rescan it per row (see `wirehook_core::queue::parked::wake`).
+            "WITH picked AS (SELECT id FROM webhook_events \
+                            WHERE webhook_config_id = $1 AND status = $4 \
+                            ORDER BY id FOR NO KEY UPDATE) \
+             UPDATE webhook_events \
              SET status = $3, next_attempt_at = NULL, last_error = $2, updated_at = now() \
-             WHERE id IN (SELECT id FROM webhook_events \
-                          WHERE webhook_config_id = $1 AND status = $4 \
-                          ORDER BY id FOR NO KEY UPDATE) \
-               AND status = $4",
+             WHERE id = ANY(ARRAY(SELECT id FROM picked)) AND status = $4",
             [
                 config_id.into(),
                 why.into(),
