@@ -108,6 +108,10 @@ pub struct Limits {
     /// `MAX_INGEST_IN_FLIGHT`: provider webhooks and event publishes being served (and their
     /// events waiting for the group commit).
     pub ingest_in_flight: usize,
+    /// `INGEST_LATENCY_TARGET_MS`: while ingest requests take longer than this, the ingest
+    /// bound is lowered (down to 8), and raised back when they are fast (`None`: fixed bound;
+    /// [`crate::ingest_limit`]).
+    pub ingest_latency_target: Option<Duration>,
     /// `MAX_API_IN_FLIGHT`: other `/api/` requests being served.
     pub api_in_flight: usize,
     /// `MAX_BODY_BYTES_IN_FLIGHT`: declared body bytes of the requests being served (a body
@@ -124,6 +128,7 @@ impl Default for Limits {
         Self {
             max_connections: 1024,
             ingest_in_flight: 32,
+            ingest_latency_target: Some(Duration::from_millis(50)),
             api_in_flight: 64,
             body_bytes_in_flight: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
@@ -132,7 +137,7 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Reads `MAX_CONNECTIONS`, `MAX_INGEST_IN_FLIGHT`, `MAX_API_IN_FLIGHT`,
+    /// Reads `MAX_CONNECTIONS`, `MAX_INGEST_IN_FLIGHT`, `INGEST_LATENCY_TARGET_MS`, `MAX_API_IN_FLIGHT`,
     /// `MAX_BODY_BYTES_IN_FLIGHT` and `REQUEST_TIMEOUT_SECS`.
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let d = Self::default();
@@ -150,6 +155,15 @@ impl Limits {
         Ok(Self {
             max_connections: count("MAX_CONNECTIONS", d.max_connections, 1_000_000)?,
             ingest_in_flight: count("MAX_INGEST_IN_FLIGHT", d.ingest_in_flight, 100_000)?,
+            ingest_latency_target: match env.ranged(
+                "INGEST_LATENCY_TARGET_MS",
+                d.ingest_latency_target.map_or(0, |t| t.as_millis() as u64),
+                0,
+                60_000,
+            )? {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
             api_in_flight: count("MAX_API_IN_FLIGHT", d.api_in_flight, 100_000)?,
             body_bytes_in_flight,
             request_timeout: Duration::from_secs(env.ranged(

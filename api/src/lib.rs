@@ -13,6 +13,7 @@ pub mod error;
 pub mod history;
 pub mod inbound;
 pub mod ingest;
+pub mod ingest_limit;
 pub mod json_input;
 pub mod metrics;
 pub mod openapi_doc;

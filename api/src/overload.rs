@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::app::MAX_BODY_BYTES;
 use crate::config::Limits;
 use crate::error::{ApiError, response_for, with_retry_after};
+use crate::ingest_limit::{IngestLimit, Slot};
 use crate::routes::inbound::INBOUND_TOTAL;
 
 /// Counter: REST API requests refused, labelled `result` = `overloaded` (the provider webhooks'
@@ -67,7 +68,7 @@ impl Kind {
 
 /// The budgets of one api process; shared by every connection.
 pub struct Admission {
-    ingest: Arc<Semaphore>,
+    ingest: Arc<IngestLimit>,
     api: Arc<Semaphore>,
     /// In KiB, so that any budget fits a semaphore's permits.
     body_kib: Arc<Semaphore>,
@@ -76,8 +77,14 @@ pub struct Admission {
 
 /// A request's hold on its budgets, released when its response has been produced.
 struct Admitted {
-    _slot: OwnedSemaphorePermit,
+    _slot: Held,
     _body: Option<OwnedSemaphorePermit>,
+}
+
+/// The slot a request holds.
+enum Held {
+    Ingest { _slot: Slot },
+    Api { _permit: OwnedSemaphorePermit },
 }
 
 impl Admission {
@@ -85,7 +92,7 @@ impl Admission {
     pub fn new(limits: &Limits) -> Self {
         let kib = u32::try_from(limits.body_bytes_in_flight / 1024).unwrap_or(u32::MAX);
         Self {
-            ingest: Arc::new(Semaphore::new(limits.ingest_in_flight)),
+            ingest: IngestLimit::new(limits.ingest_in_flight, limits.ingest_latency_target),
             api: Arc::new(Semaphore::new(limits.api_in_flight)),
             body_kib: Arc::new(Semaphore::new(kib as usize)),
             timeout: limits.request_timeout,
@@ -94,12 +101,15 @@ impl Admission {
 
     /// Takes the slot and body budget `req` needs, or `None` when either is spent.
     fn admit(&self, kind: Kind, req: &Request) -> Option<Option<Admitted>> {
-        let slots = match kind {
-            Kind::Inbound(_) | Kind::Publish => &self.ingest,
-            Kind::Api => &self.api,
+        let slot = match kind {
+            Kind::Inbound(_) | Kind::Publish => Held::Ingest {
+                _slot: self.ingest.try_acquire()?,
+            },
+            Kind::Api => Held::Api {
+                _permit: self.api.clone().try_acquire_owned().ok()?,
+            },
             Kind::Ops => return Some(None),
         };
-        let slot = slots.clone().try_acquire_owned().ok()?;
         let kib = declared_body_bytes(req).div_ceil(1024);
         let body = match u32::try_from(kib) {
             Ok(0) => None,

@@ -194,6 +194,105 @@ async fn ingest_past_its_bound_is_refused_503_with_retry_after_while_the_accepte
     assert_eq!(post_call(&app, "after").await.status, 200);
 }
 
+/// Holds the group commit: its insert into webhook_events waits for this lock.
+async fn hold_commit(app: &TestApp) -> sea_orm::DatabaseTransaction {
+    let holder = app.db.begin().await.expect("begin");
+    holder
+        .execute_unprepared("LOCK TABLE webhook_events IN SHARE MODE")
+        .await
+        .expect("lock");
+    holder
+}
+
+#[tokio::test]
+async fn a_slow_ingest_answer_lowers_the_ingest_bound_and_the_excess_is_refused() {
+    let app = TestApp::spawn_limited(Limits {
+        ingest_in_flight: 10,
+        ingest_latency_target: Some(Duration::from_millis(50)),
+        ..Limits::default()
+    })
+    .await;
+
+    // One answer slower than the target: held well past it.
+    let holder = hold_commit(&app).await;
+    let slow = post_call(&app, "slow");
+    tokio::pin!(slow);
+    tokio::select! {
+        answer = &mut slow => panic!("answered {} while the commit was held", answer.status),
+        () = a_lock_waiter(&app) => {}
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holder.rollback().await.expect("release");
+    assert_eq!(slow.await.status, 200);
+
+    // The bound fell from 10 to 8: of nine requests under way at once, one is refused.
+    let holder = hold_commit(&app).await;
+    let mut posts: futures::stream::FuturesUnordered<_> = (0..9)
+        .map(|i| {
+            let app = &app;
+            async move { post_call(app, &format!("after-{i}")).await }
+        })
+        .collect();
+    // While the commit is held, only a refusal can be answered.
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::StreamExt::next(&mut posts),
+    )
+    .await
+    .expect("one of nine requests refused while eight are in flight")
+    .expect("an answer");
+    assert_overloaded(&first);
+    holder.rollback().await.expect("release");
+    let rest: Vec<Answer> = futures::StreamExt::collect(posts).await;
+    assert_eq!(rest.len(), 8);
+    for answer in &rest {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+}
+
+#[tokio::test]
+async fn with_no_latency_target_the_ingest_bound_stays_at_its_maximum() {
+    let app = TestApp::spawn_limited(Limits {
+        ingest_in_flight: 10,
+        ingest_latency_target: None,
+        ..Limits::default()
+    })
+    .await;
+    let holder = hold_commit(&app).await;
+    let slow = post_call(&app, "slow");
+    tokio::pin!(slow);
+    tokio::select! {
+        answer = &mut slow => panic!("answered {} while the commit was held", answer.status),
+        () = a_lock_waiter(&app) => {}
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    holder.rollback().await.expect("release");
+    assert_eq!(slow.await.status, 200);
+
+    // Ten at once are all taken, and an eleventh is refused.
+    let holder = hold_commit(&app).await;
+    let mut posts: futures::stream::FuturesUnordered<_> = (0..11)
+        .map(|i| {
+            let app = &app;
+            async move { post_call(app, &format!("after-{i}")).await }
+        })
+        .collect();
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::StreamExt::next(&mut posts),
+    )
+    .await
+    .expect("one of eleven requests refused while ten are in flight")
+    .expect("an answer");
+    assert_overloaded(&first);
+    holder.rollback().await.expect("release");
+    let rest: Vec<Answer> = futures::StreamExt::collect(posts).await;
+    assert_eq!(rest.len(), 10);
+    for answer in &rest {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+}
+
 #[tokio::test]
 async fn a_connection_past_the_cap_is_answered_503_and_closed_until_one_ends() {
     let app = TestApp::spawn_limited(Limits {

@@ -149,9 +149,10 @@ impl Context {
 }
 
 /// The api's limit settings the bench passes through from its own environment.
-const API_LIMITS: [&str; 5] = [
+const API_LIMITS: [&str; 6] = [
     "MAX_CONNECTIONS",
     "MAX_INGEST_IN_FLIGHT",
+    "INGEST_LATENCY_TARGET_MS",
     "MAX_API_IN_FLIGHT",
     "MAX_BODY_BYTES_IN_FLIGHT",
     "REQUEST_TIMEOUT_SECS",

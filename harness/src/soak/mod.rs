@@ -120,8 +120,10 @@ pub struct Outcome {
     pub samples: Vec<Sample>,
     /// Every accepted event accounted for.
     pub account: Account,
-    /// Requests of the steady load the api did not answer 2xx.
+    /// Source events of the steady load the api did not accept (after [`RESENDS`] tries).
     pub refused: u64,
+    /// Answers `503 overloaded` during the steady load (each request was sent again).
+    pub overloaded: u64,
     /// How long the queue took to drain after the load (`None`: it did not).
     pub drained_after: Option<Duration>,
     /// PostgreSQL's version.
@@ -296,6 +298,7 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
     let mut sampler = Sampler::new(conn.clone(), pids, answers.clone());
     let mut samples = vec![sampler.take(0).await?];
     let answered = &ANSWERED;
+    OVERLOADED.store(0, Ordering::Relaxed);
     let mut tracked_before = answered.load(Ordering::Relaxed);
     let load = {
         let (sender, accepted, next) = (sender.clone(), accepted.clone(), next.clone());
@@ -327,6 +330,7 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
         .await
         .map_err(|e| SoakError::Setup(format!("load generator: {e}")))?;
     let refused = run.errors().count() as u64;
+    let overloaded = OVERLOADED.load(Ordering::Relaxed);
     for example in run.error_examples(3) {
         eprintln!("soak: refused: {example}");
     }
@@ -359,6 +363,7 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
         samples,
         account,
         refused,
+        overloaded,
         drained_after,
         postgres,
         postgres_settings,
@@ -367,20 +372,46 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
     })
 }
 
-/// Posts source event `i`; records its inbound id when the api accepted it with one delivery.
+/// How often a refused source event is sent again, as a provider retries a `503`.
+pub const RESENDS: u32 = 20;
+/// Requests the api answered `503 overloaded` (each was sent again after its `Retry-After`).
+static OVERLOADED: AtomicU64 = AtomicU64::new(0);
+
+/// Posts source event `i` (again after each `503`, waiting its `Retry-After`, up to
+/// [`RESENDS`] times); records its inbound id when the api accepted it with one delivery.
 async fn post(sender: &SignalWire, accepted: &Mutex<Vec<i64>>, i: u64) -> Result<i64, String> {
-    let (status, body) = sender
-        .post(plan::source_body(i))
-        .await
-        .map_err(|e| format!("transport: {e}"))?;
-    let processed = body["status"] == "processed" && body["deliveries"] == 1;
-    match body["eventId"].as_i64() {
-        Some(id) if status == 200 && processed => {
-            lock(accepted).push(id);
-            ANSWERED.fetch_add(1, Ordering::Relaxed);
-            Ok(id)
+    let mut resends = 0;
+    loop {
+        let response = sender
+            .send(plan::source_body(i))
+            .await
+            .map_err(|e| format!("transport: {e}"))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("transport: {e}"))?;
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        if status == 503 && resends < RESENDS {
+            OVERLOADED.fetch_add(1, Ordering::Relaxed);
+            resends += 1;
+            tokio::time::sleep(Duration::from_secs(retry_after.unwrap_or(1).clamp(1, 30))).await;
+            continue;
         }
-        _ => Err(format!("{status}: {body}")),
+        let processed = body["status"] == "processed" && body["deliveries"] == 1;
+        return match body["eventId"].as_i64() {
+            Some(id) if status == 200 && processed => {
+                lock(accepted).push(id);
+                ANSWERED.fetch_add(1, Ordering::Relaxed);
+                Ok(id)
+            }
+            _ => Err(format!("{status}: {body}")),
+        };
     }
 }
 

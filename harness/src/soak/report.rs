@@ -202,13 +202,17 @@ pub fn markdown(outcome: &Outcome, verdicts: &[Verdict], date: &str, commit: &st
     let _ = writeln!(md, "## Every accepted event\n");
     let _ = writeln!(
         md,
-        "{} source events accepted ({} requests refused), {} delivered, {} failed as planned, \
+        "{} source events accepted ({} not accepted after {} tries; {} answers `503 overloaded`, \
+         each sent again after its `Retry-After`, as a provider does), {} delivered, {} failed \
+         as planned, \
          **{} lost**. After the load the queue {}. An event counts when the receiver saw it \
          answered 2xx (planned to succeed) or saw all its attempts (planned to fail) and its \
          row is in that final state or was purged by retention (which deletes only final \
          states).\n",
         a.events,
         outcome.refused,
+        super::RESENDS + 1,
+        outcome.overloaded,
         a.delivered,
         a.failed,
         a.lost,

@@ -1,0 +1,218 @@
+//! The ingest bound adapts to how fast the group commit answers: additive increase,
+//! multiplicative decrease on a latency target, as TCP adapts its window to a path.
+//!
+//! A fixed `MAX_INGEST_IN_FLIGHT` cannot know how much of the machine is free. When the cores
+//! are saturated (the workers delivering, PostgreSQL, other tenants), every admitted request
+//! queues behind the others and all of them get slow; a smaller bound would answer the excess
+//! `503` at once and keep the admitted ones fast. So the bound moves between a floor and
+//! `MAX_INGEST_IN_FLIGHT`:
+//! - an admitted request answered slower than the target lowers it by a fifth, at most once
+//!   per round (requests admitted before the last decrease cannot cause another: they were
+//!   admitted under the old bound);
+//! - a request answered within the target that was admitted while the bound was binding raises
+//!   it by one over a round (`1/limit` each), back up to the maximum.
+//!
+//! Without saturation the bound stays at its maximum: nothing changes for a healthy api.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Gauge: the current ingest bound.
+pub const INGEST_LIMIT: &str = "wirehook_ingest_in_flight_limit";
+
+/// The lowest the bound goes (or `MAX_INGEST_IN_FLIGHT` when that is lower): a few concurrent
+/// senders are always served.
+pub const FLOOR: usize = 8;
+/// The share of the bound kept on a decrease.
+const DECREASE: f64 = 0.8;
+
+/// The bound's state, shared by every connection.
+#[derive(Debug)]
+pub struct IngestLimit {
+    max: usize,
+    min: usize,
+    /// `None`: the bound stays at `max`.
+    target: Option<Duration>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    limit: f64,
+    in_flight: usize,
+    /// Bumped by each decrease; a request remembers the round it was admitted in.
+    round: u64,
+}
+
+/// An admitted request's hold on the bound; dropping it (when the response has been produced)
+/// releases the slot and feeds its latency to the bound.
+#[derive(Debug)]
+pub struct Slot {
+    /// `None` once released.
+    bound: Option<Arc<IngestLimit>>,
+    admitted_at: Instant,
+    round: u64,
+    /// The bound was in use (half of it or more) when this request was admitted.
+    in_use: bool,
+}
+
+impl IngestLimit {
+    /// A bound of at most `max` in flight, adapting to `target` (`None`: fixed at `max`).
+    pub fn new(max: usize, target: Option<Duration>) -> Arc<Self> {
+        let max = max.max(1);
+        metrics::gauge!(INGEST_LIMIT).set(max as f64);
+        Arc::new(Self {
+            max,
+            min: FLOOR.min(max),
+            target,
+            state: Mutex::new(State {
+                limit: max as f64,
+                in_flight: 0,
+                round: 0,
+            }),
+        })
+    }
+
+    /// A slot, or `None` when the current bound is reached.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+        let mut state = self.lock();
+        let limit = state.limit.floor() as usize;
+        if state.in_flight >= limit {
+            return None;
+        }
+        state.in_flight += 1;
+        Some(Slot {
+            bound: Some(self.clone()),
+            admitted_at: Instant::now(),
+            round: state.round,
+            in_use: state.in_flight * 2 >= limit,
+        })
+    }
+
+    /// The current bound.
+    pub fn limit(&self) -> usize {
+        self.lock().limit.floor() as usize
+    }
+
+    /// Releases a slot admitted in `round` that took `latency`.
+    fn release(&self, round: u64, in_use: bool, latency: Duration) {
+        let mut state = self.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        let Some(target) = self.target else {
+            return;
+        };
+        let before = state.limit;
+        if latency > target {
+            if round == state.round {
+                state.limit = (state.limit * DECREASE).max(self.min as f64);
+                state.round += 1;
+            }
+        } else if in_use {
+            state.limit = (state.limit + 1.0 / state.limit).min(self.max as f64);
+        }
+        if state.limit.floor() != before.floor() {
+            metrics::gauge!(INGEST_LIMIT).set(state.limit.floor());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Slot {
+    /// Releases the slot as if its request took `latency`.
+    #[cfg(test)]
+    fn finish(mut self, latency: Duration) {
+        if let Some(bound) = self.bound.take() {
+            bound.release(self.round, self.in_use, latency);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(bound) = self.bound.take() {
+            bound.release(self.round, self.in_use, self.admitted_at.elapsed());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGET: Duration = Duration::from_millis(50);
+    const SLOW: Duration = Duration::from_millis(200);
+    const FAST: Duration = Duration::from_millis(5);
+
+    /// Fills the bound, then releases every slot as if it took `latency`.
+    fn round_of(bound: &Arc<IngestLimit>, latency: Duration) {
+        let slots: Vec<Slot> = std::iter::from_fn(|| bound.try_acquire()).collect();
+        for slot in slots {
+            slot.finish(latency);
+        }
+    }
+
+    #[test]
+    fn the_bound_refuses_past_its_limit() {
+        let bound = IngestLimit::new(32, Some(TARGET));
+        let slots: Vec<Slot> = std::iter::from_fn(|| bound.try_acquire()).collect();
+        assert_eq!(slots.len(), 32);
+        drop(slots);
+        assert!(bound.try_acquire().is_some());
+    }
+
+    #[test]
+    fn slow_answers_lower_the_bound_once_per_round() {
+        let bound = IngestLimit::new(32, Some(TARGET));
+        round_of(&bound, SLOW);
+        // 32 slow answers of one round: one decrease, not 32.
+        assert_eq!(bound.limit(), 25);
+    }
+
+    #[test]
+    fn the_bound_never_falls_below_the_floor() {
+        let bound = IngestLimit::new(32, Some(TARGET));
+        for _ in 0..50 {
+            round_of(&bound, SLOW);
+        }
+        assert_eq!(bound.limit(), FLOOR);
+    }
+
+    #[test]
+    fn fast_answers_at_the_limit_raise_the_bound_back_to_its_maximum() {
+        let bound = IngestLimit::new(32, Some(TARGET));
+        for _ in 0..50 {
+            round_of(&bound, SLOW);
+        }
+        for _ in 0..2_000 {
+            round_of(&bound, FAST);
+        }
+        assert_eq!(bound.limit(), 32);
+    }
+
+    #[test]
+    fn fast_answers_below_the_limit_do_not_raise_it() {
+        let bound = IngestLimit::new(32, Some(TARGET));
+        round_of(&bound, SLOW);
+        for _ in 0..100 {
+            bound.try_acquire().expect("a slot").finish(FAST);
+        }
+        assert_eq!(bound.limit(), 25);
+    }
+
+    #[test]
+    fn without_a_target_the_bound_stays_at_its_maximum() {
+        let bound = IngestLimit::new(32, None);
+        round_of(&bound, SLOW);
+        assert_eq!(bound.limit(), 32);
+    }
+
+    #[test]
+    fn a_maximum_below_the_floor_is_the_floor() {
+        let bound = IngestLimit::new(2, Some(TARGET));
+        round_of(&bound, SLOW);
+        assert_eq!(bound.limit(), 2);
+    }
+}
