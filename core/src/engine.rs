@@ -278,10 +278,11 @@ impl Engine {
                 .increment(1);
             return Ok(Processed::Cancelled);
         };
-        // A failing endpoint gets one attempt at a time; the others wait for its outcome. When
-        // the park finds the endpoint recovered or its probe slot freed meanwhile, this
-        // delivery goes ahead.
+        // An endpoint failing again and again gets one attempt at a time; the others wait for
+        // its outcome. When the park finds the endpoint recovered or its probe slot freed
+        // meanwhile, this delivery goes ahead.
         if config.failing_since.is_some()
+            && config.failed_attempts >= store::GATE_AFTER_FAILURES
             && !self.claim_probe(ConfigId(config.id)).await?
             && self.park(&event, ConfigId(config.id)).await?
         {

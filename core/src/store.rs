@@ -330,14 +330,15 @@ async fn recovered(txn: &impl ConnectionTrait, config_id: ConfigId) -> Result<()
     Ok(())
 }
 
-/// Consecutive failed attempts after which a failing endpoint is left alone until the last
-/// one's retry is due. Fewer, and the next delivery probes at once: a lone 500 from a busy
-/// endpoint must not stall its other deliveries for a retry delay.
-const HOLD_AFTER_FAILURES: i32 = 3;
+/// Failed attempts in a row (no delivery between them) after which an endpoint gets one
+/// delivery at a time, the probe, and is left alone until the last failure's retry is due.
+/// Fewer, and its deliveries go as usual: a busy endpoint that fails or hangs now and then must
+/// not be throttled by each failure.
+pub const GATE_AFTER_FAILURES: i32 = 3;
 
 /// Counts a failed attempt on the endpoint's clock and disables the configuration once it has
 /// failed for [`AutoDisable::after`] with at least [`AutoDisable::min_failures`] attempts.
-/// The probe slot is freed, or, after [`HOLD_AFTER_FAILURES`] in a row, held until this
+/// The probe slot is freed, or, from [`GATE_AFTER_FAILURES`] in a row, held until this
 /// attempt's retry is due (that retry probes next; the deliveries parked meanwhile wait).
 async fn failed(
     txn: &impl ConnectionTrait,
@@ -389,7 +390,7 @@ async fn failed(
                 ConfigStatus::Disabled.as_str().into(),
                 ConfigStatus::Active.as_str().into(),
                 record.next_attempt_at.into(),
-                HOLD_AFTER_FAILURES.into(),
+                GATE_AFTER_FAILURES.into(),
             ],
         ))
         .await?;

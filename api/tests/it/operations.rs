@@ -696,16 +696,17 @@ async fn a_dead_endpoints_backlog_waits_parked_without_writes_and_drains_when_it
     assert!(details.get("failingSince").is_none(), "{details}");
 }
 
-/// Fails one delivery of `config_id` so that its endpoint is failing; returns the event.
-async fn make_failing(app: &TestApp, config_id: i64) -> i64 {
-    let first = enqueue(app, config_id, 1).await;
+/// Fails deliveries of `config_id` until its endpoint gets one delivery at a time.
+async fn make_failing(app: &TestApp, config_id: i64) {
+    enqueue(app, config_id, 3).await;
     assert!(
         eventually(Duration::from_secs(60), || async {
-            config_details(app, config_id).await["failingSince"].is_string()
+            config_details(app, config_id).await["failedAttempts"]
+                .as_i64()
+                .is_some_and(|n| n >= i64::from(wirehook_core::store::GATE_AFTER_FAILURES))
         })
         .await
     );
-    first[0]
 }
 
 #[tokio::test]
