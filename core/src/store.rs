@@ -336,10 +336,17 @@ async fn recovered(txn: &impl ConnectionTrait, config_id: ConfigId) -> Result<()
 /// not be throttled by each failure.
 pub const GATE_AFTER_FAILURES: i32 = 3;
 
+/// The longest a gated endpoint is left alone between probes.
+pub const MAX_HOLD_SECS: i32 = 300;
+
 /// Counts a failed attempt on the endpoint's clock and disables the configuration once it has
 /// failed for [`AutoDisable::after`] with at least [`AutoDisable::min_failures`] attempts.
-/// The probe slot is freed, or, from [`GATE_AFTER_FAILURES`] in a row, held until this
-/// attempt's retry is due (that retry probes next; the deliveries parked meanwhile wait).
+/// The probe slot is freed, or, from [`GATE_AFTER_FAILURES`] in a row, held: until this
+/// attempt's retry is due, or for the endpoint's own backoff (1 s doubling per failure in a
+/// row, at most [`MAX_HOLD_SECS`]) when that is sooner. In the second case the oldest parked
+/// delivery probes at the end of the hold ([`parked::probe_at`]): one delivery that fails every
+/// time (a payload the receiver rejects) must not hold a working endpoint for its whole retry
+/// schedule, hours at the end of it.
 async fn failed(
     txn: &impl ConnectionTrait,
     policy: Option<AutoDisable>,
@@ -370,13 +377,16 @@ async fn failed(
             "UPDATE webhook_configs \
              SET failing_since = COALESCE(failing_since, $2), \
                  failed_attempts = failed_attempts + 1, \
-                 probe_until = CASE WHEN failed_attempts + 1 >= $9 THEN $8 END, \
+                 probe_until = CASE WHEN failed_attempts + 1 >= $9 AND $8 IS NOT NULL \
+                     THEN LEAST($8, $2 + LEAST(power(2, failed_attempts + 1 - $9), $10) \
+                                          * interval '1 second') END, \
                  status = CASE WHEN {DUE} THEN $6 ELSE status END, \
                  disabled_reason = CASE WHEN {DUE} THEN $5 ELSE disabled_reason END, \
                  disabled_at = CASE WHEN {DUE} THEN $2 ELSE disabled_at END, \
                  updated_at = CASE WHEN {DUE} THEN $2 ELSE updated_at END \
              WHERE id = $1 \
-             RETURNING status = $6 AND disabled_at = $2 AS disable"
+             RETURNING status = $6 AND disabled_at = $2 AS disable, \
+                 CASE WHEN probe_until < $8 THEN probe_until END AS hold_ends"
                 .replace(
                     "{DUE}",
                     "(status = $7 AND failed_attempts + 1 >= $3 AND failing_since <= $4)",
@@ -391,13 +401,20 @@ async fn failed(
                 ConfigStatus::Active.as_str().into(),
                 record.next_attempt_at.into(),
                 GATE_AFTER_FAILURES.into(),
+                MAX_HOLD_SECS.into(),
             ],
         ))
         .await?;
-    let disabled = row
-        .map(|r| r.try_get::<bool>("", "disable"))
-        .transpose()?
-        .unwrap_or(false);
+    let (disabled, hold_ends) = match row {
+        Some(row) => (
+            row.try_get::<bool>("", "disable")?,
+            row.try_get::<Option<DateTime<Utc>>>("", "hold_ends")?,
+        ),
+        None => (false, None),
+    };
+    if let (false, Some(at)) = (disabled, hold_ends) {
+        parked::probe_at(txn, config_id, at).await?;
+    }
     if disabled {
         parked::cancel(
             txn,

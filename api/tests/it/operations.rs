@@ -416,21 +416,7 @@ async fn recover_on_a_failing_endpoint_makes_exactly_max_attempts_new_attempts()
 // ---- endpoint health ----
 
 async fn enqueue(app: &TestApp, config_id: i64, n: usize) -> Vec<i64> {
-    let deliveries = (0..n)
-        .map(|i| wirehook_core::queue::NewDelivery {
-            config_id: entity::ConfigId(config_id),
-            source: entity::Source::Platform,
-            event_type: "call.completed".into(),
-            payload: json!({"callId": format!("call-{i}")}),
-            parent_event_id: None,
-        })
-        .collect();
-    wirehook_core::queue::enqueue(&app.db, deliveries)
-        .await
-        .expect("enqueue")
-        .into_iter()
-        .map(|e| e.event_id.0)
-        .collect()
+    enqueue_kind(app, config_id, "call", n).await
 }
 
 async fn count_status(app: &TestApp, ids: &[i64], status: EventStatus) -> usize {
@@ -749,6 +735,66 @@ async fn a_failing_endpoint_whose_probe_has_no_retry_left_is_probed_by_a_parked_
         count_status(&app, &events, EventStatus::Delivered).await,
         parked(&app, id).await
     );
+}
+
+/// Enqueues `n` deliveries to `config_id` whose payload says `kind`.
+async fn enqueue_kind(app: &TestApp, config_id: i64, kind: &str, n: usize) -> Vec<i64> {
+    let deliveries = (0..n)
+        .map(|i| wirehook_core::queue::NewDelivery {
+            config_id: entity::ConfigId(config_id),
+            source: entity::Source::Platform,
+            event_type: "call.completed".into(),
+            payload: json!({"callId": format!("{kind}-{i}"), "kind": kind}),
+            parent_event_id: None,
+        })
+        .collect();
+    wirehook_core::queue::enqueue(&app.db, deliveries)
+        .await
+        .expect("enqueue")
+        .into_iter()
+        .map(|e| e.event_id.0)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_delivery_the_receiver_always_rejects_does_not_hold_a_gated_endpoint_for_its_retries() {
+    let app = TestApp::spawn().await;
+    let _worker = app.start_worker().await;
+    // The receiver rejects one kind of payload every time and takes every other.
+    let receiver = Receiver::ok().await.expect("receiver");
+    receiver.set_fallback(wirehook_testkit::receiver::Route::new(
+        |d: &wirehook_testkit::receiver::Delivery<'_>| {
+            let poison = String::from_utf8_lossy(d.body).contains("\"poison\"");
+            Reply::Status(if poison { 500 } else { 200 })
+        },
+    ));
+    // A poison delivery's next retry is an hour away.
+    let retry =
+        json!({"maxAttempts": 5, "initialDelay": 3600, "maxDelay": 3600, "backoffFactor": 1});
+    let id = config(&app, &receiver, json!({"retryConfig": retry})).await;
+    let poison = enqueue_kind(&app, id, "poison", 3).await;
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            config_details(&app, id).await["failedAttempts"]
+                .as_i64()
+                .is_some_and(|n| n >= i64::from(wirehook_core::store::GATE_AFTER_FAILURES))
+        })
+        .await,
+        "the endpoint is gated"
+    );
+    // Held until the last poison retry, these would wait an hour; the endpoint's own backoff
+    // lets one of them probe within seconds, and its delivery sets the rest going.
+    let good = enqueue_kind(&app, id, "good", 20).await;
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            count_status(&app, &good, EventStatus::Delivered).await == 20
+        })
+        .await,
+        "{} of 20 delivered, {} parked",
+        count_status(&app, &good, EventStatus::Delivered).await,
+        parked(&app, id).await
+    );
+    assert_eq!(count_status(&app, &poison, EventStatus::Pending).await, 3);
 }
 
 // ---- finished jobs ----

@@ -5,6 +5,8 @@
 //! other delivery that comes up meanwhile is *parked*: it stays `pending` with no
 //! `next_attempt_at` and no job, spending neither an attempt nor a write until it is woken:
 //! - all of them when a probe is delivered ([`wake`], in the transaction that records it);
+//! - the oldest one at the end of the endpoint's hold, when a failed probe's retry would come
+//!   later ([`probe_at`], in the transaction that records the failure);
 //! - the oldest one when the probe is overdue (its series ended, or its job was lost), so that
 //!   an endpoint with parked deliveries always has a probe coming ([`sweep`]);
 //! - cancelled when the configuration is disabled, deactivated or deleted ([`cancel`]).
@@ -17,14 +19,16 @@ use chrono::{DateTime, Utc};
 use entity::{ConfigId, ConfigStatus, EventId, EventStatus};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
 
-use super::push_grouped;
+use super::{Due, push_grouped, push_jobs};
 
 /// Most deliveries one [`wake`] sets going; the [`sweep`] wakes the rest, tick after tick.
 pub const WAKE_CHUNK: u64 = 10_000;
 
 /// How long past its due time a failing endpoint's probe may be before the [`sweep`] wakes a
 /// parked delivery to probe instead (the due retry's job normally starts within a second).
-pub const PROBE_GRACE_SECS: i64 = 30;
+/// Waking one too early costs two writes, never a second attempt: the woken delivery must
+/// claim the probe slot, and parks again when the due retry has it.
+pub const PROBE_GRACE_SECS: i64 = 5;
 
 /// Most configurations one [`sweep`] looks at.
 const SWEEP_CONFIGS: i64 = 1_000;
@@ -74,12 +78,33 @@ pub async fn park(
 /// `id IN (subquery … FOR UPDATE)` or as a join, and with statistics taken before the rows
 /// were parked, the planner nests a rescan of the subquery in a loop over the rows, which took
 /// minutes for 10,000 parked deliveries while the recovering probe's transaction held its
-/// configuration locked (measured: > 20 s against 0.7 s). The caller holds the configuration's row lock (or takes none and accepts that a
-/// concurrent park may wait for the next wake).
+/// configuration locked (measured: > 20 s against 0.7 s). The caller holds the configuration's
+/// row lock (or takes none and accepts that a concurrent park may wait for the next wake).
 pub async fn wake(
     conn: &impl ConnectionTrait,
     config_id: ConfigId,
     limit: u64,
+) -> Result<u64, DbErr> {
+    wake_due(conn, config_id, limit, None).await
+}
+
+/// Schedules the oldest parked delivery of `config_id` to probe the endpoint `at`; returns
+/// whether there was one. The failing endpoint's next probe is then a delivery that has not
+/// failed yet, not the retry of the one that just failed (which may fail every time).
+pub async fn probe_at(
+    conn: &impl ConnectionTrait,
+    config_id: ConfigId,
+    at: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    Ok(wake_due(conn, config_id, 1, Some(at)).await? == 1)
+}
+
+/// [`wake`] due `at` (`None`: now).
+async fn wake_due(
+    conn: &impl ConnectionTrait,
+    config_id: ConfigId,
+    limit: u64,
+    at: Option<DateTime<Utc>>,
 ) -> Result<u64, DbErr> {
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(
@@ -89,13 +114,14 @@ pub async fn wake(
                    SELECT id FROM webhook_events \
                    WHERE webhook_config_id = $1 AND {parked} \
                    ORDER BY id LIMIT $2 FOR NO KEY UPDATE) \
-                 UPDATE webhook_events AS e SET next_attempt_at = now(), updated_at = now() \
+                 UPDATE webhook_events AS e \
+                 SET next_attempt_at = COALESCE($3, now()), updated_at = now() \
                  WHERE e.id = ANY(ARRAY(SELECT id FROM picked)) AND {parked_e} \
                  RETURNING e.id",
                 parked = parked_predicate(""),
                 parked_e = parked_predicate("e."),
             ),
-            [config_id.into(), clamp(limit).into()],
+            [config_id.into(), clamp(limit).into(), at.into()],
         ))
         .await?;
     let mut ids = rows
@@ -103,7 +129,13 @@ pub async fn wake(
         .map(|row| row.try_get::<EventId>("", "id"))
         .collect::<Result<Vec<_>, _>>()?;
     ids.sort_unstable();
-    push_grouped(conn, &ids).await?;
+    match at {
+        None => push_grouped(conn, &ids).await?,
+        Some(at) => {
+            let jobs: Vec<(EventId, Due)> = ids.iter().map(|id| (*id, Due::At(at))).collect();
+            push_jobs(conn, &jobs).await?;
+        }
+    }
     Ok(ids.len() as u64)
 }
 
@@ -293,7 +325,7 @@ mod tests {
         );
         // Due a moment ago: its job is about to run.
         assert_eq!(
-            Action::for_config(ConfigStatus::Active, Some(at(0)), probe_due, at(61)),
+            Action::for_config(ConfigStatus::Active, Some(at(0)), probe_due, at(62)),
             Action::Wait
         );
     }
@@ -301,7 +333,7 @@ mod tests {
     #[test]
     fn a_failing_endpoint_whose_probe_is_overdue_or_gone_gets_one_new_probe() {
         assert_eq!(
-            Action::for_config(ConfigStatus::Active, Some(at(0)), Some(at(60)), at(91)),
+            Action::for_config(ConfigStatus::Active, Some(at(0)), Some(at(60)), at(66)),
             Action::WakeOneToProbe
         );
         assert_eq!(
