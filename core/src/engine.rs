@@ -278,15 +278,15 @@ impl Engine {
                 .increment(1);
             return Ok(Processed::Cancelled);
         };
-        // An endpoint failing again and again gets one attempt at a time; the others wait for
-        // its outcome. When the park finds the endpoint recovered or its probe slot freed
-        // meanwhile, this delivery goes ahead.
-        if config.failing_since.is_some()
-            && config.failed_attempts >= store::GATE_AFTER_FAILURES
-            && !self.claim_probe(ConfigId(config.id)).await?
-            && self.park(&event, ConfigId(config.id)).await?
-        {
-            return Ok(Processed::Parked);
+        // A gated endpoint (failing again and again) gets one attempt at a time, the probe; the
+        // others wait for its outcome. When the park finds the endpoint recovered or its probe
+        // slot freed meanwhile, this delivery goes ahead.
+        let mut probe = false;
+        if config.failing_since.is_some() && config.failed_attempts >= store::GATE_AFTER_FAILURES {
+            probe = self.claim_probe(ConfigId(config.id)).await?;
+            if !probe && self.park(&event, ConfigId(config.id)).await? {
+                return Ok(Processed::Parked);
+            }
         }
         let request = build_request(Message::of(&event), &config, Utc::now());
         let outcome = match &request {
@@ -298,7 +298,7 @@ impl Engine {
             "status_class" => crate::metrics::status_class(outcome.status_code)
         )
         .record(outcome.duration.as_secs_f64());
-        self.record(&event, &config, outcome).await
+        self.record(&event, &config, outcome, probe).await
     }
 
     /// The test endpoint's delivery: one attempt of `delivery` to `config` (active or not), and
@@ -411,6 +411,7 @@ impl Engine {
         event: &webhook_events::Model,
         config: &webhook_configs::Model,
         outcome: AttemptOutcome,
+        probe: bool,
     ) -> Result<Processed, EngineError> {
         let now = Utc::now();
         let attempt_no = event.attempts + 1;
@@ -439,7 +440,7 @@ impl Engine {
         let health = match (delivered, was_failing) {
             (true, true) => Health::Recovered,
             (true, false) => Health::StillHealthy,
-            (false, _) => Health::Failed,
+            (false, _) => Health::Failed { probe },
         };
         let written = Written::of(&outcome, attempt_no, now);
         let record = AttemptRecord {

@@ -65,8 +65,11 @@ pub enum Health {
     StillHealthy,
     /// Delivered to an endpoint that was failing: clear its clock and probe slot.
     Recovered,
-    /// Failed: start or count on the failing clock, free the probe slot, maybe disable.
-    Failed,
+    /// Failed: start or count on the failing clock, maybe gate the endpoint or disable it.
+    Failed {
+        /// The attempt held the gated endpoint's probe slot.
+        probe: bool,
+    },
 }
 
 /// One recorded attempt: its row, the event's new state, and its effects on the configuration.
@@ -198,7 +201,7 @@ async fn record_together(
 
     // Configuration writes in id order, so concurrent batches lock configurations alike.
     let mut effects: Vec<&AttemptRecord> = winners()
-        .filter(|r| r.gone || matches!(r.health, Health::Recovered | Health::Failed))
+        .filter(|r| r.gone || matches!(r.health, Health::Recovered | Health::Failed { .. }))
         .collect();
     effects.sort_by_key(|r| r.config_id);
     for record in effects {
@@ -209,7 +212,7 @@ async fn record_together(
         }
         match record.health {
             Health::Recovered => recovered(&txn, record.config_id).await?,
-            Health::Failed => failed(&txn, policy, record).await?,
+            Health::Failed { probe } => failed(&txn, policy, record, probe).await?,
             Health::StillHealthy => {}
         }
     }
@@ -279,7 +282,7 @@ pub async fn record_test(
 async fn lock_in_order(txn: &impl ConnectionTrait, records: &[AttemptRecord]) -> Result<(), DbErr> {
     let configs: BTreeSet<ConfigId> = records
         .iter()
-        .filter(|r| r.gone || matches!(r.health, Health::Recovered | Health::Failed))
+        .filter(|r| r.gone || matches!(r.health, Health::Recovered | Health::Failed { .. }))
         .map(|r| r.config_id)
         .collect();
     if !configs.is_empty() {
@@ -341,16 +344,21 @@ pub const MAX_HOLD_SECS: i32 = 300;
 
 /// Counts a failed attempt on the endpoint's clock and disables the configuration once it has
 /// failed for [`AutoDisable::after`] with at least [`AutoDisable::min_failures`] attempts.
-/// The probe slot is freed, or, from [`GATE_AFTER_FAILURES`] in a row, held: until this
-/// attempt's retry is due, or for the endpoint's own backoff (1 s doubling per failure in a
-/// row, at most [`MAX_HOLD_SECS`]) when that is sooner. In the second case the oldest parked
-/// delivery probes at the end of the hold ([`parked::probe_at`]): one delivery that fails every
-/// time (a payload the receiver rejects) must not hold a working endpoint for its whole retry
-/// schedule, hours at the end of it.
+///
+/// From [`GATE_AFTER_FAILURES`] in a row the endpoint is gated. The failure that gates it, and
+/// each failed probe after, holds the endpoint for a quarter of the time it has been failing
+/// (at least 1 s, at most [`MAX_HOLD_SECS`]: a backoff that grows with the outage) and
+/// schedules the newest parked delivery to probe when the hold ends ([`parked::probe_at`]).
+/// The probe is never the failed delivery's own retry: that one may fail every time (a payload
+/// the receiver rejects, a request that always hangs) and would hold a working endpoint for its
+/// whole retry schedule; the retry parks like the others when it comes up during a hold.
+/// Failures of attempts that were already under way when the gate closed count, but leave the
+/// hold alone.
 async fn failed(
     txn: &impl ConnectionTrait,
     policy: Option<AutoDisable>,
     record: &AttemptRecord,
+    probe: bool,
 ) -> Result<(), DbErr> {
     let (config_id, now) = (record.config_id, record.now);
     // Without a policy, a cutoff before any failure never disables.
@@ -372,24 +380,34 @@ async fn failed(
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            // SET expressions see the row as locked (its latest version when attempts race),
-            // so the decision is made on current values.
-            "UPDATE webhook_configs \
-             SET failing_since = COALESCE(failing_since, $2), \
-                 failed_attempts = failed_attempts + 1, \
-                 probe_until = CASE WHEN failed_attempts + 1 >= $9 AND $8 IS NOT NULL \
-                     THEN LEAST($8, $2 + LEAST(power(2, failed_attempts + 1 - $9), $10) \
-                                          * interval '1 second') END, \
-                 status = CASE WHEN {DUE} THEN $6 ELSE status END, \
-                 disabled_reason = CASE WHEN {DUE} THEN $5 ELSE disabled_reason END, \
-                 disabled_at = CASE WHEN {DUE} THEN $2 ELSE disabled_at END, \
-                 updated_at = CASE WHEN {DUE} THEN $2 ELSE updated_at END \
-             WHERE id = $1 \
-             RETURNING status = $6 AND disabled_at = $2 AS disable, \
-                 CASE WHEN probe_until < $8 THEN probe_until END AS hold_ends"
+            // The row is locked (`lock_in_order`), so `old` is its current version and the
+            // decision is made on current values.
+            "UPDATE webhook_configs AS c \
+             SET failing_since = COALESCE(c.failing_since, $2), \
+                 failed_attempts = c.failed_attempts + 1, \
+                 probe_until = CASE \
+                     WHEN c.failed_attempts + 1 < $9 THEN NULL \
+                     WHEN {REHOLD} \
+                     THEN $2 + LEAST($10, GREATEST(1, \
+                              extract(epoch FROM $2 - COALESCE(c.failing_since, $2)) / 4)) \
+                          * interval '1 second' \
+                     ELSE c.probe_until END, \
+                 status = CASE WHEN {DUE} THEN $6 ELSE c.status END, \
+                 disabled_reason = CASE WHEN {DUE} THEN $5 ELSE c.disabled_reason END, \
+                 disabled_at = CASE WHEN {DUE} THEN $2 ELSE c.disabled_at END, \
+                 updated_at = CASE WHEN {DUE} THEN $2 ELSE c.updated_at END \
+             FROM webhook_configs AS old \
+             WHERE c.id = $1 AND old.id = c.id \
+             RETURNING c.status = $6 AND c.disabled_at = $2 AS disable, \
+                 CASE WHEN c.failed_attempts >= $9 AND {REHOLD} THEN c.probe_until END \
+                     AS hold_ends"
                 .replace(
                     "{DUE}",
-                    "(status = $7 AND failed_attempts + 1 >= $3 AND failing_since <= $4)",
+                    "(c.status = $7 AND c.failed_attempts + 1 >= $3 AND c.failing_since <= $4)",
+                )
+                .replace(
+                    "{REHOLD}",
+                    "($8 OR old.probe_until IS NULL OR old.probe_until < $2)",
                 ),
             [
                 config_id.into(),
@@ -399,7 +417,7 @@ async fn failed(
                 reason.into(),
                 ConfigStatus::Disabled.as_str().into(),
                 ConfigStatus::Active.as_str().into(),
-                record.next_attempt_at.into(),
+                probe.into(),
                 GATE_AFTER_FAILURES.into(),
                 MAX_HOLD_SECS.into(),
             ],

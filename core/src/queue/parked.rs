@@ -5,9 +5,9 @@
 //! other delivery that comes up meanwhile is *parked*: it stays `pending` with no
 //! `next_attempt_at` and no job, spending neither an attempt nor a write until it is woken:
 //! - all of them when a probe is delivered ([`wake`], in the transaction that records it);
-//! - the oldest one at the end of the endpoint's hold, when a failed probe's retry would come
-//!   later ([`probe_at`], in the transaction that records the failure);
-//! - the oldest one when the probe is overdue (its series ended, or its job was lost), so that
+//! - the newest one at the end of a gated endpoint's hold ([`probe_at`], in the transaction
+//!   that records the failure that set the hold);
+//! - the newest one when the probe is overdue (its series ended, or its job was lost), so that
 //!   an endpoint with parked deliveries always has a probe coming ([`sweep`]);
 //! - cancelled when the configuration is disabled, deactivated or deleted ([`cancel`]).
 //!
@@ -85,26 +85,27 @@ pub async fn wake(
     config_id: ConfigId,
     limit: u64,
 ) -> Result<u64, DbErr> {
-    wake_due(conn, config_id, limit, None).await
+    wake_due(conn, config_id, limit, None, "ASC").await
 }
 
-/// Schedules the oldest parked delivery of `config_id` to probe the endpoint `at`; returns
-/// whether there was one. The failing endpoint's next probe is then a delivery that has not
-/// failed yet, not the retry of the one that just failed (which may fail every time).
+/// Schedules the newest parked delivery of `config_id` to probe the endpoint `at`; returns
+/// whether there was one. The newest is the likeliest not to have failed yet: the probe tests
+/// the endpoint, not a delivery that may fail every time.
 pub async fn probe_at(
     conn: &impl ConnectionTrait,
     config_id: ConfigId,
     at: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    Ok(wake_due(conn, config_id, 1, Some(at)).await? == 1)
+    Ok(wake_due(conn, config_id, 1, Some(at), "DESC").await? == 1)
 }
 
-/// [`wake`] due `at` (`None`: now).
+/// [`wake`] due `at` (`None`: now), taking them by id in `order` (`ASC`: oldest first).
 async fn wake_due(
     conn: &impl ConnectionTrait,
     config_id: ConfigId,
     limit: u64,
     at: Option<DateTime<Utc>>,
+    order: &'static str,
 ) -> Result<u64, DbErr> {
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(
@@ -113,7 +114,7 @@ async fn wake_due(
                 "WITH picked AS ( \
                    SELECT id FROM webhook_events \
                    WHERE webhook_config_id = $1 AND {parked} \
-                   ORDER BY id LIMIT $2 FOR NO KEY UPDATE) \
+                   ORDER BY id {order} LIMIT $2 FOR NO KEY UPDATE) \
                  UPDATE webhook_events AS e \
                  SET next_attempt_at = COALESCE($3, now()), updated_at = now() \
                  WHERE e.id = ANY(ARRAY(SELECT id FROM picked)) AND {parked_e} \
@@ -245,7 +246,9 @@ pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, DbErr> {
                 swept.cancelled += cancel(&txn, id, "configuration deleted or not active").await?;
             }
             Action::WakeAll => swept.woken += wake(&txn, id, WAKE_CHUNK).await?,
-            Action::WakeOneToProbe => swept.woken += wake(&txn, id, 1).await?,
+            Action::WakeOneToProbe => {
+                swept.woken += wake_due(&txn, id, 1, None, "DESC").await?;
+            }
         }
         txn.commit().await?;
     }
