@@ -278,12 +278,15 @@ impl Engine {
                 .increment(1);
             return Ok(Processed::Cancelled);
         };
-        // A gated endpoint (failing again and again) gets one attempt at a time, the probe; the
-        // others wait for its outcome. When the park finds the endpoint recovered or its probe
-        // slot freed meanwhile, this delivery goes ahead.
+        // A gated endpoint (failing again and again) gets one attempt at a time, the probe: a
+        // delivery never attempted, or the one appointed for the end of the hold. The others
+        // (retries of failed deliveries among them) park until its outcome; when the park finds
+        // the endpoint recovered meanwhile, this delivery goes ahead.
         let mut probe = false;
         if config.failing_since.is_some() && config.failed_attempts >= store::GATE_AFTER_FAILURES {
-            probe = self.claim_probe(ConfigId(config.id)).await?;
+            let may_probe = event.attempts == 0
+                || parked::is_appointed(event.next_attempt_at, config.probe_until);
+            probe = may_probe && self.claim_probe(ConfigId(config.id)).await?;
             if !probe && self.park(&event, ConfigId(config.id)).await? {
                 return Ok(Processed::Parked);
             }

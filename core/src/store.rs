@@ -333,11 +333,7 @@ async fn recovered(txn: &impl ConnectionTrait, config_id: ConfigId) -> Result<()
     Ok(())
 }
 
-/// Failed attempts in a row (no delivery between them) after which an endpoint gets one
-/// delivery at a time, the probe, and is left alone until the last failure's retry is due.
-/// Fewer, and its deliveries go as usual: a busy endpoint that fails or hangs now and then must
-/// not be throttled by each failure.
-pub const GATE_AFTER_FAILURES: i32 = 3;
+pub use crate::queue::parked::GATE_AFTER_FAILURES;
 
 /// The longest a gated endpoint is left alone between probes.
 pub const MAX_HOLD_SECS: i32 = 300;

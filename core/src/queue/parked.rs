@@ -43,9 +43,15 @@ fn parked_predicate(alias: &str) -> String {
     )
 }
 
-/// Parks the pending `event_id` (loaded with `attempts`) if its configuration is still failing
-/// and another delivery holds or has scheduled its probe; `false` when it is not parked (the
-/// endpoint recovered, the probe slot is free, or the event moved on), and the caller delivers.
+/// Failed attempts in a row (no delivery between them) after which an endpoint is *gated*: one
+/// delivery at a time, the probe, and the others parked. Fewer, and its deliveries go as usual:
+/// a busy endpoint that fails or hangs now and then must not be throttled by each failure.
+pub const GATE_AFTER_FAILURES: i32 = 3;
+
+/// Parks the pending `event_id` (loaded with `attempts`) if its endpoint is still gated;
+/// `false` when it is not parked (the endpoint recovered, or the event moved on), and the
+/// caller delivers. A gated endpoint always has a probe coming: in flight, scheduled
+/// ([`probe_at`]), or appointed by the [`sweep`] once overdue.
 pub async fn park(
     conn: &impl ConnectionTrait,
     event_id: EventId,
@@ -59,13 +65,14 @@ pub async fn park(
                 "WITH probing AS ( \
                    SELECT id FROM webhook_configs \
                    WHERE id = $3 AND status = {active} AND failing_since IS NOT NULL \
-                     AND probe_until >= now() \
+                     AND failed_attempts >= {gate} \
                    FOR SHARE) \
                  UPDATE webhook_events SET next_attempt_at = NULL, updated_at = now() \
                  WHERE id = $1 AND status = {pending} AND attempts = $2 \
                    AND EXISTS (SELECT 1 FROM probing)",
                 active = ConfigStatus::Active.sql_literal(),
                 pending = EventStatus::Pending.sql_literal(),
+                gate = GATE_AFTER_FAILURES,
             ),
             [event_id.into(), attempts.into(), config_id.into()],
         ))
@@ -88,15 +95,34 @@ pub async fn wake(
     wake_due(conn, config_id, limit, None, "ASC").await
 }
 
-/// Schedules the newest parked delivery of `config_id` to probe the endpoint `at`; returns
-/// whether there was one. The newest is the likeliest not to have failed yet: the probe tests
-/// the endpoint, not a delivery that may fail every time.
+/// Appoints the newest parked delivery of `config_id` to probe the gated endpoint `at`: its
+/// `next_attempt_at` and the configuration's `probe_until` are both `at`, which is how the
+/// engine knows it ([`is_appointed`]); returns whether there was one. The newest is the
+/// likeliest not to have failed yet: the probe tests the endpoint, not a delivery that may fail
+/// every time. The caller holds the configuration's row lock.
 pub async fn probe_at(
     conn: &impl ConnectionTrait,
     config_id: ConfigId,
     at: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
+    conn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE webhook_configs SET probe_until = $2 WHERE id = $1",
+        [config_id.into(), at.into()],
+    ))
+    .await?;
     Ok(wake_due(conn, config_id, 1, Some(at), "DESC").await? == 1)
+}
+
+/// Whether a delivery due `next_attempt_at` is the probe [`probe_at`] appointed for an endpoint
+/// held until `probe_until`. Only it, or a delivery never attempted, may probe a gated
+/// endpoint: a retry of a failed delivery parks instead, or one that always fails would keep
+/// the endpoint gated.
+pub fn is_appointed(
+    next_attempt_at: Option<DateTime<Utc>>,
+    probe_until: Option<DateTime<Utc>>,
+) -> bool {
+    next_attempt_at.is_some() && next_attempt_at == probe_until
 }
 
 /// [`wake`] due `at` (`None`: now), taking them by id in `order` (`ASC`: oldest first).
@@ -202,10 +228,12 @@ pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, DbErr> {
                            WHERE {parked_e} AND e.webhook_config_id > c.id \
                            ORDER BY e.webhook_config_id LIMIT 1) \
                    FROM c WHERE c.id IS NOT NULL) \
-                 SELECT cfg.id, cfg.status, cfg.failing_since, cfg.probe_until \
+                 SELECT cfg.id, cfg.status, cfg.failing_since IS NOT NULL \
+                        AND cfg.failed_attempts >= {gate} AS gated, cfg.probe_until \
                  FROM c JOIN webhook_configs cfg ON cfg.id = c.id \
                  LIMIT $1",
                 parked_e = parked_predicate("e."),
+                gate = GATE_AFTER_FAILURES,
             ),
             [SWEEP_CONFIGS.into()],
         ))
@@ -214,10 +242,10 @@ pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, DbErr> {
     for row in rows {
         let id: ConfigId = row.try_get("", "id")?;
         let status: ConfigStatus = row.try_get("", "status")?;
-        let failing_since: Option<DateTime<Utc>> = row.try_get("", "failing_since")?;
+        let gated: bool = row.try_get("", "gated")?;
         let probe_until: Option<DateTime<Utc>> = row.try_get("", "probe_until")?;
         swept.configs += 1;
-        let action = Action::for_config(status, failing_since, probe_until, Utc::now());
+        let action = Action::for_config(status, gated, probe_until, Utc::now());
         if action == Action::Wait {
             continue;
         }
@@ -226,8 +254,12 @@ pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, DbErr> {
         let locked = txn
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "SELECT status, failing_since, probe_until FROM webhook_configs \
-                 WHERE id = $1 FOR NO KEY UPDATE",
+                format!(
+                    "SELECT status, failing_since IS NOT NULL AND failed_attempts >= {gate} \
+                            AS gated, probe_until \
+                     FROM webhook_configs WHERE id = $1 FOR NO KEY UPDATE",
+                    gate = GATE_AFTER_FAILURES
+                ),
                 [id.into()],
             ))
             .await?;
@@ -236,7 +268,7 @@ pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, DbErr> {
         };
         let action = Action::for_config(
             locked.try_get("", "status")?,
-            locked.try_get("", "failing_since")?,
+            locked.try_get("", "gated")?,
             locked.try_get("", "probe_until")?,
             Utc::now(),
         );
@@ -247,7 +279,7 @@ pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, DbErr> {
             }
             Action::WakeAll => swept.woken += wake(&txn, id, WAKE_CHUNK).await?,
             Action::WakeOneToProbe => {
-                swept.woken += wake_due(&txn, id, 1, None, "DESC").await?;
+                swept.woken += u64::from(probe_at(&txn, id, Utc::now()).await?);
             }
         }
         txn.commit().await?;
@@ -258,27 +290,27 @@ pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, DbErr> {
 /// What the [`sweep`] does with one configuration's parked deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
-    /// The endpoint is failing and its probe is in flight or due soon.
+    /// The endpoint is gated and its probe is in flight or due soon.
     Wait,
     /// The configuration is disabled, inactive or deleted.
     Cancel,
-    /// The endpoint is not failing: nothing holds them back.
+    /// The endpoint is not gated: nothing holds them back.
     WakeAll,
-    /// The endpoint is failing and no probe is coming: the oldest one probes.
+    /// The endpoint is gated and no probe is coming: the newest one is appointed to probe.
     WakeOneToProbe,
 }
 
 impl Action {
     fn for_config(
         status: ConfigStatus,
-        failing_since: Option<DateTime<Utc>>,
+        gated: bool,
         probe_until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Self {
         if status != ConfigStatus::Active {
             return Self::Cancel;
         }
-        if failing_since.is_none() {
+        if !gated {
             return Self::WakeAll;
         }
         let grace = chrono::Duration::seconds(PROBE_GRACE_SECS);
@@ -305,7 +337,7 @@ mod tests {
     fn parked_deliveries_of_an_inactive_configuration_are_cancelled() {
         for status in [ConfigStatus::Inactive, ConfigStatus::Disabled] {
             assert_eq!(
-                Action::for_config(status, Some(at(0)), Some(at(100)), at(1)),
+                Action::for_config(status, true, Some(at(100)), at(1)),
                 Action::Cancel
             );
         }
@@ -314,7 +346,7 @@ mod tests {
     #[test]
     fn parked_deliveries_of_a_healthy_endpoint_are_all_woken() {
         assert_eq!(
-            Action::for_config(ConfigStatus::Active, None, None, at(0)),
+            Action::for_config(ConfigStatus::Active, false, None, at(0)),
             Action::WakeAll
         );
     }
@@ -323,12 +355,12 @@ mod tests {
     fn a_failing_endpoint_with_a_probe_coming_keeps_its_deliveries_parked() {
         let probe_due = Some(at(60));
         assert_eq!(
-            Action::for_config(ConfigStatus::Active, Some(at(0)), probe_due, at(10)),
+            Action::for_config(ConfigStatus::Active, true, probe_due, at(10)),
             Action::Wait
         );
         // Due a moment ago: its job is about to run.
         assert_eq!(
-            Action::for_config(ConfigStatus::Active, Some(at(0)), probe_due, at(62)),
+            Action::for_config(ConfigStatus::Active, true, probe_due, at(62)),
             Action::Wait
         );
     }
@@ -336,11 +368,11 @@ mod tests {
     #[test]
     fn a_failing_endpoint_whose_probe_is_overdue_or_gone_gets_one_new_probe() {
         assert_eq!(
-            Action::for_config(ConfigStatus::Active, Some(at(0)), Some(at(60)), at(66)),
+            Action::for_config(ConfigStatus::Active, true, Some(at(60)), at(66)),
             Action::WakeOneToProbe
         );
         assert_eq!(
-            Action::for_config(ConfigStatus::Active, Some(at(0)), None, at(1)),
+            Action::for_config(ConfigStatus::Active, true, None, at(1)),
             Action::WakeOneToProbe
         );
     }
