@@ -344,10 +344,10 @@ pub const MAX_HOLD_SECS: i32 = 300;
 /// From [`GATE_AFTER_FAILURES`] in a row the endpoint is gated. The failure that gates it, and
 /// each failed probe after, holds the endpoint for a quarter of the time it has been failing
 /// (at least 1 s, at most [`MAX_HOLD_SECS`]: a backoff that grows with the outage) and
-/// schedules the newest parked delivery to probe when the hold ends ([`parked::probe_at`]).
-/// The probe is never the failed delivery's own retry: that one may fail every time (a payload
-/// the receiver rejects, a request that always hangs) and would hold a working endpoint for its
-/// whole retry schedule; the retry parks like the others when it comes up during a hold.
+/// appoints the parked delivery with the fewest attempts to probe when the hold ends
+/// ([`parked::probe_at`]), not the failed delivery's own retry: that one may fail every time
+/// (a payload the receiver rejects, a request that always hangs) and would keep a working
+/// endpoint gated for its whole retry schedule.
 /// Failures of attempts that were already under way when the gate closed count, but leave the
 /// hold alone.
 async fn failed(

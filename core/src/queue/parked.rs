@@ -5,9 +5,9 @@
 //! other delivery that comes up meanwhile is *parked*: it stays `pending` with no
 //! `next_attempt_at` and no job, spending neither an attempt nor a write until it is woken:
 //! - all of them when a probe is delivered ([`wake`], in the transaction that records it);
-//! - the newest one at the end of a gated endpoint's hold ([`probe_at`], in the transaction
+//! - one with the fewest attempts at the end of a gated endpoint's hold ([`probe_at`], in the transaction
 //!   that records the failure that set the hold);
-//! - the newest one when the probe is overdue (its series ended, or its job was lost), so that
+//! - likewise one when the probe is overdue (its series ended, or its job was lost), so that
 //!   an endpoint with parked deliveries always has a probe coming ([`sweep`]);
 //! - cancelled when the configuration is disabled, deactivated or deleted ([`cancel`]).
 //!
@@ -92,14 +92,15 @@ pub async fn wake(
     config_id: ConfigId,
     limit: u64,
 ) -> Result<u64, DbErr> {
-    wake_due(conn, config_id, limit, None, "ASC").await
+    wake_due(conn, config_id, limit, None, "id").await
 }
 
-/// Appoints the newest parked delivery of `config_id` to probe the gated endpoint `at`: its
+/// Appoints a parked delivery of `config_id` to probe the gated endpoint `at`: its
 /// `next_attempt_at` and the configuration's `probe_until` are both `at`, which is how the
-/// engine knows it ([`is_appointed`]); returns whether there was one. The newest is the
-/// likeliest not to have failed yet: the probe tests the endpoint, not a delivery that may fail
-/// every time. The caller holds the configuration's row lock.
+/// engine knows it ([`is_appointed`]); returns whether there was one. It is the one with the
+/// fewest attempts (the newest of those): the probe tests the endpoint, not a delivery that
+/// may fail every time. That sorts the endpoint's parked deliveries, once per hold (at least
+/// 1 s apart, minutes for a long outage). The caller holds the configuration's row lock.
 pub async fn probe_at(
     conn: &impl ConnectionTrait,
     config_id: ConfigId,
@@ -111,7 +112,7 @@ pub async fn probe_at(
         [config_id.into(), at.into()],
     ))
     .await?;
-    Ok(wake_due(conn, config_id, 1, Some(at), "DESC").await? == 1)
+    Ok(wake_due(conn, config_id, 1, Some(at), "attempts, id DESC").await? == 1)
 }
 
 /// Whether a delivery due `next_attempt_at` is the probe [`probe_at`] appointed for an endpoint
@@ -125,7 +126,7 @@ pub fn is_appointed(
     next_attempt_at.is_some() && next_attempt_at == probe_until
 }
 
-/// [`wake`] due `at` (`None`: now), taking them by id in `order` (`ASC`: oldest first).
+/// [`wake`] due `at` (`None`: now), taking them in `order` (an `ORDER BY` list).
 async fn wake_due(
     conn: &impl ConnectionTrait,
     config_id: ConfigId,
@@ -140,7 +141,7 @@ async fn wake_due(
                 "WITH picked AS ( \
                    SELECT id FROM webhook_events \
                    WHERE webhook_config_id = $1 AND {parked} \
-                   ORDER BY id {order} LIMIT $2 FOR NO KEY UPDATE) \
+                   ORDER BY {order} LIMIT $2 FOR NO KEY UPDATE) \
                  UPDATE webhook_events AS e \
                  SET next_attempt_at = COALESCE($3, now()), updated_at = now() \
                  WHERE e.id = ANY(ARRAY(SELECT id FROM picked)) AND {parked_e} \
@@ -296,7 +297,7 @@ enum Action {
     Cancel,
     /// The endpoint is not gated: nothing holds them back.
     WakeAll,
-    /// The endpoint is gated and no probe is coming: the newest one is appointed to probe.
+    /// The endpoint is gated and no probe is coming: the one with the fewest attempts is appointed to probe.
     WakeOneToProbe,
 }
 
