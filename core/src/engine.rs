@@ -278,15 +278,20 @@ impl Engine {
                 .increment(1);
             return Ok(Processed::Cancelled);
         };
-        // A gated endpoint (failing again and again) gets one attempt at a time, the probe: a
-        // delivery never attempted, or the one appointed for the end of the hold. The others
-        // (retries of failed deliveries among them) park until its outcome; when the park finds
-        // the endpoint recovered meanwhile, this delivery goes ahead.
+        // A gated endpoint (failing again and again) takes one new delivery at a time, the
+        // probe: one never attempted, or the one appointed for the end of the hold. The other
+        // new deliveries park until its outcome; when the park finds the endpoint recovered
+        // meanwhile, this delivery goes ahead. Retries of deliveries that already failed keep
+        // their own schedule: they are few (those under way when the gate closed), and one that
+        // fails every time tells nothing about the endpoint.
         let mut probe = false;
-        if config.failing_since.is_some() && config.failed_attempts >= store::GATE_AFTER_FAILURES {
-            let may_probe = event.attempts == 0
-                || parked::is_appointed(event.next_attempt_at, config.probe_until);
-            probe = may_probe && self.claim_probe(ConfigId(config.id)).await?;
+        let gated =
+            config.failing_since.is_some() && config.failed_attempts >= store::GATE_AFTER_FAILURES;
+        if gated
+            && (event.attempts == 0
+                || parked::is_appointed(event.next_attempt_at, config.probe_until))
+        {
+            probe = self.claim_probe(ConfigId(config.id)).await?;
             if !probe && self.park(&event, ConfigId(config.id)).await? {
                 return Ok(Processed::Parked);
             }
@@ -438,6 +443,9 @@ impl Engine {
                 (EventStatus::Pending, Some(now + delay))
             }
         };
+        // A failed probe goes back among the parked deliveries of its gated endpoint instead of
+        // retrying on its own schedule: the next probe is appointed when the hold ends.
+        let next_attempt_at = next_attempt_at.filter(|_| !probe);
         let delivered = verdict == Verdict::Delivered;
         let was_failing = config.failing_since.is_some() || config.probe_until.is_some();
         let health = match (delivered, was_failing) {

@@ -345,9 +345,9 @@ pub const MAX_HOLD_SECS: i32 = 300;
 /// each failed probe after, holds the endpoint for a quarter of the time it has been failing
 /// (at least 1 s, at most [`MAX_HOLD_SECS`]: a backoff that grows with the outage) and
 /// appoints the parked delivery with the fewest attempts to probe when the hold ends
-/// ([`parked::probe_at`]), not the failed delivery's own retry: that one may fail every time
-/// (a payload the receiver rejects, a request that always hangs) and would keep a working
-/// endpoint gated for its whole retry schedule.
+/// ([`parked::probe_at`]). A retry's failure (the engine lets retries keep their own schedule)
+/// counts but leaves the hold alone: a delivery that fails every time (a payload the receiver
+/// rejects, a request that always hangs) must not keep a working endpoint gated.
 /// Failures of attempts that were already under way when the gate closed count, but leave the
 /// hold alone.
 async fn failed(

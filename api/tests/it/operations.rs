@@ -628,9 +628,10 @@ async fn a_dead_endpoints_backlog_waits_parked_without_writes_and_drains_when_it
          {} attempts so far",
         receiver.received().len()
     );
-    // One probe every 1-2 s (the retry policy's delays), each about ten row writes (attempt,
-    // event, job and its three states, the endpoint's clock). Polling, each parked delivery
-    // would be written every few seconds: thousands a second.
+    // One probe per hold (at least 1 s, a quarter of the outage so far), each about ten row
+    // writes (attempt, event, job and its three states, the endpoint's clock), and the retries
+    // of the deliveries under way when the gate closed. Polling, each parked delivery would be
+    // written every few seconds: thousands a second.
     assert!(
         per_second <= 20.0,
         "{per_second:.1} rows written per second while down"

@@ -1,8 +1,8 @@
 //! Deliveries parked behind a failing endpoint's probe.
 //!
-//! While an endpoint is failing, one delivery at a time probes it (`probe_until` on its
-//! configuration: the in-flight attempt's lease, then the failed probe's next attempt). Every
-//! other delivery that comes up meanwhile is *parked*: it stays `pending` with no
+//! While an endpoint is gated (failing again and again), one new delivery at a time probes it (`probe_until` on its
+//! configuration: the in-flight attempt's lease, then the hold after a failed probe). Every
+//! other new delivery that comes up meanwhile is *parked*: it stays `pending` with no
 //! `next_attempt_at` and no job, spending neither an attempt nor a write until it is woken:
 //! - all of them when a probe is delivered ([`wake`], in the transaction that records it);
 //! - one with the fewest attempts at the end of a gated endpoint's hold ([`probe_at`], in the transaction
@@ -116,9 +116,7 @@ pub async fn probe_at(
 }
 
 /// Whether a delivery due `next_attempt_at` is the probe [`probe_at`] appointed for an endpoint
-/// held until `probe_until`. Only it, or a delivery never attempted, may probe a gated
-/// endpoint: a retry of a failed delivery parks instead, or one that always fails would keep
-/// the endpoint gated.
+/// held until `probe_until`: it may probe a gated endpoint even if it has failed before.
 pub fn is_appointed(
     next_attempt_at: Option<DateTime<Utc>>,
     probe_until: Option<DateTime<Utc>>,
