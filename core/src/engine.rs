@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entity::{
-    ConfigId, ConfigStatus, EventId, EventStatus, MessageId, ResponseData, webhook_attempts,
-    webhook_configs, webhook_events,
+    ConfigId, ConfigStatus, EventId, EventStatus, MessageId, OnStuck, ResponseData,
+    webhook_attempts, webhook_configs, webhook_events,
 };
 use futures::FutureExt;
 use sea_orm::sea_query::Expr;
@@ -26,7 +26,7 @@ use crate::attempt::{AttemptOutcome, DeliveryRequest, Verdict, attempt};
 use crate::batch::{BatchError, Batcher};
 use crate::http_client::DeliveryClient;
 use crate::job::DeliveryJob;
-use crate::queue::{Enqueued, NewDelivery, parked};
+use crate::queue::{Enqueued, NewDelivery, ordered, parked};
 use crate::retry::next_delay;
 use crate::secrets::Keyring;
 use crate::signing::SigningKey;
@@ -80,6 +80,21 @@ struct Envelope<'a> {
     event_type: &'a str,
     timestamp: String,
     data: &'a serde_json::Value,
+    /// Ordered deliveries only: where the event stands in its key, so a receiver can tell a
+    /// gap or a late (detached) event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ordering: Option<OrderingOut<'a>>,
+}
+
+/// The `ordering` member of an ordered delivery's envelope.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderingOut<'a> {
+    key: &'a str,
+    /// 1 for the key's first event, then one more per event accepted for the key.
+    sequence: i64,
+    /// The message id (`webhook-id`) of the key's event before this one; null for the first.
+    previous_id: Option<&'a str>,
 }
 
 /// What an attempt writes: its row and the event's response fields.
@@ -269,7 +284,9 @@ impl Engine {
         let Some((event, config)) = self.loader.call(event_id).await? else {
             return Ok(Processed::Skipped);
         };
-        if event.status != EventStatus::Pending {
+        // Waiting on its ordering key: only the release that makes it the head gives it a
+        // job, so a job seen here is stale.
+        if event.status != EventStatus::Pending || event.waiting_on_key {
             return Ok(Processed::Skipped);
         }
         let Some(config) = config.filter(|c| c.status == ConfigStatus::Active) else {
@@ -318,6 +335,7 @@ impl Engine {
             event_type: &delivery.event_type,
             created_at,
             payload: &delivery.payload,
+            ordering: None,
         };
         let outcome = match build_request(message, &config, created_at) {
             Ok(req) => attempt(&self.client, &req).await,
@@ -453,6 +471,7 @@ impl Engine {
             now,
             gone: verdict == Verdict::Gone,
             health,
+            release: release_for(event, config, status, now),
         };
         let won = self
             .recorder
@@ -497,12 +516,50 @@ fn signing_keys(
     Ok(keys)
 }
 
+/// Whether the recorded attempt of an ordered delivery hands its key on (`None`: unordered, or
+/// it keeps the key):
+/// - delivered: yes;
+/// - failed for good: under `detach` yes, under `block` no (the key stays blocked until the
+///   event is retried and delivered, or skipped);
+/// - a retry scheduled: under `detach`, if it has held the key for `maxHoldSeconds` (checked
+///   against the key's `head_since` in the release); under `block`, no.
+///
+/// A configuration whose `ordering` was removed drains its keys as `detach` with no hold.
+/// Whether the event still holds its key is the release's business: a detached event that
+/// arrives late releases nothing.
+fn release_for(
+    event: &webhook_events::Model,
+    config: &webhook_configs::Model,
+    status: EventStatus,
+    now: DateTime<Utc>,
+) -> Option<ordered::Release> {
+    let (key, seq) = (event.ordering_key.clone()?, event.ordering_seq?);
+    let (on_stuck, max_hold) = match &config.ordering {
+        Some(o) => (o.on_stuck, o.max_hold_seconds),
+        None => (OnStuck::Detach, 0),
+    };
+    let held_before = match (status, on_stuck) {
+        (EventStatus::Delivered, _) | (EventStatus::Failed, OnStuck::Detach) => None,
+        (EventStatus::Pending, OnStuck::Detach) => {
+            Some(now - chrono::Duration::seconds(i64::from(max_hold)))
+        }
+        _ => return None,
+    };
+    Some(ordered::Release {
+        config_id: ConfigId(config.id),
+        key,
+        seq,
+        held_before,
+    })
+}
+
 /// What a delivery says: the same for every attempt of one event.
 struct Message<'a> {
     message_id: &'a str,
     event_type: &'a str,
     created_at: DateTime<Utc>,
     payload: &'a serde_json::Value,
+    ordering: Option<OrderingOut<'a>>,
 }
 
 impl<'a> Message<'a> {
@@ -512,6 +569,13 @@ impl<'a> Message<'a> {
             event_type: &event.event_type,
             created_at: event.created_at,
             payload: &event.payload,
+            ordering: event.ordering_key.as_deref().zip(event.ordering_seq).map(
+                |(key, sequence)| OrderingOut {
+                    key,
+                    sequence,
+                    previous_id: event.ordering_previous.as_deref(),
+                },
+            ),
         }
     }
 }
@@ -528,6 +592,7 @@ fn build_request(
             .created_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         data: message.payload,
+        ordering: message.ordering,
     };
     Ok(DeliveryRequest {
         url: config.url.clone(),

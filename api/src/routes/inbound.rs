@@ -322,6 +322,7 @@ impl InboundApi {
                 provider_payload: Some(normalized.raw),
                 dedupe_key: Some(dedupe_key),
                 client_ip: Some(inbound.client_ip.to_string()),
+                ordering_key: None,
             })
             .await
             .map_err(|e| {
