@@ -385,7 +385,7 @@ export interface components {
              * @description Replaces the ordering; `null` makes the configuration unordered (events already waiting
              *     on a key are released one after another).
              */
-            ordering?: components["schemas"]["OrderingIn"];
+            ordering?: components["schemas"]["OrderingIn"] | null;
         };
         /** ConfigResponse */
         ConfigResponse: {
