@@ -711,3 +711,43 @@ async fn ordering_is_validated_shown_and_removable() {
     let plain = app.create_config(json!({})).await;
     assert!(plain.get("ordering").is_none());
 }
+
+#[tokio::test]
+async fn the_sweep_releases_a_key_whose_head_settled_without_releasing_it() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start(Keep::Requests).await.expect("receiver");
+    let config = ordered_config(
+        &app,
+        &receiver,
+        "/c",
+        json!({"ordering": {"key": "/callId"}}),
+    )
+    .await;
+    let base = app.url("");
+    for n in 1..=3 {
+        publish(&app, &base, json!({"callId": "A", "n": n}), None).await;
+    }
+    // What a settle outside the engine's record leaves (a job that found the configuration
+    // inactive, an operator's SQL): the head final, its key still held by it.
+    let head = deliveries(&app, config).await[0].0;
+    app.db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE webhook_events SET status = 'cancelled' WHERE id = $1",
+            [head.into()],
+        ))
+        .await
+        .expect("settle the head behind the engine's back");
+    // The replica's maintenance leader sweeps every second.
+    let _worker = app.start_worker().await;
+    let done = wait_deliveries(&app, config, "released by the sweep", |d| {
+        d.len() == 3 && d[1].1 == "delivered" && d[2].1 == "delivered"
+    })
+    .await;
+    assert_eq!(done[0].1, "cancelled");
+    let ns: Vec<Value> = first_successes(&receiver.received())
+        .iter()
+        .map(|b| b["data"]["n"].clone())
+        .collect();
+    assert_eq!(ns, [json!(2), json!(3)]);
+}
