@@ -221,7 +221,8 @@ fn ordered_figures(report: &mut Report, run: &OrderedRun, unordered_2w: Option<f
         "{} events ({} keys × {}) to one configuration ordered on /callId, written through the \
          group commit before the workers start: {:.2} s first to last arrival, {} duplicates, \
          {} delivered. The added latency is, per event after the first of its key, the time \
-         from its predecessor's first arrival to its own ({} gaps).",
+         from its predecessor's first arrival to its own ({} gaps); in a backlog drain it is \
+         mostly the released event's wait behind the other keys' queued jobs.",
         run.events,
         ordered::KEYS,
         ordered::EVENTS_PER_KEY,
