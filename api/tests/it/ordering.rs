@@ -751,3 +751,55 @@ async fn the_sweep_releases_a_key_whose_head_settled_without_releasing_it() {
         .collect();
     assert_eq!(ns, [json!(2), json!(3)]);
 }
+
+#[tokio::test]
+async fn the_failing_endpoint_sweep_never_wakes_an_event_waiting_on_its_key() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await.expect("receiver");
+    let config = ordered_config(
+        &app,
+        &receiver,
+        "/c",
+        json!({"ordering": {"key": "/callId"}}),
+    )
+    .await;
+    let base = app.url("");
+    for n in 1..=3 {
+        publish(&app, &base, json!({"callId": "A", "n": n}), None).await;
+    }
+    let jobs = || async {
+        app.db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT count(*) AS n FROM apalis.jobs",
+            ))
+            .await
+            .expect("jobs")
+            .expect("row")
+            .try_get::<i64>("", "n")
+            .expect("n")
+    };
+    assert_eq!(jobs().await, 1);
+    // A failing endpoint whose probe is overdue: the sweep wakes its oldest parked delivery;
+    // then a recovered one: the sweep wakes them all. Neither is an event waiting on its key.
+    for failing in ["now() - interval '1 hour'", "NULL"] {
+        app.db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(
+                    "UPDATE webhook_configs SET failing_since = {failing}, probe_until = NULL \
+                     WHERE id = $1"
+                ),
+                [config.into()],
+            ))
+            .await
+            .expect("set the endpoint's health");
+        let swept = wirehook_core::queue::parked::sweep(&app.db)
+            .await
+            .expect("sweep");
+        assert_eq!(swept.woken, 0, "{swept:?}");
+        let now = deliveries(&app, config).await;
+        assert!(now[1].2 && now[2].2, "{now:?}");
+        assert_eq!(jobs().await, 1);
+    }
+}

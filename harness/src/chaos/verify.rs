@@ -122,6 +122,8 @@ pub struct Report {
     pub unrecorded: usize,
     /// Attempt rows beyond one per attempt number (a job that ran twice).
     pub raced: usize,
+    /// Ordered deliveries whose first successful arrival was checked against their key's order.
+    pub ordered: usize,
     /// Ordered deliveries whose first successful arrival came after a later one of their key.
     pub out_of_order: usize,
     /// The first few problems, for the log.
@@ -145,13 +147,14 @@ impl Report {
     /// The other counts.
     pub fn details(&self) -> String {
         format!(
-            "chaos: {} lost inbound, {} mismatched, {} unrecorded attempts ({} unexplained), {} raced, {} out of order",
+            "chaos: {} lost inbound, {} mismatched, {} unrecorded attempts ({} unexplained), {} raced, {} of {} ordered deliveries out of order",
             self.lost_inbound,
             self.mismatched,
             self.unrecorded,
             self.unexplained,
             self.raced,
-            self.out_of_order
+            self.out_of_order,
+            self.ordered
         )
     }
 
@@ -446,6 +449,7 @@ fn check_order(outbound: &[OutboundRow], journal: &Journal, report: &mut Report)
         if !seen.insert(id) {
             continue;
         }
+        report.ordered += 1;
         let top = highest.entry((config, key)).or_insert(0);
         if seq < *top {
             report.out_of_order += 1;
