@@ -249,6 +249,9 @@ pub fn ordering_pointer(key: String) -> Result<String, ApiError> {
     if key.len() > entity::MAX_ORDERING_KEY_BYTES {
         return Err(invalid("`ordering.key` must be at most 255 characters"));
     }
+    if key.contains('\0') {
+        return Err(invalid("`ordering.key` must not contain NUL characters"));
+    }
     if !key.starts_with('/') || key == "/" {
         return Err(invalid(format!(
             "`ordering.key` must be a JSON Pointer into the event payload such as `/callId`; \

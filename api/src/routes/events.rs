@@ -359,9 +359,14 @@ impl EventsApi {
             other => other,
         };
         let ordering_key = match body.ordering_key.map(Text::into_inner) {
-            Some(key) if key.trim().is_empty() || key.len() > entity::MAX_ORDERING_KEY_BYTES => {
+            Some(key)
+                if key.trim().is_empty()
+                    || key.len() > entity::MAX_ORDERING_KEY_BYTES
+                    || key.contains('\0') =>
+            {
                 return Err(ApiError::Validation(
-                    "`orderingKey` must be 1 to 255 bytes and not blank".into(),
+                    "`orderingKey` must be 1 to 255 bytes, not blank, without NUL characters"
+                        .into(),
                 )
                 .into());
             }
