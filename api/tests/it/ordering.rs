@@ -803,3 +803,55 @@ async fn the_failing_endpoint_sweep_never_wakes_an_event_waiting_on_its_key() {
         assert_eq!(jobs().await, 1);
     }
 }
+
+#[tokio::test]
+async fn concurrent_publishes_of_one_key_through_two_apis_get_one_unbroken_chain() {
+    const EVENTS: usize = 60;
+    let app = TestApp::spawn().await;
+    let second_api = app.start_api_replica().await;
+    let receiver = Receiver::ok().await.expect("receiver");
+    let config = ordered_config(
+        &app,
+        &receiver,
+        "/c",
+        json!({"ordering": {"key": "/callId"}}),
+    )
+    .await;
+    let apis = [app.url(""), second_api];
+    let publishes = (0..EVENTS).map(|i| {
+        let (app, apis) = (&app, &apis);
+        async move { publish(app, &apis[i % 2], json!({"callId": "K", "i": i}), None).await }
+    });
+    futures::future::join_all(publishes).await;
+    let rows = app
+        .db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id, message_id, ordering_seq, ordering_previous, waiting_on_key \
+             FROM webhook_events WHERE webhook_config_id = $1 ORDER BY ordering_seq",
+            [config.into()],
+        ))
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), EVENTS);
+    let mut previous: Option<String> = None;
+    let mut last_id = 0i64;
+    for (n, row) in rows.iter().enumerate() {
+        let seq: i64 = row.try_get("", "ordering_seq").expect("seq");
+        let id: i64 = row.try_get("", "id").expect("id");
+        let message_id: String = row.try_get("", "message_id").expect("message id");
+        let linked: Option<String> = row.try_get("", "ordering_previous").expect("previous");
+        let waiting: bool = row.try_get("", "waiting_on_key").expect("waiting");
+        assert_eq!(seq, n as i64 + 1, "sequences have no gap");
+        assert_eq!(
+            linked, previous,
+            "sequence {seq} links to the one before it"
+        );
+        assert!(id > last_id, "ids grow with sequences");
+        assert_eq!(waiting, n > 0, "only the first holds the key");
+        previous = Some(message_id);
+        last_id = id;
+    }
+    let _worker = app.start_worker().await;
+    wait_deliveries(&app, config, "delivered", all_delivered(EVENTS)).await;
+}
