@@ -615,3 +615,144 @@ fn last_error(outcome: &AttemptOutcome, error_text: Option<String>) -> Option<St
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use entity::{
+        ConfigStatus, Direction, EventStatus, EventTypes, Filters, Headers, OnStuck, Ordering,
+        RetryPolicy, Source, webhook_configs, webhook_events,
+    };
+
+    use super::release_for;
+
+    fn at(secs: i64) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("valid time")
+    }
+
+    fn config(ordering: Option<(OnStuck, u32)>) -> webhook_configs::Model {
+        webhook_configs::Model {
+            id: 7,
+            name: "c".into(),
+            url: "http://127.0.0.1:9/".into(),
+            secret: String::new(),
+            event_types: EventTypes::default(),
+            status: ConfigStatus::Active,
+            headers: Headers::default(),
+            retry_config: RetryPolicy::default(),
+            filters: Filters::default(),
+            metadata: serde_json::json!({}),
+            disabled_reason: None,
+            disabled_at: None,
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            failing_since: None,
+            failed_attempts: 0,
+            probe_until: None,
+            deleted_at: None,
+            ordering: ordering.map(|(on_stuck, max_hold_seconds)| Ordering {
+                key: "/callId".into(),
+                on_stuck,
+                max_hold_seconds,
+            }),
+            created_at: at(0),
+            updated_at: at(0),
+        }
+    }
+
+    fn event(ordered: bool) -> webhook_events::Model {
+        webhook_events::Model {
+            id: 1,
+            message_id: "msg_1".into(),
+            direction: Direction::Outbound,
+            source: Source::Platform,
+            event_type: "call.completed".into(),
+            payload: serde_json::json!({}),
+            status: EventStatus::Pending,
+            attempts: 0,
+            attempt_base: 0,
+            webhook_config_id: Some(7),
+            response_data: None,
+            parent_event_id: None,
+            dedupe_key: None,
+            next_attempt_at: None,
+            last_error: None,
+            provider_payload: None,
+            client_ip: None,
+            ordering_key: ordered.then(|| "CA1".to_owned()),
+            ordering_seq: ordered.then_some(3),
+            ordering_previous: None,
+            waiting_on_key: false,
+            created_at: at(0),
+            updated_at: at(0),
+        }
+    }
+
+    #[test]
+    fn an_unordered_delivery_never_releases() {
+        let unordered = config(None);
+        for status in [
+            EventStatus::Delivered,
+            EventStatus::Failed,
+            EventStatus::Pending,
+        ] {
+            assert!(release_for(&event(false), &unordered, status, at(10)).is_none());
+        }
+    }
+
+    #[test]
+    fn a_delivered_head_releases_at_once_under_either_policy() {
+        for policy in [OnStuck::Detach, OnStuck::Block] {
+            let release = release_for(
+                &event(true),
+                &config(Some((policy, 300))),
+                EventStatus::Delivered,
+                at(10),
+            )
+            .expect("release");
+            assert_eq!((release.key.as_str(), release.seq), ("CA1", 3));
+            assert_eq!(release.held_before, None);
+        }
+    }
+
+    #[test]
+    fn a_head_failed_for_good_releases_under_detach_and_blocks_under_block() {
+        let failed = |policy| {
+            release_for(
+                &event(true),
+                &config(Some((policy, 300))),
+                EventStatus::Failed,
+                at(10),
+            )
+        };
+        assert_eq!(failed(OnStuck::Detach).expect("release").held_before, None);
+        assert!(failed(OnStuck::Block).is_none());
+    }
+
+    #[test]
+    fn a_retrying_head_detaches_only_once_it_has_held_for_max_hold() {
+        let detach = release_for(
+            &event(true),
+            &config(Some((OnStuck::Detach, 300))),
+            EventStatus::Pending,
+            at(1000),
+        )
+        .expect("release");
+        assert_eq!(detach.held_before, Some(at(700)));
+        assert!(
+            release_for(
+                &event(true),
+                &config(Some((OnStuck::Block, 300))),
+                EventStatus::Pending,
+                at(1000)
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn a_configuration_no_longer_ordered_drains_its_keys_without_a_hold() {
+        let release = release_for(&event(true), &config(None), EventStatus::Pending, at(50))
+            .expect("release");
+        assert_eq!(release.held_before, Some(at(50)));
+    }
+}
