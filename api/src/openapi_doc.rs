@@ -187,8 +187,8 @@ fn mark_urls(doc: &mut Value) {
 /// value, `null` clears it), which poem-openapi does not mark `nullable`.
 const NULLABLE_FIELDS: [(&str, &str); 1] = [("ConfigPatch", "ordering")];
 
-/// Marks each of [`NULLABLE_FIELDS`] `nullable: true`, so fuzzers and generated clients may
-/// send the `null` the server accepts.
+/// Marks each of [`NULLABLE_FIELDS`] `nullable: true` (with `type: object` when it is a bare
+/// reference), so fuzzers and generated clients may send the `null` the server accepts.
 fn mark_nullable(doc: &mut Value) {
     let Some(schemas) = component_schemas_mut(doc) else {
         return;
@@ -199,6 +199,10 @@ fn mark_nullable(doc: &mut Value) {
             .and_then(|s| s.get_mut("properties"))
             .and_then(|p| p.get_mut(field))
         {
+            // OpenAPI 3.0 wants a `type` beside `nullable` (a bare `allOf` has none).
+            if !property.contains_key("type") {
+                property.insert("type".into(), "object".into());
+            }
             property.insert("nullable".into(), true.into());
         }
     }
