@@ -241,6 +241,42 @@ pub fn metadata(m: BTreeMap<String, serde_json::Value>) -> Result<serde_json::Va
     Ok(value)
 }
 
+/// An ordering key: a JSON Pointer (RFC 6901) to a member of the payload, at most 255
+/// characters. Refused: the empty pointer (the whole payload is an object, never a key) and
+/// anything not starting with `/`, which is a constant rather than a pointer and would order
+/// every event of the configuration as one key (one stuck event would hold all of them).
+pub fn ordering_pointer(key: String) -> Result<String, ApiError> {
+    if key.len() > entity::MAX_ORDERING_KEY_BYTES {
+        return Err(invalid("`ordering.key` must be at most 255 characters"));
+    }
+    if key.contains('\0') {
+        return Err(invalid("`ordering.key` must not contain NUL characters"));
+    }
+    if !key.starts_with('/') || key == "/" {
+        return Err(invalid(format!(
+            "`ordering.key` must be a JSON Pointer into the event payload such as `/callId`; \
+             `{}` is a constant, which would put every event in one key",
+            key.escape_debug()
+        )));
+    }
+    for token in key[1..].split('/') {
+        if token.is_empty() {
+            return Err(invalid(
+                "`ordering.key` must not contain an empty reference token (`//` or a trailing `/`)",
+            ));
+        }
+        let mut chars = token.chars();
+        while let Some(c) = chars.next() {
+            if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+                return Err(invalid(
+                    "`ordering.key` has a `~` not followed by 0 or 1 (RFC 6901 escapes are ~0 and ~1)",
+                ));
+            }
+        }
+    }
+    Ok(key)
+}
+
 /// A signing secret: the given one if Standard Webhooks can use it, else a generated one.
 pub fn secret(given: Option<String>) -> Result<String, ApiError> {
     match given {
@@ -388,6 +424,19 @@ mod tests {
         // `nested(n)` is n levels: the map and n - 1 arrays.
         assert!(metadata(nested(MAX_JSON_DEPTH)).is_ok());
         assert!(metadata(nested(MAX_JSON_DEPTH + 1)).is_err());
+    }
+
+    #[test]
+    fn ordering_keys_must_be_pointers_to_a_member() {
+        assert_eq!(
+            ordering_pointer("/callId".into()).ok(),
+            Some("/callId".into())
+        );
+        assert!(ordering_pointer("/call/id~1x~0".into()).is_ok());
+        for constant in ["callId", "", "/", "//", "/a/", "/a~2", "/a~"] {
+            assert!(ordering_pointer(constant.into()).is_err(), "{constant}");
+        }
+        assert!(ordering_pointer(format!("/{}", "x".repeat(255))).is_err());
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub fn finish(spec: &str) -> String {
     document_unsupported_media_type(&mut doc);
     mark_urls(&mut doc);
     name_source_values(&mut doc);
+    mark_nullable(&mut doc);
     serde_json::to_string_pretty(&doc).expect("a tree read from JSON writes back as JSON")
 }
 
@@ -178,6 +179,31 @@ fn mark_urls(doc: &mut Value) {
         if url.get("type").and_then(Value::as_str) == Some("string") && !url.contains_key("format")
         {
             url.insert("format".into(), "uri".into());
+        }
+    }
+}
+
+/// Request fields where `null` means something (a `MaybeUndefined` field: absent keeps the
+/// value, `null` clears it), which poem-openapi does not mark `nullable`.
+const NULLABLE_FIELDS: [(&str, &str); 1] = [("ConfigPatch", "ordering")];
+
+/// Marks each of [`NULLABLE_FIELDS`] `nullable: true` (with `type: object` when it is a bare
+/// reference), so fuzzers and generated clients may send the `null` the server accepts.
+fn mark_nullable(doc: &mut Value) {
+    let Some(schemas) = component_schemas_mut(doc) else {
+        return;
+    };
+    for (schema, field) in NULLABLE_FIELDS {
+        if let Some(Value::Mapping(property)) = schemas
+            .get_mut(schema)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(field))
+        {
+            // OpenAPI 3.0 wants a `type` beside `nullable` (a bare `allOf` has none).
+            if !property.contains_key("type") {
+                property.insert("type".into(), "object".into());
+            }
+            property.insert("nullable".into(), true.into());
         }
     }
 }

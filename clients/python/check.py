@@ -24,7 +24,13 @@ from wirehook_client.api.configs import (
     configs_test,
     configs_update,
 )
-from wirehook_client.api.events import events_get, events_list, events_publish, events_retry
+from wirehook_client.api.events import (
+    events_get,
+    events_list,
+    events_publish,
+    events_retry,
+    events_skip,
+)
 from wirehook_client.api.inbound import inbound_elevenlabs, inbound_signalwire
 from wirehook_client.api.operations import ops_health, ops_metrics, ops_ready
 from wirehook_client.models import (
@@ -63,6 +69,7 @@ from wirehook_client.models import (
     RetryConfig,
     RetryConfigIn,
     RetryResponse,
+    SkipResponse,
     RotateIn,
     RotateResponse,
     Source,
@@ -175,6 +182,12 @@ def read_event(e: WebhookEvent) -> None:
     next_attempt_at: datetime.datetime | Unset = e.next_attempt_at
     last_error: str | Unset = e.last_error
     client_ip: str | Unset = e.client_ip
+    if not isinstance(e.ordering, Unset):
+        ordering_key: str = e.ordering.key
+        sequence: int = e.ordering.sequence
+        previous_id: str | Unset = e.ordering.previous_id
+        waiting: bool = e.ordering.waiting
+        print(ordering_key, sequence, previous_id, waiting)
     created_at: datetime.datetime = e.created_at
     updated_at: datetime.datetime = e.updated_at
     print(id_, message_id, direction, source, event_type, status, payload, normalized_payload)
@@ -396,6 +409,13 @@ def check_events(client: AuthenticatedClient, config_id: int) -> None:
     retried_message: str = retried.message
     read_event(retried.event)
     print(retried_success, retried_message)
+
+    # events.skip
+    skipped: SkipResponse = ok(events_skip.sync_detailed(event_id, client=client))
+    skipped_success: bool = skipped.success
+    skipped_message: str = skipped.message
+    read_event(skipped.event)
+    print(skipped_success, skipped_message)
 
 
 def check_inbound(client: Client) -> None:

@@ -105,6 +105,14 @@ function readEvent(e: Schemas["WebhookEvent"]): void {
   const nextAttemptAt: string | undefined = e.nextAttemptAt;
   const lastError: string | undefined = e.lastError;
   const clientIp: string | undefined = e.clientIp;
+  const ordering: Schemas["EventOrdering"] | undefined = e.ordering;
+  if (ordering !== undefined) {
+    const key: string = ordering.key;
+    const sequence: number = ordering.sequence;
+    const previousId: string | undefined = ordering.previousId;
+    const waiting: boolean = ordering.waiting;
+    void [key, sequence, previousId, waiting];
+  }
   const createdAt: string = e.createdAt;
   const updatedAt: string = e.updatedAt;
   void [id, messageId, direction, source, eventType, pending, payload, normalizedPayload, attempts];
@@ -356,6 +364,18 @@ export async function checkEvents(client: Client<paths>, configId: number): Prom
   // events.retry
   {
     const { data, error } = await client.POST("/api/webhooks/events/{id}/retry", {
+      params: { path: { id: eventId } },
+    });
+    if (error) fail(error);
+    const success: boolean = data.success;
+    const message: string = data.message;
+    readEvent(data.event);
+    void [success, message];
+  }
+
+  // events.skip
+  {
+    const { data, error } = await client.POST("/api/webhooks/events/{id}/skip", {
       params: { path: { id: eventId } },
     });
     if (error) fail(error);

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use entity::{
-    ConfigId, ConfigStatus, EventId, EventStatus, MessageId, ResponseData, webhook_attempts,
-    webhook_configs, webhook_events,
+    ConfigId, ConfigStatus, EventId, EventStatus, MessageId, OnStuck, ResponseData,
+    webhook_attempts, webhook_configs, webhook_events,
 };
 use futures::FutureExt;
 use sea_orm::sea_query::Expr;
@@ -26,7 +26,7 @@ use crate::attempt::{AttemptOutcome, DeliveryRequest, Verdict, attempt};
 use crate::batch::{BatchError, Batcher};
 use crate::http_client::DeliveryClient;
 use crate::job::DeliveryJob;
-use crate::queue::{Enqueued, NewDelivery, parked};
+use crate::queue::{Enqueued, NewDelivery, ordered, parked};
 use crate::retry::next_delay;
 use crate::secrets::Keyring;
 use crate::signing::SigningKey;
@@ -80,6 +80,21 @@ struct Envelope<'a> {
     event_type: &'a str,
     timestamp: String,
     data: &'a serde_json::Value,
+    /// Ordered deliveries only: where the event stands in its key, so a receiver can tell a
+    /// gap or a late (detached) event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ordering: Option<OrderingOut<'a>>,
+}
+
+/// The `ordering` member of an ordered delivery's envelope.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderingOut<'a> {
+    key: &'a str,
+    /// 1 for the key's first event, then one more per event accepted for the key.
+    sequence: i64,
+    /// The message id (`webhook-id`) of the key's event before this one; null for the first.
+    previous_id: Option<&'a str>,
 }
 
 /// What an attempt writes: its row and the event's response fields.
@@ -269,7 +284,9 @@ impl Engine {
         let Some((event, config)) = self.loader.call(event_id).await? else {
             return Ok(Processed::Skipped);
         };
-        if event.status != EventStatus::Pending {
+        // Waiting on its ordering key: only the release that makes it the head gives it a
+        // job, so a job seen here is stale.
+        if event.status != EventStatus::Pending || event.waiting_on_key {
             return Ok(Processed::Skipped);
         }
         let Some(config) = config.filter(|c| c.status == ConfigStatus::Active) else {
@@ -327,6 +344,7 @@ impl Engine {
             event_type: &delivery.event_type,
             created_at,
             payload: &delivery.payload,
+            ordering: None,
         };
         let outcome = match build_request(message, &config, created_at) {
             Ok(req) => attempt(&self.client, &req).await,
@@ -466,6 +484,7 @@ impl Engine {
             now,
             gone: verdict == Verdict::Gone,
             health,
+            release: release_for(event, config, status, now),
         };
         let won = self
             .recorder
@@ -510,12 +529,50 @@ fn signing_keys(
     Ok(keys)
 }
 
+/// Whether the recorded attempt of an ordered delivery hands its key on (`None`: unordered, or
+/// it keeps the key):
+/// - delivered: yes;
+/// - failed for good: under `detach` yes, under `block` no (the key stays blocked until the
+///   event is retried and delivered, or skipped);
+/// - a retry scheduled: under `detach`, if it has held the key for `maxHoldSeconds` (checked
+///   against the key's `head_since` in the release); under `block`, no.
+///
+/// A configuration whose `ordering` was removed drains its keys as `detach` with no hold.
+/// Whether the event still holds its key is the release's business: a detached event that
+/// arrives late releases nothing.
+fn release_for(
+    event: &webhook_events::Model,
+    config: &webhook_configs::Model,
+    status: EventStatus,
+    now: DateTime<Utc>,
+) -> Option<ordered::Release> {
+    let (key, seq) = (event.ordering_key.clone()?, event.ordering_seq?);
+    let (on_stuck, max_hold) = match &config.ordering {
+        Some(o) => (o.on_stuck, o.max_hold_seconds),
+        None => (OnStuck::Detach, 0),
+    };
+    let held_before = match (status, on_stuck) {
+        (EventStatus::Delivered, _) | (EventStatus::Failed, OnStuck::Detach) => None,
+        (EventStatus::Pending, OnStuck::Detach) => {
+            Some(now - chrono::Duration::seconds(i64::from(max_hold)))
+        }
+        _ => return None,
+    };
+    Some(ordered::Release {
+        config_id: ConfigId(config.id),
+        key,
+        seq,
+        held_before,
+    })
+}
+
 /// What a delivery says: the same for every attempt of one event.
 struct Message<'a> {
     message_id: &'a str,
     event_type: &'a str,
     created_at: DateTime<Utc>,
     payload: &'a serde_json::Value,
+    ordering: Option<OrderingOut<'a>>,
 }
 
 impl<'a> Message<'a> {
@@ -525,6 +582,13 @@ impl<'a> Message<'a> {
             event_type: &event.event_type,
             created_at: event.created_at,
             payload: &event.payload,
+            ordering: event.ordering_key.as_deref().zip(event.ordering_seq).map(
+                |(key, sequence)| OrderingOut {
+                    key,
+                    sequence,
+                    previous_id: event.ordering_previous.as_deref(),
+                },
+            ),
         }
     }
 }
@@ -541,6 +605,7 @@ fn build_request(
             .created_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         data: message.payload,
+        ordering: message.ordering,
     };
     Ok(DeliveryRequest {
         url: config.url.clone(),
@@ -562,4 +627,145 @@ fn last_error(outcome: &AttemptOutcome, error_text: Option<String>) -> Option<St
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use entity::{
+        ConfigStatus, Direction, EventStatus, EventTypes, Filters, Headers, OnStuck, Ordering,
+        RetryPolicy, Source, webhook_configs, webhook_events,
+    };
+
+    use super::release_for;
+
+    fn at(secs: i64) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("valid time")
+    }
+
+    fn config(ordering: Option<(OnStuck, u32)>) -> webhook_configs::Model {
+        webhook_configs::Model {
+            id: 7,
+            name: "c".into(),
+            url: "http://127.0.0.1:9/".into(),
+            secret: String::new(),
+            event_types: EventTypes::default(),
+            status: ConfigStatus::Active,
+            headers: Headers::default(),
+            retry_config: RetryPolicy::default(),
+            filters: Filters::default(),
+            metadata: serde_json::json!({}),
+            disabled_reason: None,
+            disabled_at: None,
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            failing_since: None,
+            failed_attempts: 0,
+            probe_until: None,
+            deleted_at: None,
+            ordering: ordering.map(|(on_stuck, max_hold_seconds)| Ordering {
+                key: "/callId".into(),
+                on_stuck,
+                max_hold_seconds,
+            }),
+            created_at: at(0),
+            updated_at: at(0),
+        }
+    }
+
+    fn event(ordered: bool) -> webhook_events::Model {
+        webhook_events::Model {
+            id: 1,
+            message_id: "msg_1".into(),
+            direction: Direction::Outbound,
+            source: Source::Platform,
+            event_type: "call.completed".into(),
+            payload: serde_json::json!({}),
+            status: EventStatus::Pending,
+            attempts: 0,
+            attempt_base: 0,
+            webhook_config_id: Some(7),
+            response_data: None,
+            parent_event_id: None,
+            dedupe_key: None,
+            next_attempt_at: None,
+            last_error: None,
+            provider_payload: None,
+            client_ip: None,
+            ordering_key: ordered.then(|| "CA1".to_owned()),
+            ordering_seq: ordered.then_some(3),
+            ordering_previous: None,
+            waiting_on_key: false,
+            created_at: at(0),
+            updated_at: at(0),
+        }
+    }
+
+    #[test]
+    fn an_unordered_delivery_never_releases() {
+        let unordered = config(None);
+        for status in [
+            EventStatus::Delivered,
+            EventStatus::Failed,
+            EventStatus::Pending,
+        ] {
+            assert!(release_for(&event(false), &unordered, status, at(10)).is_none());
+        }
+    }
+
+    #[test]
+    fn a_delivered_head_releases_at_once_under_either_policy() {
+        for policy in [OnStuck::Detach, OnStuck::Block] {
+            let release = release_for(
+                &event(true),
+                &config(Some((policy, 300))),
+                EventStatus::Delivered,
+                at(10),
+            )
+            .expect("release");
+            assert_eq!((release.key.as_str(), release.seq), ("CA1", 3));
+            assert_eq!(release.held_before, None);
+        }
+    }
+
+    #[test]
+    fn a_head_failed_for_good_releases_under_detach_and_blocks_under_block() {
+        let failed = |policy| {
+            release_for(
+                &event(true),
+                &config(Some((policy, 300))),
+                EventStatus::Failed,
+                at(10),
+            )
+        };
+        assert_eq!(failed(OnStuck::Detach).expect("release").held_before, None);
+        assert!(failed(OnStuck::Block).is_none());
+    }
+
+    #[test]
+    fn a_retrying_head_detaches_only_once_it_has_held_for_max_hold() {
+        let detach = release_for(
+            &event(true),
+            &config(Some((OnStuck::Detach, 300))),
+            EventStatus::Pending,
+            at(1000),
+        )
+        .expect("release");
+        assert_eq!(detach.held_before, Some(at(700)));
+        assert!(
+            release_for(
+                &event(true),
+                &config(Some((OnStuck::Block, 300))),
+                EventStatus::Pending,
+                at(1000)
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn a_configuration_no_longer_ordered_drains_its_keys_without_a_hold() {
+        let release = release_for(&event(true), &config(None), EventStatus::Pending, at(50))
+            .expect("release");
+        assert_eq!(release.held_before, Some(at(50)));
+    }
 }

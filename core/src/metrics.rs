@@ -32,6 +32,20 @@ pub const PARKED_SWEPT_TOTAL: &str = "wirehook_parked_deliveries_swept_total";
 pub const TABLE_ROWS: &str = "wirehook_table_rows";
 pub const TABLE_BYTES: &str = "wirehook_table_bytes";
 
+/// Counter: ordered keys the maintenance sweep handled (`core::queue::ordered::sweep`),
+/// labelled `action` = `released` | `idled`.
+pub const ORDERED_SWEPT_TOTAL: &str = "wirehook_ordered_keys_swept_total";
+
+/// Gauge: ordered keys blocked now (held under `onStuck: block` past `maxHoldSeconds`).
+pub const ORDERED_BLOCKED_KEYS: &str = "wirehook_ordered_blocked_keys";
+
+/// Gauge: seconds the oldest blocked ordered key has been held (0 when none is).
+pub const ORDERED_OLDEST_BLOCKED_AGE: &str = "wirehook_ordered_oldest_blocked_age_seconds";
+
+/// Counter: deliveries of an ordered configuration sent unordered because the event had no
+/// usable value at the configuration's ordering key (counted by the api that accepted it).
+pub const ORDERED_MISSING_KEY_TOTAL: &str = "wirehook_ordered_missing_key_total";
+
 /// Counter: configurations disabled by the service, labelled `reason` = `gone` | `failing`.
 pub const CONFIGS_DISABLED_TOTAL: &str = "wirehook_configs_disabled_total";
 

@@ -52,6 +52,11 @@ pub async fn purge(db: &impl ConnectionTrait, older_than: Duration) -> Result<u6
             break;
         }
     }
+    // Ordering keys idle as long: their events are going or gone.
+    let keys = crate::queue::ordered::forget_idle(db, cutoff).await?;
+    if keys > 0 {
+        tracing::info!(keys, "retention: idle ordering keys deleted");
+    }
     Ok(total)
 }
 

@@ -18,7 +18,7 @@ use sea_orm::{
 };
 use serde_json::{Value, json};
 
-use crate::queue::{Due, parked, push_jobs};
+use crate::queue::{Due, ordered, parked, push_jobs};
 
 /// An outbound event with its configuration (`None` when the configuration was deleted).
 pub type Loaded = (webhook_events::Model, Option<webhook_configs::Model>);
@@ -90,6 +90,10 @@ pub struct AttemptRecord {
     /// The endpoint answered 410: disable the configuration.
     pub gone: bool,
     pub health: Health,
+    /// An ordered delivery that may release its key once recorded (see
+    /// [`crate::queue::ordered`]); `None` for every unordered delivery, which then costs no
+    /// statement of its own.
+    pub release: Option<ordered::Release>,
 }
 
 /// Whether a record's update applied (`true`), or the event had already moved on (`false`).
@@ -198,6 +202,11 @@ async fn record_together(
         .filter_map(|r| r.next_attempt_at.map(|at| (r.event_id, Due::At(at))))
         .collect();
     push_jobs(&txn, &jobs).await?;
+
+    // Ordered heads that settled hand their keys on, in this transaction (events were locked
+    // above; `release` locks the keys next, then the events it releases).
+    let releases: Vec<ordered::Release> = winners().filter_map(|r| r.release.clone()).collect();
+    ordered::release(&txn, &releases).await?;
 
     // Configuration writes in id order, so concurrent batches lock configurations alike.
     let mut effects: Vec<&AttemptRecord> = winners()

@@ -89,6 +89,69 @@ impl Filters {
     }
 }
 
+/// Ordered delivery of a configuration: its events are delivered one key value at a time, in
+/// the order they were accepted (`core::queue::ordered`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromJsonQueryResult)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+#[cfg_attr(
+    feature = "openapi",
+    oai(rename = "Ordering", rename_all = "camelCase")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Ordering {
+    /// JSON Pointer (RFC 6901) into the event payload whose value is the ordering key, e.g.
+    /// `/callId`.
+    pub key: String,
+    /// What happens when the head of a key is not delivered within `maxHoldSeconds`.
+    pub on_stuck: OnStuck,
+    /// How long the head of a key may hold it before `onStuck` applies, in seconds.
+    pub max_hold_seconds: u32,
+}
+
+/// The longest ordering key value kept; a longer value orders nothing (delivered unordered).
+pub const MAX_ORDERING_KEY_BYTES: usize = 255;
+
+impl Ordering {
+    /// The default `maxHoldSeconds`.
+    pub const DEFAULT_MAX_HOLD_SECONDS: u32 = 300;
+
+    /// The ordering key of an event with this `payload`: the value at the pointer, a string as
+    /// it is or a number as its text; `None` when there is no such value, it is of another JSON
+    /// type, empty, or longer than [`MAX_ORDERING_KEY_BYTES`].
+    pub fn key_of(&self, payload: &serde_json::Value) -> Option<String> {
+        let text = match payload.pointer(&self.key)? {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        (!text.is_empty() && text.len() <= MAX_ORDERING_KEY_BYTES).then_some(text)
+    }
+}
+
+/// What an ordered key does while its head is stuck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
+#[cfg_attr(feature = "openapi", oai(rename_all = "lowercase"))]
+#[serde(rename_all = "lowercase")]
+pub enum OnStuck {
+    /// After `maxHoldSeconds` the next event goes; the head keeps retrying and arrives late.
+    #[default]
+    Detach,
+    /// The key waits until its head is delivered, or skipped by an operator; a head that
+    /// failed for good keeps it blocked until it is retried or skipped.
+    Block,
+}
+
+impl OnStuck {
+    /// The text stored in the configuration's JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Detach => "detach",
+            Self::Block => "block",
+        }
+    }
+}
+
 /// What the receiver answered to the latest attempt of an outbound event.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, FromJsonQueryResult)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
@@ -149,6 +212,30 @@ mod tests {
         let f = filters(json!({"campaigns": ["c-1"], "outcomes": ["lead_qualified"]}));
         assert!(f.matches(&json!({"campaignId": "c-1", "outcome": "lead_qualified"})));
         assert!(!f.matches(&json!({"campaignId": "c-1", "outcome": "no_answer"})));
+    }
+
+    #[test]
+    fn the_ordering_key_is_a_string_or_a_number_at_the_pointer() {
+        let ordering = super::Ordering {
+            key: "/call/id".into(),
+            on_stuck: super::OnStuck::Detach,
+            max_hold_seconds: 300,
+        };
+        assert_eq!(
+            ordering.key_of(&json!({"call": {"id": "c-1"}})),
+            Some("c-1".into())
+        );
+        assert_eq!(
+            ordering.key_of(&json!({"call": {"id": 7}})),
+            Some("7".into())
+        );
+        assert_eq!(ordering.key_of(&json!({"call": {"id": ""}})), None);
+        assert_eq!(ordering.key_of(&json!({"call": {"id": true}})), None);
+        assert_eq!(ordering.key_of(&json!({"call": {}})), None);
+        assert_eq!(
+            ordering.key_of(&json!({"call": {"id": "x".repeat(256)}})),
+            None
+        );
     }
 
     #[test]

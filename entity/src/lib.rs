@@ -9,4 +9,7 @@ pub mod webhook_events;
 
 pub use enums::{ConfigStatus, Direction, EventStatus, EventType, Source, UnknownEventType};
 pub use ids::{ConfigId, EventId, MessageId};
-pub use json::{EventTypes, Filters, Headers, ResponseData, RetryPolicy};
+pub use json::{
+    EventTypes, Filters, Headers, MAX_ORDERING_KEY_BYTES, OnStuck, Ordering, ResponseData,
+    RetryPolicy,
+};

@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::{ConfigStatus, EventTypes, Filters, Headers, RetryPolicy};
+use crate::{ConfigStatus, EventTypes, Filters, Headers, Ordering, RetryPolicy};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "webhook_configs")]
@@ -38,6 +38,9 @@ pub struct Model {
     /// When the configuration was deleted. The row stays (always `inactive`) so that its
     /// events keep their `webhook_config_id`; the API treats it as gone.
     pub deleted_at: Option<DateTimeUtc>,
+    /// Ordered delivery per key; `None`: deliveries go in parallel, in no particular order.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub ordering: Option<Ordering>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -36,6 +36,14 @@ pub struct Model {
     pub provider_payload: Option<Json>,
     /// Inbound: the client address (the socket peer, or the address a trusted proxy forwarded).
     pub client_ip: Option<String>,
+    /// Ordered deliveries: the key value this event is ordered under.
+    pub ordering_key: Option<String>,
+    /// Ordered deliveries: the event's place in its key, from 1, in accept order.
+    pub ordering_seq: Option<i64>,
+    /// Ordered deliveries: the message id of the event before it in its key.
+    pub ordering_previous: Option<String>,
+    /// Pending behind its key's head, with no job: released when the head settles.
+    pub waiting_on_key: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -11,6 +11,7 @@ mod m20261201_000001_event_counts;
 mod m20261206_000001_config_soft_delete;
 mod m20261207_000001_event_call_id;
 mod m20261208_000002_parked_deliveries;
+mod m20261209_000001_ordered_delivery;
 
 /// Advisory lock key shared by every `migrate` run ("wirehook" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x7769_7265_686f_6f6b;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_config_soft_delete::Migration),
             Box::new(m20261207_000001_event_call_id::Migration),
             Box::new(m20261208_000002_parked_deliveries::Migration),
+            Box::new(m20261209_000001_ordered_delivery::Migration),
         ]
     }
 }

@@ -1,5 +1,6 @@
 //! Work one replica does for all: sampling the queue and table gauges, folding the history
-//! counts, deleting finished jobs, sweeping parked deliveries, and purging old events.
+//! counts, deleting finished jobs, sweeping parked deliveries and ordered keys, and purging old
+//! events.
 //!
 //! The replica holding a PostgreSQL advisory lock on its own connection is the leader; when it
 //! dies its connection closes, the lock is freed and another replica takes over on its next tick.
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 use sea_orm::sqlx::{self, Connection, PgConnection, PgPool};
 
 use wirehook_core::metrics::{
-    JOBS_DELETED_TOTAL, PARKED_SWEPT_TOTAL, PURGED_TOTAL, QUEUE_OLDEST_AGE, QUEUE_PENDING,
-    TABLE_BYTES, TABLE_ROWS,
+    JOBS_DELETED_TOTAL, ORDERED_BLOCKED_KEYS, ORDERED_OLDEST_BLOCKED_AGE, ORDERED_SWEPT_TOTAL,
+    PARKED_SWEPT_TOTAL, PURGED_TOTAL, QUEUE_OLDEST_AGE, QUEUE_PENDING, TABLE_BYTES, TABLE_ROWS,
 };
 use wirehook_core::queue;
 use wirehook_core::retention::purge;
@@ -68,6 +69,23 @@ pub async fn run(pool: PgPool, db: sea_orm::DatabaseConnection, schedule: Schedu
                     .increment(swept.cancelled);
             }
             Err(error) => tracing::warn!(%error, "sweeping parked deliveries failed"),
+        }
+        match queue::ordered::sweep(&db).await {
+            Ok(swept) => {
+                metrics::counter!(ORDERED_SWEPT_TOTAL, "action" => "released")
+                    .increment(swept.released);
+                metrics::counter!(ORDERED_SWEPT_TOTAL, "action" => "idled").increment(swept.idled);
+                metrics::counter!(PARKED_SWEPT_TOTAL, "action" => "cancelled")
+                    .increment(swept.cancelled);
+            }
+            Err(error) => tracing::warn!(%error, "sweeping ordered keys failed"),
+        }
+        match queue::ordered::blocked(&db).await {
+            Ok((blocked, oldest)) => {
+                metrics::gauge!(ORDERED_BLOCKED_KEYS).set(blocked as f64);
+                metrics::gauge!(ORDERED_OLDEST_BLOCKED_AGE).set(oldest);
+            }
+            Err(error) => tracing::warn!(%error, "sampling blocked ordered keys failed"),
         }
         let due = last_purge.is_none_or(|at| at.elapsed() >= schedule.purge_every);
         if let (Some(retention), true) = (schedule.retention, due) {

@@ -7,6 +7,16 @@
 //! `transcript` and `metadata` (the provider's own metadata object). Times are RFC 3339 UTC.
 //! `campaignId`, `agentId` and `outcome` are strings, so configuration filters can match them.
 //!
+//! Ordering keys (a configuration's `ordering.key`): `/callId` is the key to order one call's
+//! events by. It is set on every `call.*`, `recording.*` and `voice.*` event of both providers
+//! whose body names the call: SignalWire's `call_id` (contract and RELAY bodies) or `CallSid`
+//! (cXML callbacks, recording callbacks included); ElevenLabs' `call_id` (contract), the
+//! post-call webhooks' `metadata.phone_call.call_sid` or the dynamic variable `callId`/`call_id`,
+//! and an initiation failure's `CallSid`. The same call keeps the same value across its events
+//! and providers' retries. A conversation that is no phone call (an ElevenLabs web or SDK
+//! session) has no call: its events have no `callId`, go unordered and are counted
+//! (`wirehook_ordered_missing_key_total`); `/conversationId` orders those.
+//!
 //! Unknown event types are not errors: they come back with `event_type: None`, to be recorded
 //! as `ignored`. Only a body that cannot be read at all is a [`NormalizeError`].
 

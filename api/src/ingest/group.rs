@@ -140,7 +140,7 @@ async fn record_together(
         .collect();
     let configs = subscribed_configs(db, &types).await?;
     let mut planned = Vec::new();
-    for (item, parent) in items.iter().zip(&message_ids) {
+    for (pos, (item, parent)) in items.iter().zip(&message_ids).enumerate() {
         let Disposition::Deliver(event_type) = &item.disposition else {
             continue;
         };
@@ -152,15 +152,19 @@ async fn record_together(
                 message_id: MessageId::generate().into_inner(),
                 parent,
                 config_id: ConfigId(config.id),
+                okey: ordering_key(config, item),
+                pos,
             });
         }
     }
+    let ordered = planned.iter().any(|p| p.okey.is_some());
     let rows = inbound_rows(items, &message_ids);
     let inserted = db
         .query_all_raw(fan_out::statement(
             json_text(&rows)?,
             json_text(&planned)?,
             planned.len(),
+            ordered,
         ))
         .await?;
     let by_message: HashMap<&str, &InboundRow<'_>> =
@@ -192,6 +196,10 @@ async fn record_together(
             last_error: None,
             provider_payload: sent.item.provider_payload.clone(),
             client_ip: sent.item.client_ip.clone(),
+            ordering_key: None,
+            ordering_seq: None,
+            ordering_previous: None,
+            waiting_on_key: false,
             created_at: row.try_get("", "created_at")?,
             updated_at: row.try_get("", "updated_at")?,
         };
@@ -248,6 +256,32 @@ struct PlannedDelivery<'a> {
     /// The inbound row's message id.
     parent: &'a str,
     config_id: ConfigId,
+    /// Its ordering key, for a configuration with `ordering`; sent only when some delivery of
+    /// the batch has one (the statement without ordering does not read it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    okey: Option<String>,
+    /// The event's place in the batch, which is the order it was accepted in.
+    pos: usize,
+}
+
+/// The key `item`'s delivery to `config` is ordered under: the publisher's `orderingKey`, else
+/// the value at the configuration's pointer; `None` for an unordered configuration, or (counted)
+/// an event without a usable value there, which is then delivered unordered.
+fn ordering_key(config: &webhook_configs::Model, item: &Received) -> Option<String> {
+    let ordering = config.ordering.as_ref()?;
+    let key = item
+        .ordering_key
+        .clone()
+        .or_else(|| ordering.key_of(&item.payload));
+    if key.is_none() {
+        metrics::counter!(wirehook_core::metrics::ORDERED_MISSING_KEY_TOTAL).increment(1);
+        tracing::debug!(
+            config_id = config.id,
+            pointer = %ordering.key,
+            "ordered configuration: no key in the event, delivered unordered"
+        );
+    }
+    key
 }
 
 fn inbound_rows<'a>(items: &'a [Received], message_ids: &'a [String]) -> Vec<InboundRow<'a>> {

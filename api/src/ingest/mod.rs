@@ -38,6 +38,9 @@ pub struct Received {
     /// duplicate.
     pub dedupe_key: Option<String>,
     pub client_ip: Option<String>,
+    /// Orders this event's deliveries under this key for every configuration with `ordering`,
+    /// instead of the value at the configuration's key pointer (`orderingKey` of a publish).
+    pub ordering_key: Option<String>,
 }
 
 /// The outcome of [`Ingestor::record`].

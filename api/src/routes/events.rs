@@ -14,6 +14,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOr
 use serde_json::Value;
 
 use sea_orm::TransactionTrait;
+use wirehook_core::queue::ordered::{self, SkipRefused};
 use wirehook_core::queue::{self, RetryRefused};
 
 use super::ApiTags;
@@ -66,6 +67,9 @@ pub struct EventOut {
     /// Inbound: the client address (the socket peer, or what a trusted proxy forwarded).
     #[oai(skip_serializing_if_is_none)]
     pub client_ip: Option<String>,
+    /// Outbound deliveries of an ordered configuration: where the event stands in its key.
+    #[oai(skip_serializing_if_is_none)]
+    pub ordering: Option<EventOrdering>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -97,10 +101,35 @@ impl From<webhook_events::Model> for EventOut {
             next_attempt_at: m.next_attempt_at,
             last_error: m.last_error,
             client_ip: m.client_ip,
+            ordering: m
+                .ordering_key
+                .zip(m.ordering_seq)
+                .map(|(key, sequence)| EventOrdering {
+                    key,
+                    sequence,
+                    previous_id: m.ordering_previous,
+                    waiting: m.waiting_on_key,
+                }),
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
     }
+}
+
+/// An ordered delivery's place in its key, as its signed body's `ordering` says it.
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct EventOrdering {
+    /// The key value (e.g. the call id).
+    pub key: String,
+    /// 1 for the key's first event, in the order the events were accepted.
+    pub sequence: i64,
+    /// The message id of the key's event before this one (absent for the first).
+    #[oai(skip_serializing_if_is_none)]
+    pub previous_id: Option<String>,
+    /// Pending behind the event that holds the key: it is not attempted until that one is
+    /// delivered, skipped, or (`onStuck: detach`) has held the key for `maxHoldSeconds`.
+    pub waiting: bool,
 }
 
 /// One outbound HTTP attempt.
@@ -218,6 +247,27 @@ impl From<RetryRefused> for ApiError {
     }
 }
 
+impl From<SkipRefused> for ApiError {
+    fn from(e: SkipRefused) -> Self {
+        match e {
+            SkipRefused::NotFound(_) => {
+                ApiError::NotFound(e.to_string().trim_end_matches(" not found").to_owned())
+            }
+            SkipRefused::Db(db) => db.into(),
+            other => ApiError::Conflict(other.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct SkipResponse {
+    pub success: bool,
+    pub message: String,
+    /// The skipped event, now `cancelled`.
+    pub event: EventOut,
+}
+
 /// A platform event to publish to the configurations subscribed to its type.
 #[derive(Debug, Object)]
 #[oai(rename = "PublishEvent", rename_all = "camelCase", deny_unknown_fields)]
@@ -230,6 +280,11 @@ pub struct PublishEventRequest {
     /// it, and nothing is published again (1–255 characters).
     #[oai(validator(min_length = 1, max_length = 255))]
     pub idempotency_key: Option<Text>,
+    /// For configurations with `ordering`: the key this event is ordered under, instead of the
+    /// value at the configuration's `ordering.key` pointer (1–255 characters). Ignored by
+    /// unordered configurations.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub ordering_key: Option<Text>,
 }
 
 /// A published platform event.
@@ -303,6 +358,20 @@ impl EventsApi {
             }
             other => other,
         };
+        let ordering_key = match body.ordering_key.map(Text::into_inner) {
+            Some(key)
+                if key.trim().is_empty()
+                    || key.len() > entity::MAX_ORDERING_KEY_BYTES
+                    || key.contains('\0') =>
+            {
+                return Err(ApiError::Validation(
+                    "`orderingKey` must be 1 to 255 bytes, not blank, without NUL characters"
+                        .into(),
+                )
+                .into());
+            }
+            other => other,
+        };
         let payload = Value::Object(body.payload.into_iter().collect());
         crate::domain::storable_json(&payload)
             .map_err(|e| ApiError::Validation(format!("`payload` {e}")))?;
@@ -315,6 +384,7 @@ impl EventsApi {
                 provider_payload: None,
                 dedupe_key: idempotency_key,
                 client_ip: None,
+                ordering_key,
             })
             .await
             .map_err(|e| {
@@ -483,6 +553,31 @@ impl EventsApi {
         Ok(Json(RetryResponse {
             success: true,
             message: "Webhook delivery retry queued".into(),
+            event: event.into(),
+        }))
+    }
+
+    /// Skip an ordered delivery
+    ///
+    /// For configurations with `ordering`: cancels a `pending` or `failed` delivery and, if it
+    /// holds its key (a blocked key's head), lets the next event of the key go now. Receivers
+    /// see the gap in `ordering.sequence`. 409 for a delivery that is not ordered, or already
+    /// delivered or cancelled.
+    #[oai(path = "/:id/skip", method = "post", operation_id = "events.skip")]
+    async fn skip_event(&self, _auth: BearerAuth, id: Path<i64>) -> ApiResult<Json<SkipResponse>> {
+        let event = retrying(|| async {
+            let txn = self.db.begin().await?;
+            let event = ordered::skip(&txn, entity::EventId(id.0))
+                .await
+                .map_err(ApiError::from)?;
+            txn.commit().await?;
+            Ok(event)
+        })
+        .await?;
+        tracing::info!(event_id = id.0, "ordered delivery skipped");
+        Ok(Json(SkipResponse {
+            success: true,
+            message: "Webhook delivery skipped; the next event of its key goes now".into(),
             event: event.into(),
         }))
     }

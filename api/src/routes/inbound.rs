@@ -127,7 +127,9 @@ impl InboundApi {
     /// `X-SignalWire-Sha256-Signature`: hex HMAC-SHA256) and form-encoded cXML callbacks
     /// (Twilio-compatible base64 HMAC-SHA1; `X-Twilio-Signature` is accepted too). The URL is
     /// `PUBLIC_BASE_URL` + this path + the query string. Provider retries of the same event
-    /// answer 200 with `duplicate: true`.
+    /// answer 200 with `duplicate: true`. Every call and recording event that names its call
+    /// (`call_id`, `CallSid`) is delivered with `callId`: the ordering key for
+    /// `ordering: {"key": "/callId"}`.
     #[oai(
         path = "/signalwire",
         method = "post",
@@ -191,7 +193,10 @@ impl InboundApi {
     ///
     /// `ElevenLabs-Signature: t=<unix>,v0=<hex HMAC-SHA256 of "t.body">`; timestamps older than
     /// 30 minutes or more than 5 minutes ahead are refused. Provider retries of the same event
-    /// answer 200 with `duplicate: true`.
+    /// answer 200 with `duplicate: true`. Every voice and agent event of a phone call (`call_id`,
+    /// `metadata.phone_call.call_sid`, a `callId` dynamic variable, `CallSid`) is delivered with
+    /// `callId`: the ordering key for `ordering: {"key": "/callId"}`; a web or SDK conversation
+    /// has none (order those on `/conversationId`).
     #[oai(
         path = "/elevenlabs",
         method = "post",
@@ -322,6 +327,7 @@ impl InboundApi {
                 provider_payload: Some(normalized.raw),
                 dedupe_key: Some(dedupe_key),
                 client_ip: Some(inbound.client_ip.to_string()),
+                ordering_key: None,
             })
             .await
             .map_err(|e| {

@@ -183,6 +183,33 @@ impl TestApp {
         Replica::start(db, settings).expect("replica")
     }
 
+    /// Starts a second api on the same database (its own pool, listener and group commit), as
+    /// another replica behind a load balancer would be; returns its base URL. It runs until
+    /// the test ends.
+    pub async fn start_api_replica(&self) -> String {
+        let (acceptor, addr) = wirehook_api::app::bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let db = self.database.connect(POOL).await.expect("connect");
+        let delivery = wirehook_core::http_client::ClientConfig {
+            timeout: Duration::from_secs(2),
+            allow_private_targets: true,
+            user_agent: "wirehook-tests".into(),
+        };
+        let base = format!("http://{addr}");
+        let inbound = InboundConfig::unconfigured(url::Url::parse(&base).expect("base URL"));
+        let app = App::new(
+            db,
+            &jwt_config(),
+            delivery,
+            std::sync::Arc::new(wirehook_core::secrets::Keyring::development()),
+            inbound,
+        )
+        .expect("app");
+        tokio::spawn(app.serve(acceptor, std::future::pending()));
+        base
+    }
+
     /// The test database's URL (for the binaries).
     pub fn database_url(&self) -> &str {
         self.database.url()

@@ -364,6 +364,7 @@ fn record(event_id: i64, config_id: i64, delivered: bool) -> wirehook_core::stor
         gone: false,
         // Leaves the configuration alone: this test is about the event's row only.
         health: wirehook_core::store::Health::StillHealthy,
+        release: None,
     }
 }
 

@@ -17,6 +17,7 @@ fn received(event_type: EventType, key: &str, payload: Value) -> Received {
         provider_payload: Some(json!({"raw": true})),
         dedupe_key: Some(key.to_owned()),
         client_ip: Some("127.0.0.1".to_owned()),
+        ordering_key: None,
     }
 }
 

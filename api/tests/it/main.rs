@@ -16,6 +16,7 @@ mod ingest_group;
 mod migrate;
 mod openapi;
 mod operations;
+mod ordering;
 mod outage;
 mod overload;
 mod refusals;

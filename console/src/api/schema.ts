@@ -185,6 +185,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/webhooks/events/{id}/skip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Skip an ordered delivery
+         * @description For configurations with `ordering`: cancels a `pending` or `failed` delivery and, if it
+         *     holds its key (a blocked key's head), lets the next event of the key go now. Receivers
+         *     see the gap in `ordering.sequence`. 409 for a delivery that is not ordered, or already
+         *     delivered or cancelled.
+         */
+        post: operations["events.skip"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/webhooks/signalwire": {
         parameters: {
             query?: never;
@@ -200,7 +223,9 @@ export interface paths {
          *     `X-SignalWire-Sha256-Signature`: hex HMAC-SHA256) and form-encoded cXML callbacks
          *     (Twilio-compatible base64 HMAC-SHA1; `X-Twilio-Signature` is accepted too). The URL is
          *     `PUBLIC_BASE_URL` + this path + the query string. Provider retries of the same event
-         *     answer 200 with `duplicate: true`.
+         *     answer 200 with `duplicate: true`. Every call and recording event that names its call
+         *     (`call_id`, `CallSid`) is delivered with `callId`: the ordering key for
+         *     `ordering: {"key": "/callId"}`.
          */
         post: operations["inbound.signalwire"];
         delete?: never;
@@ -222,7 +247,10 @@ export interface paths {
          * Receive an ElevenLabs webhook
          * @description `ElevenLabs-Signature: t=<unix>,v0=<hex HMAC-SHA256 of "t.body">`; timestamps older than
          *     30 minutes or more than 5 minutes ahead are refused. Provider retries of the same event
-         *     answer 200 with `duplicate: true`.
+         *     answer 200 with `duplicate: true`. Every voice and agent event of a phone call (`call_id`,
+         *     `metadata.phone_call.call_sid`, a `callId` dynamic variable, `CallSid`) is delivered with
+         *     `callId`: the ordering key for `ordering: {"key": "/callId"}`; a web or SDK conversation
+         *     has none (order those on `/conversationId`).
          */
         post: operations["inbound.elevenlabs"];
         delete?: never;
@@ -326,6 +354,8 @@ export interface components {
             metadata?: {
                 [key: string]: unknown;
             };
+            /** @description Deliver the events of one key (e.g. one call) in order; absent: in parallel, unordered. */
+            ordering?: components["schemas"]["OrderingIn"];
         };
         /** ConfigListResponse */
         ConfigListResponse: {
@@ -356,6 +386,11 @@ export interface components {
             metadata?: {
                 [key: string]: unknown;
             };
+            /**
+             * @description Replaces the ordering; `null` makes the configuration unordered (events already waiting
+             *     on a key are released one after another).
+             */
+            ordering?: components["schemas"]["OrderingIn"] | null;
         };
         /** ConfigResponse */
         ConfigResponse: {
@@ -451,6 +486,26 @@ export interface components {
             events: components["schemas"]["WebhookEvent"][];
         };
         /**
+         * EventOrdering
+         * @description An ordered delivery's place in its key, as its signed body's `ordering` says it.
+         */
+        EventOrdering: {
+            /** @description The key value (e.g. the call id). */
+            key: string;
+            /**
+             * Format: int64
+             * @description 1 for the key's first event, in the order the events were accepted.
+             */
+            sequence: number;
+            /** @description The message id of the key's event before this one (absent for the first). */
+            previousId?: string;
+            /**
+             * @description Pending behind the event that holds the key: it is not attempted until that one is
+             *     delivered, skipped, or (`onStuck: detach`) has held the key for `maxHoldSeconds`.
+             */
+            waiting: boolean;
+        };
+        /**
          * @description Lifecycle of an event row.
          *
          *     Inbound events end `processed`, `ignored` or `rejected`; outbound events move from
@@ -526,6 +581,60 @@ export interface components {
             message: string;
         };
         /**
+         * @description What an ordered key does while its head is stuck.
+         * @enum {string}
+         */
+        OnStuck: "detach" | "block";
+        /**
+         * Ordering
+         * @description Ordered delivery of a configuration: its events are delivered one key value at a time, in
+         *     the order they were accepted (`core::queue::ordered`).
+         */
+        Ordering: {
+            /**
+             * @description JSON Pointer (RFC 6901) into the event payload whose value is the ordering key, e.g.
+             *     `/callId`.
+             */
+            key: string;
+            /** @description What happens when the head of a key is not delivered within `maxHoldSeconds`. */
+            onStuck: components["schemas"]["OnStuck"];
+            /**
+             * Format: uint32
+             * @description How long the head of a key may hold it before `onStuck` applies, in seconds.
+             */
+            maxHoldSeconds: number;
+        };
+        /**
+         * OrderingIn
+         * @description Ordered delivery per key: the events whose payload has the same value at `key` are
+         *     delivered to this configuration one at a time, in the order they were accepted.
+         * @example {
+         *       "key": "/callId",
+         *       "maxHoldSeconds": 300,
+         *       "onStuck": "detach"
+         *     }
+         */
+        OrderingIn: {
+            /**
+             * @description JSON Pointer (RFC 6901) into the event payload, e.g. `/callId` (guaranteed on every call,
+             *     recording and voice event of SignalWire and ElevenLabs). Must start with `/`: a key that
+             *     is not a pointer would be one constant value, putting every event in one queue.
+             */
+            key: string;
+            /**
+             * @description `detach` (default): after `maxHoldSeconds` the next event goes and the stuck one keeps
+             *     retrying and arrives late. `block`: the key waits until its head is delivered, or skipped
+             *     (`POST /api/webhooks/events/{id}/skip`).
+             */
+            onStuck?: components["schemas"]["OnStuck"];
+            /**
+             * Format: uint32
+             * @description How long the head of a key may hold it before `onStuck` applies, 1–604800 seconds
+             *     (default 300).
+             */
+            maxHoldSeconds?: number;
+        };
+        /**
          * PublishEvent
          * @description A platform event to publish to the configurations subscribed to its type.
          */
@@ -541,6 +650,12 @@ export interface components {
              *     it, and nothing is published again (1–255 characters).
              */
             idempotencyKey?: string;
+            /**
+             * @description For configurations with `ordering`: the key this event is ordered under, instead of the
+             *     value at the configuration's `ordering.key` pointer (1–255 characters). Ignored by
+             *     unordered configurations.
+             */
+            orderingKey?: string;
         };
         /**
          * PublishedEvent
@@ -690,6 +805,13 @@ export interface components {
             /** @description The configuration with its new secret, shown this once. */
             webhook: components["schemas"]["WebhookConfigWithSecret"];
         };
+        /** SkipResponse */
+        SkipResponse: {
+            success: boolean;
+            message: string;
+            /** @description The skipped event, now `cancelled`. */
+            event: components["schemas"]["WebhookEvent"];
+        };
         /**
          * @description Where an event came from.
          * @enum {string}
@@ -787,6 +909,8 @@ export interface components {
              * @description Until when the secret replaced by the latest rotation still signs deliveries.
              */
             previousSecretExpiresAt?: string;
+            /** @description Ordered delivery per key (absent: unordered). */
+            ordering?: components["schemas"]["Ordering"];
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
@@ -848,6 +972,8 @@ export interface components {
              * @description Until when the secret replaced by the latest rotation still signs deliveries.
              */
             previousSecretExpiresAt?: string;
+            /** @description Ordered delivery per key (absent: unordered). */
+            ordering?: components["schemas"]["Ordering"];
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
@@ -908,6 +1034,8 @@ export interface components {
             lastError?: string;
             /** @description Inbound: the client address (the socket peer, or what a trusted proxy forwarded). */
             clientIp?: string;
+            /** @description Outbound deliveries of an ordered configuration: where the event stands in its key. */
+            ordering?: components["schemas"]["EventOrdering"];
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
@@ -2142,6 +2270,99 @@ export interface operations {
             };
         };
     };
+    "events.skip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["SkipResponse"];
+                };
+            };
+            /** @description Invalid input: malformed JSON, a parameter or field with a value the API refuses. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, malformed, expired or wrongly signed credentials. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The resource's state does not allow this. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Body too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unexpected failure. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable; retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     "inbound.signalwire": {
         parameters: {
             query?: never;
@@ -2438,5 +2659,6 @@ export const configStatusValues: ReadonlyArray<FlattenedDeepRequired<components>
 export const directionValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Direction"]> = ["inbound", "outbound"];
 export const eventStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["EventStatus"]> = ["processed", "ignored", "rejected", "pending", "delivered", "failed", "cancelled"];
 export const eventTypeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["EventType"]> = ["call.created", "call.ringing", "call.answered", "call.completed", "recording.started", "recording.completed", "voice.processing", "voice.completed", "agent.ready", "agent.speaking", "agent.listening", "agent.error", "conversation.started", "conversation.completed", "transfer.initiated", "transfer.completed", "contact.created", "campaign.started", "campaign.completed"];
+export const onStuckValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["OnStuck"]> = ["detach", "block"];
 export const sourceValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Source"]> = ["signalwire", "elevenlabs", "11wire"];
 export const userStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["UserStatus"]> = ["active", "inactive"];

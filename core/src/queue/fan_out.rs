@@ -10,15 +10,24 @@ use crate::job::{MAX_EVENTS_PER_JOB, QUEUE};
 
 /// The statement for `inbound_rows` (JSON array of `{message_id, source, event_type, payload,
 /// status, provider_payload, dedupe_key, client_ip}`) and `planned` (JSON array of
-/// `{message_id, parent, config_id}`, `deliveries` of them). It returns one row per inserted
-/// inbound event: `id, message_id, created_at, updated_at, deliveries`.
-pub fn statement(inbound_rows: String, planned: String, deliveries: usize) -> Statement {
+/// `{message_id, parent, config_id}`, `deliveries` of them; with `ordered`, each also has
+/// `okey`, its ordering key or null, and `pos`, its place in accept order). It returns one row
+/// per inserted inbound event: `id, message_id, created_at, updated_at, deliveries`.
+///
+/// A batch without ordered deliveries runs exactly the statement it ran before ordering
+/// existed: no key table, no window, no extra index.
+pub fn statement(
+    inbound_rows: String,
+    planned: String,
+    deliveries: usize,
+    ordered: bool,
+) -> Statement {
     let job_ids: Vec<String> = (0..deliveries.div_ceil(MAX_EVENTS_PER_JOB))
         .map(|_| ulid::Ulid::generate().to_string())
         .collect();
     Statement::from_sql_and_values(
         DbBackend::Postgres,
-        RECORD_SQL,
+        if ordered { ORDERED_SQL } else { RECORD_SQL },
         [
             inbound_rows.into(),
             planned.into(),
@@ -76,6 +85,97 @@ WITH ins AS ( \
   RETURNING id, parent_event_id \
 ), grouped AS ( \
   SELECT (row_number() OVER (ORDER BY id) - 1) / $6 + 1 AS n, id FROM outb \
+), jobs AS ( \
+  INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+  SELECT j.id, $4, convert_to(CASE WHEN count(*) = 1 \
+           THEN jsonb_build_object('v', 1, 'event_id', min(g.id)) \
+           ELSE jsonb_build_object('v', 2, 'event_ids', jsonb_agg(g.id ORDER BY g.id)) END::text, \
+         'UTF8'), 'Pending', 0, $5, now(), 0 \
+  FROM grouped g JOIN jsonb_array_elements_text($3::jsonb) WITH ORDINALITY AS j(id, n) \
+    ON j.n = g.n \
+  GROUP BY j.id \
+) \
+SELECT ins.id, ins.message_id, ins.created_at, ins.updated_at, \
+       (SELECT count(*) FROM outb WHERE outb.parent_event_id = ins.id) AS deliveries \
+FROM ins";
+
+/// [`RECORD_SQL`] for a batch with ordered deliveries (`super::ordered`); `$2`'s rows also
+/// carry `okey` (the ordering key, null for an unordered delivery) and `pos` (accept order).
+///
+/// - `go`: the deliveries to insert, numbered per (configuration, key) in accept order.
+/// - `keys`: one append per key, in (configuration, key) order, which is also the order the
+///   key rows are locked in: the row lock serializes the batches (and the releases) of one key,
+///   so sequences follow commit order. The key's new `last_seq` and its `last_message_id`
+///   before the append come back (`prior_message_id`); an idle key (`head_seq` NULL) is taken
+///   by the first event appended.
+/// - `placed`: each delivery's sequence, previous message id, and whether it waits (every
+///   ordered delivery but the key's head).
+/// - `outb`: inserted after its key's append, so within a key ids grow with sequences.
+/// - `jobs`: only for the deliveries that do not wait.
+const ORDERED_SQL: &str = "\
+WITH ins AS ( \
+  INSERT INTO webhook_events \
+    (message_id, direction, source, event_type, payload, status, provider_payload, dedupe_key, \
+     client_ip) \
+  SELECT r.message_id, $7, r.source, r.event_type, r.payload, r.status, \
+         r.provider_payload, r.dedupe_key, r.client_ip \
+  FROM jsonb_to_recordset($1::jsonb) AS r(message_id text, source text, event_type text, \
+       payload jsonb, status text, provider_payload jsonb, dedupe_key text, client_ip text) \
+  ORDER BY r.source, r.dedupe_key, r.message_id \
+  ON CONFLICT (source, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING \
+  RETURNING id, message_id, source, event_type, payload, created_at, updated_at \
+), planned AS ( \
+  SELECT * FROM jsonb_to_recordset($2::jsonb) \
+    AS d(message_id text, parent text, config_id bigint, okey text, pos bigint) \
+), live AS ( \
+  SELECT id FROM webhook_configs \
+  WHERE id IN (SELECT config_id FROM planned) AND status = $10 \
+  FOR KEY SHARE \
+), go AS ( \
+  SELECT p.message_id, p.config_id, p.okey, ins.id AS parent_id, ins.source, ins.event_type, \
+         ins.payload, \
+         row_number() OVER w AS n, \
+         count(*) OVER (PARTITION BY p.config_id, p.okey) AS total, \
+         lag(p.message_id) OVER w AS prev_in_batch, \
+         last_value(p.message_id) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING \
+                                          AND UNBOUNDED FOLLOWING) AS last_in_batch \
+  FROM planned p JOIN ins ON ins.message_id = p.parent JOIN live ON live.id = p.config_id \
+  WINDOW w AS (PARTITION BY p.config_id, p.okey ORDER BY p.pos) \
+), keys AS ( \
+  INSERT INTO webhook_ordering_keys AS k \
+    (config_id, key, last_seq, last_message_id, prior_message_id, head_seq, head_since, \
+     updated_at) \
+  SELECT config_id, okey, total, last_in_batch, NULL, 1, now(), now() \
+  FROM go WHERE okey IS NOT NULL AND n = 1 \
+  ORDER BY config_id, okey \
+  ON CONFLICT (config_id, key) DO UPDATE SET \
+    prior_message_id = k.last_message_id, \
+    last_seq = k.last_seq + EXCLUDED.last_seq, \
+    last_message_id = EXCLUDED.last_message_id, \
+    head_seq = COALESCE(k.head_seq, k.last_seq + 1), \
+    head_since = CASE WHEN k.head_seq IS NULL THEN now() ELSE k.head_since END, \
+    updated_at = now() \
+  RETURNING config_id, key, last_seq, prior_message_id, head_seq \
+), placed AS ( \
+  SELECT go.*, keys.last_seq - go.total + go.n AS seq, \
+         CASE WHEN go.n = 1 THEN keys.prior_message_id ELSE go.prev_in_batch END AS previous, \
+         (keys.last_seq - go.total + go.n) <> keys.head_seq AS waiting \
+  FROM go JOIN keys ON keys.config_id = go.config_id AND keys.key = go.okey \
+  UNION ALL \
+  SELECT go.*, NULL, NULL, false FROM go WHERE go.okey IS NULL \
+), outb AS ( \
+  INSERT INTO webhook_events \
+    (message_id, direction, source, event_type, payload, status, attempts, attempt_base, \
+     webhook_config_id, parent_event_id, next_attempt_at, ordering_key, ordering_seq, \
+     ordering_previous, waiting_on_key, created_at, updated_at) \
+  SELECT message_id, $8, source, event_type, payload, $9, 0, 0, \
+         config_id, parent_id, CASE WHEN waiting THEN NULL ELSE now() END, okey, seq, \
+         previous, waiting, now(), now() \
+  FROM placed ORDER BY config_id, okey, seq \
+  RETURNING id, parent_event_id, waiting_on_key \
+), grouped AS ( \
+  SELECT (row_number() OVER (ORDER BY id) - 1) / $6 + 1 AS n, id FROM outb \
+  WHERE NOT waiting_on_key \
 ), jobs AS ( \
   INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
   SELECT j.id, $4, convert_to(CASE WHEN count(*) = 1 \

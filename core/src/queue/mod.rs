@@ -3,7 +3,8 @@
 //! so both commit or neither does, or in the group commit's one statement, [`fan_out`]);
 //! replicas claim and finish jobs through [`backend`]; their leases are kept by [`replicas`];
 //! the maintenance leader samples it through [`stats`], deletes what finished through
-//! [`finished`], and wakes or cancels the deliveries [`parked`] behind failing endpoints.
+//! [`finished`], and wakes or cancels the deliveries [`parked`] behind failing endpoints;
+//! [`ordered`] keeps the deliveries of one ordering key in sequence.
 //!
 //! apalis workarounds that remain, each behind this module's interface:
 //! - Jobs are inserted with SQL (here and in [`fan_out`]), not `push`, which returns no id and
@@ -33,6 +34,7 @@ use crate::job::{DeliveryJob, MAX_EVENTS_PER_JOB, QUEUE};
 pub mod backend;
 pub mod fan_out;
 pub mod finished;
+pub mod ordered;
 pub mod parked;
 pub mod replicas;
 pub mod stats;

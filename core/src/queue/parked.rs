@@ -33,12 +33,13 @@ pub const PROBE_GRACE_SECS: i64 = 5;
 /// Most configurations one [`sweep`] looks at.
 const SWEEP_CONFIGS: i64 = 1_000;
 
-/// `pending` with no attempt planned, on the events aliased `alias`: the partial index
+/// `pending` with no attempt planned and not waiting on its ordering key
+/// ([`super::ordered`]), on the events aliased `alias`: the partial index
 /// `webhook_events_parked` covers exactly this predicate, which is why it is spelled with
 /// literals (a parameter would keep a generic plan off the index).
 fn parked_predicate(alias: &str) -> String {
     format!(
-        "{alias}status = {} AND {alias}next_attempt_at IS NULL",
+        "{alias}status = {} AND {alias}next_attempt_at IS NULL AND NOT {alias}waiting_on_key",
         EventStatus::Pending.sql_literal()
     )
 }
@@ -165,7 +166,8 @@ async fn wake_due(
     Ok(ids.len() as u64)
 }
 
-/// Cancels every parked delivery of `config_id` with `why` as its last error; returns how many.
+/// Cancels every parked delivery of `config_id`, and every event waiting on an ordering key of
+/// it ([`super::ordered::cancel_waiting`]), with `why` as its last error; returns how many.
 pub async fn cancel(
     conn: &impl ConnectionTrait,
     config_id: ConfigId,
@@ -191,7 +193,8 @@ pub async fn cancel(
             ],
         ))
         .await?;
-    Ok(cancelled.rows_affected())
+    let waiting = super::ordered::cancel_waiting(conn, config_id, why).await?;
+    Ok(cancelled.rows_affected() + waiting)
 }
 
 /// What one [`sweep`] did.

@@ -147,7 +147,7 @@ async fn fill(conn: &DatabaseConnection, stage: &Stage, events: u64) -> BenchRes
 }
 
 /// Waits until `expected` outbound events are `delivered` (or `timeout`); returns the count.
-async fn wait_delivered(
+pub(super) async fn wait_delivered(
     conn: &DatabaseConnection,
     expected: u64,
     timeout: Duration,

@@ -4,7 +4,8 @@
 //! Order of a full run: the pgbench baselines ([`baseline`]), the no-op apalis drain
 //! ([`noop`]), delivery throughput with 1 and 2 workers ([`delivery`]), inbound ingest
 //! ([`ingest`]), end-to-end latency at half the ingest rate ([`e2e`]), history queries at
-//! 1,000,000 rows ([`history`]), backpressure past the ingest capacity ([`overload`]). Memory figures come from the scenarios that run the
+//! 1,000,000 rows ([`history`]), backpressure past the ingest capacity ([`overload`]), ordered
+//! delivery per key ([`ordered`]). Memory figures come from the scenarios that run the
 //! binaries. [`report`] prints the table and writes `bench/RESULTS.md`.
 
 pub mod baseline;
@@ -14,6 +15,7 @@ pub mod history;
 pub mod ingest;
 pub mod machine;
 pub mod noop;
+pub mod ordered;
 pub mod overload;
 pub mod report;
 pub mod stage;
@@ -54,6 +56,8 @@ pub enum Scenario {
     History,
     /// Backpressure: 3× the ingest capacity, then 4,096 keep-alive connections.
     Overload,
+    /// Ordered delivery: 10,000 keys × 5 events, 2 workers, against the unordered figure.
+    Ordered,
 }
 
 /// How big and how long; the defaults are the issue's.

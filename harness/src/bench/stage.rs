@@ -41,9 +41,19 @@ pub struct Stage {
 impl Stage {
     /// Sets up `name` with `configs` active configurations subscribed to `call.completed`.
     pub async fn new(ctx: &Context, name: &str, configs: usize) -> BenchResult<Self> {
+        Self::with_keep(ctx, name, configs, Keep::Counts).await
+    }
+
+    /// [`new`](Self::new) with a receiver that keeps what `keep` says.
+    pub async fn with_keep(
+        ctx: &Context,
+        name: &str,
+        configs: usize,
+        keep: Keep,
+    ) -> BenchResult<Self> {
         let db = TestDb::create(&ctx.admin_url, DB_PREFIX).await?;
         ctx.binaries.migrate(db.url()).await?;
-        let receiver = Receiver::start(Keep::Counts).await?;
+        let receiver = Receiver::start(keep).await?;
         let addr = free_local_addr()?;
         let spec = ProcSpec::api(
             &format!("{name}-api"),

@@ -1,6 +1,7 @@
 //! The fault-injection run (`just chaos`): the real `api` and three `worker` replicas on a
 //! throwaway PostgreSQL cluster of their own, provider webhooks and platform events fanning
-//! out to twenty configurations whose receivers fail, hang and reset, a worker SIGKILLed and
+//! out to twenty configurations (five of them ordered per call) whose receivers fail, hang and
+//! reset, a worker SIGKILLed and
 //! restarted every few seconds, one PostgreSQL crash and one api SIGKILL mid-run; then the
 //! checks of [`verify`]. Everything listens on 127.0.0.1.
 
@@ -512,7 +513,7 @@ async fn read_rows(pool: &DatabaseConnection) -> Result<Rows, sea_orm::DbErr> {
     .collect::<Result<_, sea_orm::DbErr>>()?;
     let outbound = query(
         "SELECT id, message_id, webhook_config_id, parent_event_id, status::text AS status, \
-                attempts \
+                attempts, ordering_key, ordering_seq \
          FROM webhook_events WHERE direction = 'outbound'",
     )
     .await?
@@ -525,6 +526,9 @@ async fn read_rows(pool: &DatabaseConnection) -> Result<Rows, sea_orm::DbErr> {
             parent_event_id: r.try_get("", "parent_event_id")?,
             status: r.try_get("", "status")?,
             attempts: r.try_get("", "attempts")?,
+            ordering: r
+                .try_get::<Option<String>>("", "ordering_key")?
+                .zip(r.try_get::<Option<i64>>("", "ordering_seq")?),
         })
     })
     .collect::<Result<_, sea_orm::DbErr>>()?;

@@ -7,6 +7,12 @@
 //! seed, the `webhook-id` and the attempt's arrival number: 500 for [`SERVER_ERROR_PCT`]%,
 //! a hang past the delivery timeout for [`HANG_PCT`]%, a reset connection for [`RESET_PCT`]%,
 //! else 200. What the database must end up with follows from what each receiver answered.
+//!
+//! One configuration in [`ORDERED_EVERY`] (one per campaign) is ordered on `/callId` with
+//! `onStuck: detach` and a hold longer than the run, so only a head that fails for good lets
+//! its key move on while it is not delivered. SignalWire events are one call each; the
+//! platform events of [`EVENTS_PER_CALL`] consecutive sources of one campaign share a call, so
+//! each ordered key gets several events to keep in order.
 
 use std::time::Duration;
 
@@ -28,6 +34,11 @@ pub const SERVER_ERROR_PCT: u64 = 20;
 pub const HANG_PCT: u64 = 5;
 /// Share of attempts whose connection is reset, in percent.
 pub const RESET_PCT: u64 = 5;
+/// Configuration `k` is ordered when `k % ORDERED_EVERY == ORDERED_EVERY - 1`: five of twenty,
+/// whose campaigns are all five.
+pub const ORDERED_EVERY: usize = 4;
+/// Platform events per call (per ordered key) of one campaign.
+pub const EVENTS_PER_CALL: usize = 4;
 /// `DELIVERY_TIMEOUT_SECS` of the workers.
 pub const DELIVERY_TIMEOUT_SECS: u64 = 1;
 /// How long a hanging receiver waits before it answers (nobody is listening by then).
@@ -45,19 +56,26 @@ pub struct ConfigPlan {
     pub path: String,
     /// The one campaign it receives.
     pub campaign: String,
+    /// Delivers each call's events in order.
+    pub ordered: bool,
 }
 
 impl ConfigPlan {
     /// The `POST /api/webhooks/config` body delivering to `url`.
     pub fn body(&self, url: &str) -> Value {
-        json!({
+        let mut body = json!({
             "name": format!("chaos {}", self.path),
             "url": url,
             "eventTypes": ["call.completed", "conversation.completed"],
             "status": "active",
             "retryConfig": retry_config(),
             "filters": {"campaigns": [self.campaign]},
-        })
+        });
+        if self.ordered {
+            body["ordering"] =
+                json!({"key": "/callId", "onStuck": "detach", "maxHoldSeconds": 86_400});
+        }
+        body
     }
 }
 
@@ -67,6 +85,7 @@ pub fn configs() -> Vec<ConfigPlan> {
         .map(|k| ConfigPlan {
             path: format!("/c/{k}"),
             campaign: campaign(k),
+            ordered: k % ORDERED_EVERY == ORDERED_EVERY - 1,
         })
         .collect()
 }
@@ -93,6 +112,9 @@ pub struct SourceEvent {
     pub key: String,
     /// Its campaign.
     pub campaign: String,
+    /// Platform events: the call it belongs to (`callId`), shared by [`EVENTS_PER_CALL`]
+    /// platform events of its campaign.
+    pub call: Option<String>,
 }
 
 impl SourceEvent {
@@ -106,6 +128,7 @@ impl SourceEvent {
                     "conversationId": self.key,
                     "campaignId": self.campaign,
                     "outcome": "lead_qualified",
+                    "callId": self.call,
                 },
                 "idempotencyKey": self.key,
             })
@@ -125,10 +148,20 @@ pub fn sources(outbound: usize) -> Vec<SourceEvent> {
             } else {
                 Entry::Platform
             };
+            // Platform sources are the odd ones; those of one campaign come every tenth
+            // source, so EVENTS_PER_CALL of them in a row share a call.
+            let call = (entry == Entry::Platform).then(|| {
+                format!(
+                    "chaos-call-{}-{}",
+                    i % (2 * CAMPAIGNS),
+                    i / (2 * CAMPAIGNS * EVENTS_PER_CALL)
+                )
+            });
             SourceEvent {
                 entry,
                 key: format!("chaos-{i}"),
                 campaign: campaign(i),
+                call,
             }
         })
         .collect()
@@ -175,6 +208,28 @@ mod tests {
                 .filter(|c| c.campaign == source.campaign)
                 .count();
             assert_eq!(matching, FAN_OUT, "{source:?}");
+        }
+    }
+
+    #[test]
+    fn ordered_configurations_cover_every_campaign_and_calls_hold_several_events_of_one() {
+        let ordered: Vec<ConfigPlan> = configs().into_iter().filter(|c| c.ordered).collect();
+        assert_eq!(ordered.len(), CAMPAIGNS);
+        let campaigns: std::collections::BTreeSet<&str> =
+            ordered.iter().map(|c| c.campaign.as_str()).collect();
+        assert_eq!(campaigns.len(), CAMPAIGNS);
+        let mut calls: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for source in sources(4000) {
+            if let Some(call) = source.call {
+                calls.entry(call).or_default().push(source.campaign);
+            }
+        }
+        for (call, campaigns) in &calls {
+            assert_eq!(campaigns.len(), EVENTS_PER_CALL, "{call}");
+            assert!(
+                campaigns.iter().all(|c| *c == campaigns[0]),
+                "{call}: {campaigns:?}"
+            );
         }
     }
 

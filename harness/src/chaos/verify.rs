@@ -22,6 +22,11 @@
 //!   come from unrecorded attempts (explained above) or from a job run twice after its worker
 //!   died between recording and acknowledging (two attempt rows with one number, **raced**),
 //!   which is allowed only in a run that had faults.
+//!
+//! For the deliveries of ordered configurations (`ordering` on `/callId`), the first arrival of
+//! each event answered 200 must come in sequence order within its key, across worker SIGKILLs
+//! and the PostgreSQL crash (a head that failed for good under `detach` leaves a gap, never an
+//! inversion); an inversion is **out of order**.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -51,6 +56,8 @@ pub struct OutboundRow {
     pub status: String,
     /// Attempts counted on the event (recorded, not superseded).
     pub attempts: i32,
+    /// Ordered deliveries: the key and the sequence in it.
+    pub ordering: Option<(String, i64)>,
 }
 
 /// A recorded attempt.
@@ -115,6 +122,10 @@ pub struct Report {
     pub unrecorded: usize,
     /// Attempt rows beyond one per attempt number (a job that ran twice).
     pub raced: usize,
+    /// Ordered deliveries whose first successful arrival was checked against their key's order.
+    pub ordered: usize,
+    /// Ordered deliveries whose first successful arrival came after a later one of their key.
+    pub out_of_order: usize,
     /// The first few problems, for the log.
     pub examples: Vec<String>,
 }
@@ -122,7 +133,7 @@ pub struct Report {
 impl Report {
     /// Whether the run kept every promise.
     pub fn passed(&self) -> bool {
-        self.lost == 0 && self.mismatched == 0 && self.unexplained == 0
+        self.lost == 0 && self.mismatched == 0 && self.unexplained == 0 && self.out_of_order == 0
     }
 
     /// `chaos: N events, D delivered, F failed, L lost, X duplicates`.
@@ -136,8 +147,14 @@ impl Report {
     /// The other counts.
     pub fn details(&self) -> String {
         format!(
-            "chaos: {} lost inbound, {} mismatched, {} unrecorded attempts ({} unexplained), {} raced",
-            self.lost_inbound, self.mismatched, self.unrecorded, self.unexplained, self.raced
+            "chaos: {} lost inbound, {} mismatched, {} unrecorded attempts ({} unexplained), {} raced, {} of {} ordered deliveries out of order",
+            self.lost_inbound,
+            self.mismatched,
+            self.unrecorded,
+            self.unexplained,
+            self.raced,
+            self.out_of_order,
+            self.ordered
         )
     }
 
@@ -396,7 +413,53 @@ pub fn check(
             }
         }
     }
+    check_order(outbound, journal, &mut report);
     report
+}
+
+/// Counts the ordered deliveries whose first arrival answered 200 came after that of a later
+/// event of their key (same configuration, same key value).
+fn check_order(outbound: &[OutboundRow], journal: &Journal, report: &mut Report) {
+    let ordered: HashMap<&str, (Option<i64>, &str, i64)> = outbound
+        .iter()
+        .filter_map(|e| {
+            e.ordering
+                .as_ref()
+                .map(|(key, seq)| (e.message_id.as_str(), (e.config_id, key.as_str(), *seq)))
+        })
+        .collect();
+    if ordered.is_empty() {
+        return;
+    }
+    let mut successes: Vec<&wirehook_testkit::receiver::Arrival> = journal
+        .arrivals
+        .iter()
+        .filter(|a| a.reply == Reply::Status(200))
+        .collect();
+    successes.sort_by_key(|a| a.at);
+    let mut seen = HashSet::new();
+    let mut highest: HashMap<(Option<i64>, &str), i64> = HashMap::new();
+    for arrival in successes {
+        let Some(id) = arrival.webhook_id.as_deref() else {
+            continue;
+        };
+        let Some(&(config, key, seq)) = ordered.get(id) else {
+            continue;
+        };
+        if !seen.insert(id) {
+            continue;
+        }
+        report.ordered += 1;
+        let top = highest.entry((config, key)).or_insert(0);
+        if seq < *top {
+            report.out_of_order += 1;
+            report.note(format!(
+                "config {config:?} key {key}: sequence {seq} first arrived after {top}"
+            ));
+        } else {
+            *top = seq;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -426,6 +489,7 @@ mod tests {
                     parent_event_id: Some(1),
                     status: status.into(),
                     attempts,
+                    ordering: None,
                 }],
                 attempts: Vec::new(),
             }
@@ -483,6 +547,52 @@ mod tests {
                 &self.faults,
             )
         }
+    }
+
+    #[test]
+    fn an_ordered_event_arriving_after_a_later_one_of_its_key_is_out_of_order() {
+        let row = |id: i64, msg: &str, seq: i64| OutboundRow {
+            id,
+            message_id: msg.into(),
+            config_id: Some(1),
+            parent_event_id: Some(1),
+            status: "delivered".into(),
+            attempts: 1,
+            ordering: Some(("call-1".into(), seq)),
+        };
+        let start = Instant::now();
+        let arrival = |ms: u64, msg: &str, reply: Reply| Arrival {
+            webhook_id: Some(msg.into()),
+            path: "/c/1".into(),
+            reply,
+            at: start + Duration::from_millis(ms),
+            connection: 0,
+            headers: Default::default(),
+            body: Default::default(),
+        };
+        let outbound = [row(10, "msg_1", 1), row(11, "msg_2", 2)];
+        let in_order = Journal {
+            arrivals: vec![
+                arrival(0, "msg_1", Reply::Status(500)),
+                arrival(10, "msg_1", Reply::Status(200)),
+                arrival(20, "msg_2", Reply::Status(200)),
+                arrival(30, "msg_1", Reply::Status(200)),
+            ],
+            ..Journal::default()
+        };
+        let mut report = Report::default();
+        check_order(&outbound, &in_order, &mut report);
+        assert_eq!(report.out_of_order, 0);
+        let inverted = Journal {
+            arrivals: vec![
+                arrival(0, "msg_2", Reply::Status(200)),
+                arrival(10, "msg_1", Reply::Status(200)),
+            ],
+            ..Journal::default()
+        };
+        check_order(&outbound, &inverted, &mut report);
+        assert_eq!(report.out_of_order, 1);
+        assert!(!report.passed());
     }
 
     #[test]

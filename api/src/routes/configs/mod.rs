@@ -6,9 +6,12 @@ pub mod operations;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use entity::{ConfigStatus, EventStatus, EventType, Filters, RetryPolicy, webhook_configs};
+use entity::{
+    ConfigStatus, EventStatus, EventType, Filters, OnStuck, Ordering, RetryPolicy, webhook_configs,
+};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
@@ -102,6 +105,48 @@ impl From<FiltersIn> for Filters {
     }
 }
 
+/// Ordered delivery per key: the events whose payload has the same value at `key` are
+/// delivered to this configuration one at a time, in the order they were accepted.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase", deny_unknown_fields, example)]
+pub struct OrderingIn {
+    /// JSON Pointer (RFC 6901) into the event payload, e.g. `/callId` (guaranteed on every call,
+    /// recording and voice event of SignalWire and ElevenLabs). Must start with `/`: a key that
+    /// is not a pointer would be one constant value, putting every event in one queue.
+    #[oai(validator(min_length = 2, max_length = 255))]
+    pub key: Text,
+    /// `detach` (default): after `maxHoldSeconds` the next event goes and the stuck one keeps
+    /// retrying and arrives late. `block`: the key waits until its head is delivered, or skipped
+    /// (`POST /api/webhooks/events/{id}/skip`).
+    pub on_stuck: Option<OnStuck>,
+    /// How long the head of a key may hold it before `onStuck` applies, 1–604800 seconds
+    /// (default 300).
+    #[oai(validator(minimum(value = "1"), maximum(value = "604800")))]
+    pub max_hold_seconds: Option<u32>,
+}
+
+impl poem_openapi::types::Example for OrderingIn {
+    fn example() -> Self {
+        Self {
+            key: Text("/callId".to_owned()),
+            on_stuck: Some(OnStuck::Detach),
+            max_hold_seconds: Some(Ordering::DEFAULT_MAX_HOLD_SECONDS),
+        }
+    }
+}
+
+impl OrderingIn {
+    fn into_ordering(self) -> Result<Ordering, ApiError> {
+        Ok(Ordering {
+            key: domain::ordering_pointer(self.key.into_inner())?,
+            on_stuck: self.on_stuck.unwrap_or_default(),
+            max_hold_seconds: self
+                .max_hold_seconds
+                .unwrap_or(Ordering::DEFAULT_MAX_HOLD_SECONDS),
+        })
+    }
+}
+
 /// Body of `POST /api/webhooks/config`.
 #[derive(Debug, Object)]
 #[oai(rename_all = "camelCase", deny_unknown_fields)]
@@ -126,6 +171,8 @@ pub struct ConfigIn {
     pub filters: Option<FiltersIn>,
     /// Free-form JSON object kept with the configuration.
     pub metadata: Option<BTreeMap<String, Value>>,
+    /// Deliver the events of one key (e.g. one call) in order; absent: in parallel, unordered.
+    pub ordering: Option<OrderingIn>,
 }
 
 /// Body of `PUT /api/webhooks/config/{id}`: a partial update; omitted fields are unchanged.
@@ -150,6 +197,9 @@ pub struct ConfigPatch {
     /// Replaces all filters; `{}` matches every event.
     pub filters: Option<FiltersIn>,
     pub metadata: Option<BTreeMap<String, Value>>,
+    /// Replaces the ordering; `null` makes the configuration unordered (events already waiting
+    /// on a key are released one after another).
+    pub ordering: MaybeUndefined<OrderingIn>,
 }
 
 /// A webhook configuration as the API returns it (never with its secret).
@@ -179,6 +229,9 @@ pub struct ConfigOut {
     /// Until when the secret replaced by the latest rotation still signs deliveries.
     #[oai(skip_serializing_if_is_none)]
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// Ordered delivery per key (absent: unordered).
+    #[oai(skip_serializing_if_is_none)]
+    pub ordering: Option<Ordering>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -205,6 +258,7 @@ impl From<webhook_configs::Model> for ConfigOut {
             previous_secret_expires_at: m
                 .previous_secret_expires_at
                 .filter(|until| *until > Utc::now()),
+            ordering: m.ordering,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -392,7 +446,9 @@ pub(crate) fn not_found(id: i64) -> ApiError {
     ApiError::NotFound(format!("webhook config {id}"))
 }
 
-/// Marks the configuration's queued deliveries `cancelled` so workers skip them.
+/// Marks the configuration's queued deliveries `cancelled` so workers skip them: heads and
+/// events waiting on their ordering key alike (its ordering keys are left held; the maintenance
+/// sweep idles them, `wirehook_core::queue::ordered::sweep`).
 ///
 /// The caller holds the configuration's row lock; the events are locked in id order, the order
 /// every writer of a configuration and its events follows (see [`crate::contention`]).
@@ -411,7 +467,8 @@ async fn cancel_pending(
                             WHERE webhook_config_id = $1 AND status = $4 \
                             ORDER BY id FOR NO KEY UPDATE) \
              UPDATE webhook_events \
-             SET status = $3, next_attempt_at = NULL, last_error = $2, updated_at = now() \
+             SET status = $3, next_attempt_at = NULL, waiting_on_key = false, last_error = $2, \
+                 updated_at = now() \
              WHERE id = ANY(ARRAY(SELECT id FROM picked)) AND status = $4",
             [
                 config_id.into(),
@@ -480,6 +537,7 @@ impl ConfigsApi {
             }),
             filters: Set(domain::filters(input.filters.unwrap_or_default().into())?),
             metadata: Set(domain::metadata(input.metadata.unwrap_or_default())?),
+            ordering: Set(input.ordering.map(OrderingIn::into_ordering).transpose()?),
             disabled_reason: Set(None),
             disabled_at: Set(None),
             created_at: Set(now),
@@ -656,6 +714,11 @@ impl ConfigsApi {
         }
         if let Some(metadata) = patch.metadata {
             row.metadata = Set(domain::metadata(metadata)?);
+        }
+        match patch.ordering {
+            MaybeUndefined::Undefined => {}
+            MaybeUndefined::Null => row.ordering = Set(None),
+            MaybeUndefined::Value(ordering) => row.ordering = Set(Some(ordering.into_ordering()?)),
         }
         if let Some(status) = patch.status {
             row.status = Set(status.into());
