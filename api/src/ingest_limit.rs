@@ -6,11 +6,11 @@
 //! queues behind the others and all of them get slow; a smaller bound would answer the excess
 //! `503` at once and keep the admitted ones fast. So the bound moves between a floor and
 //! `MAX_INGEST_IN_FLIGHT`:
-//! - an admitted request answered slower than the target lowers it by a fifth, at most once
-//!   per round (requests admitted before the last decrease cannot cause another: they were
-//!   admitted under the old bound);
-//! - a request answered within the target that was admitted while the bound was binding raises
-//!   it by one over a round (`1/limit` each), back up to the maximum.
+//! - the requests are judged a window at a time (as many as the bound, at least [`FLOOR`]);
+//! - a window in which more than a tenth were answered slower than the target lowers the bound
+//!   by a fifth (a lone slow answer in a healthy window is noise, not saturation);
+//! - any other window in which the bound was in use (half of it or more taken) raises it by
+//!   one, back up to the maximum.
 //!
 //! Without saturation the bound stays at its maximum: nothing changes for a healthy api.
 
@@ -40,8 +40,11 @@ pub struct IngestLimit {
 struct State {
     limit: f64,
     in_flight: usize,
-    /// Bumped by each decrease; a request remembers the round it was admitted in.
-    round: u64,
+    /// Requests answered in the current window, and how many of them slower than the target.
+    answered: usize,
+    slow: usize,
+    /// The bound was in use during the current window.
+    in_use: bool,
 }
 
 /// An admitted request's hold on the bound; dropping it (when the response has been produced)
@@ -51,7 +54,6 @@ pub struct Slot {
     /// `None` once released.
     bound: Option<Arc<IngestLimit>>,
     admitted_at: Instant,
-    round: u64,
     /// The bound was in use (half of it or more) when this request was admitted.
     in_use: bool,
 }
@@ -68,7 +70,9 @@ impl IngestLimit {
             state: Mutex::new(State {
                 limit: max as f64,
                 in_flight: 0,
-                round: 0,
+                answered: 0,
+                slow: 0,
+                in_use: false,
             }),
         })
     }
@@ -84,7 +88,6 @@ impl IngestLimit {
         Some(Slot {
             bound: Some(self.clone()),
             admitted_at: Instant::now(),
-            round: state.round,
             in_use: state.in_flight * 2 >= limit,
         })
     }
@@ -94,22 +97,27 @@ impl IngestLimit {
         self.lock().limit.floor() as usize
     }
 
-    /// Releases a slot admitted in `round` that took `latency`.
-    fn release(&self, round: u64, in_use: bool, latency: Duration) {
+    /// Releases a slot that took `latency`; `in_use`: the bound was in use when it was taken.
+    fn release(&self, in_use: bool, latency: Duration) {
         let mut state = self.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
         let Some(target) = self.target else {
             return;
         };
-        let before = state.limit;
-        if latency > target {
-            if round == state.round {
-                state.limit = (state.limit * DECREASE).max(self.min as f64);
-                state.round += 1;
-            }
-        } else if in_use {
-            state.limit = (state.limit + 1.0 / state.limit).min(self.max as f64);
+        state.answered += 1;
+        state.slow += usize::from(latency > target);
+        state.in_use |= in_use;
+        let window = (state.limit.floor() as usize).max(FLOOR);
+        if state.answered < window {
+            return;
         }
+        let before = state.limit;
+        if state.slow * 10 > state.answered {
+            state.limit = (state.limit * DECREASE).max(self.min as f64);
+        } else if state.in_use {
+            state.limit = (state.limit + 1.0).min(self.max as f64);
+        }
+        (state.answered, state.slow, state.in_use) = (0, 0, false);
         if state.limit.floor() != before.floor() {
             metrics::gauge!(INGEST_LIMIT).set(state.limit.floor());
         }
@@ -125,7 +133,7 @@ impl Slot {
     #[cfg(test)]
     fn finish(mut self, latency: Duration) {
         if let Some(bound) = self.bound.take() {
-            bound.release(self.round, self.in_use, latency);
+            bound.release(self.in_use, latency);
         }
     }
 }
@@ -133,7 +141,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(bound) = self.bound.take() {
-            bound.release(self.round, self.in_use, self.admitted_at.elapsed());
+            bound.release(self.in_use, self.admitted_at.elapsed());
         }
     }
 }
@@ -164,11 +172,21 @@ mod tests {
     }
 
     #[test]
-    fn slow_answers_lower_the_bound_once_per_round() {
+    fn slow_answers_lower_the_bound_once_per_window() {
         let bound = IngestLimit::new(32, Some(TARGET));
         round_of(&bound, SLOW);
-        // 32 slow answers of one round: one decrease, not 32.
+        // 32 slow answers of one window: one decrease, not 32.
         assert_eq!(bound.limit(), 25);
+    }
+
+    #[test]
+    fn a_few_slow_answers_in_a_window_do_not_lower_the_bound() {
+        let bound = IngestLimit::new(32, Some(TARGET));
+        let slots: Vec<Slot> = std::iter::from_fn(|| bound.try_acquire()).collect();
+        for (i, slot) in slots.into_iter().enumerate() {
+            slot.finish(if i < 3 { SLOW } else { FAST });
+        }
+        assert_eq!(bound.limit(), 32);
     }
 
     #[test]
@@ -186,7 +204,7 @@ mod tests {
         for _ in 0..50 {
             round_of(&bound, SLOW);
         }
-        for _ in 0..2_000 {
+        for _ in 0..100 {
             round_of(&bound, FAST);
         }
         assert_eq!(bound.limit(), 32);
