@@ -7,8 +7,9 @@
 //! `503` at once and keep the admitted ones fast. So the bound moves between a floor and
 //! `MAX_INGEST_IN_FLIGHT`:
 //! - the requests are judged a window at a time (as many as the bound, at least [`FLOOR`]);
-//! - a window in which more than a tenth were answered slower than the target lowers the bound
-//!   by a fifth (a lone slow answer in a healthy window is noise, not saturation);
+//! - a window in which more than a tenth were answered slower than the target, after another
+//!   such window, lowers the bound by a fifth (a lone slow answer, or one slow group commit, is
+//!   noise, not saturation: the requests of one commit are slow together);
 //! - any other window in which the bound was in use (half of it or more taken) raises it by
 //!   one, back up to the maximum.
 //!
@@ -45,6 +46,8 @@ struct State {
     slow: usize,
     /// The bound was in use during the current window.
     in_use: bool,
+    /// The previous window was slow.
+    was_slow: bool,
 }
 
 /// An admitted request's hold on the bound; dropping it (when the response has been produced)
@@ -73,6 +76,7 @@ impl IngestLimit {
                 answered: 0,
                 slow: 0,
                 in_use: false,
+                was_slow: false,
             }),
         })
     }
@@ -112,11 +116,14 @@ impl IngestLimit {
             return;
         }
         let before = state.limit;
-        if state.slow * 10 > state.answered {
+        let slow = state.slow * 10 > state.answered;
+        if slow && state.was_slow {
             state.limit = (state.limit * DECREASE).max(self.min as f64);
-        } else if state.in_use {
+        } else if !slow && state.in_use {
             state.limit = (state.limit + 1.0).min(self.max as f64);
         }
+        // Two slow windows make one decrease; the next needs two more.
+        state.was_slow = slow && !state.was_slow;
         (state.answered, state.slow, state.in_use) = (0, 0, false);
         if state.limit.floor() != before.floor() {
             metrics::gauge!(INGEST_LIMIT).set(state.limit.floor());
@@ -172,11 +179,24 @@ mod tests {
     }
 
     #[test]
-    fn slow_answers_lower_the_bound_once_per_window() {
+    fn two_slow_windows_in_a_row_lower_the_bound_once() {
         let bound = IngestLimit::new(32, Some(TARGET));
         round_of(&bound, SLOW);
-        // 32 slow answers of one window: one decrease, not 32.
+        // One slow window (one slow group commit) is noise.
+        assert_eq!(bound.limit(), 32);
+        round_of(&bound, SLOW);
+        // 64 slow answers in two windows: one decrease, not 64.
         assert_eq!(bound.limit(), 25);
+    }
+
+    #[test]
+    fn a_slow_window_between_fast_ones_does_not_lower_the_bound() {
+        let bound = IngestLimit::new(32, Some(TARGET));
+        for _ in 0..10 {
+            round_of(&bound, SLOW);
+            round_of(&bound, FAST);
+        }
+        assert_eq!(bound.limit(), 32);
     }
 
     #[test]
@@ -213,6 +233,7 @@ mod tests {
     #[test]
     fn fast_answers_below_the_limit_do_not_raise_it() {
         let bound = IngestLimit::new(32, Some(TARGET));
+        round_of(&bound, SLOW);
         round_of(&bound, SLOW);
         for _ in 0..100 {
             bound.try_acquire().expect("a slot").finish(FAST);

@@ -232,7 +232,8 @@ async fn a_window_of_slow_ingest_answers_lowers_the_ingest_bound_and_the_excess_
     })
     .await;
 
-    // A window of ten answers, all slower than the target: held well past it.
+    // Two windows of ten answers in a row, all slower than the target: held well past it.
+    slow_window(&app, 10).await;
     slow_window(&app, 10).await;
 
     // The bound fell from 10 to 8: of nine requests under way at once, one is refused.
