@@ -223,6 +223,30 @@ async fn slow_window(app: &TestApp, n: usize) {
     }
 }
 
+/// Sends `bound + 1` webhooks at once while the commit is held: the bound's worth are taken and
+/// exactly one is refused at once (while the commit is held, only a refusal can be answered);
+/// the taken ones are accepted when it is released.
+async fn one_past_the_bound_is_refused(app: &TestApp, bound: usize) {
+    let holder = hold_commit(app).await;
+    let ids: Vec<String> = (0..=bound).map(|i| format!("after-{i}")).collect();
+    let mut posts: futures::stream::FuturesUnordered<_> =
+        ids.iter().map(|id| post_call(app, id)).collect();
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::StreamExt::next(&mut posts),
+    )
+    .await
+    .expect("one request past the bound refused while the bound is in flight")
+    .expect("an answer");
+    assert_overloaded(&first);
+    holder.rollback().await.expect("release");
+    let rest: Vec<Answer> = futures::StreamExt::collect(posts).await;
+    assert_eq!(rest.len(), bound);
+    for answer in &rest {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+}
+
 #[tokio::test]
 async fn a_window_of_slow_ingest_answers_lowers_the_ingest_bound_and_the_excess_is_refused() {
     let app = TestApp::spawn_limited(Limits {
@@ -231,34 +255,11 @@ async fn a_window_of_slow_ingest_answers_lowers_the_ingest_bound_and_the_excess_
         ..Limits::default()
     })
     .await;
-
     // Two windows of ten answers in a row, all slower than the target: held well past it.
     slow_window(&app, 10).await;
     slow_window(&app, 10).await;
-
-    // The bound fell from 10 to 8: of nine requests under way at once, one is refused.
-    let holder = hold_commit(&app).await;
-    let mut posts: futures::stream::FuturesUnordered<_> = (0..9)
-        .map(|i| {
-            let app = &app;
-            async move { post_call(app, &format!("after-{i}")).await }
-        })
-        .collect();
-    // While the commit is held, only a refusal can be answered.
-    let first = tokio::time::timeout(
-        Duration::from_secs(10),
-        futures::StreamExt::next(&mut posts),
-    )
-    .await
-    .expect("one of nine requests refused while eight are in flight")
-    .expect("an answer");
-    assert_overloaded(&first);
-    holder.rollback().await.expect("release");
-    let rest: Vec<Answer> = futures::StreamExt::collect(posts).await;
-    assert_eq!(rest.len(), 8);
-    for answer in &rest {
-        assert_eq!(answer.status, 200, "{}", answer.body);
-    }
+    // The bound fell from 10 to 8.
+    one_past_the_bound_is_refused(&app, 8).await;
 }
 
 #[tokio::test]
@@ -270,29 +271,8 @@ async fn with_no_latency_target_the_ingest_bound_stays_at_its_maximum() {
     })
     .await;
     slow_window(&app, 10).await;
-
-    // Ten at once are all taken, and an eleventh is refused.
-    let holder = hold_commit(&app).await;
-    let mut posts: futures::stream::FuturesUnordered<_> = (0..11)
-        .map(|i| {
-            let app = &app;
-            async move { post_call(app, &format!("after-{i}")).await }
-        })
-        .collect();
-    let first = tokio::time::timeout(
-        Duration::from_secs(10),
-        futures::StreamExt::next(&mut posts),
-    )
-    .await
-    .expect("one of eleven requests refused while ten are in flight")
-    .expect("an answer");
-    assert_overloaded(&first);
-    holder.rollback().await.expect("release");
-    let rest: Vec<Answer> = futures::StreamExt::collect(posts).await;
-    assert_eq!(rest.len(), 10);
-    for answer in &rest {
-        assert_eq!(answer.status, 200, "{}", answer.body);
-    }
+    slow_window(&app, 10).await;
+    one_past_the_bound_is_refused(&app, 10).await;
 }
 
 #[tokio::test]
