@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use entity::{
     ConfigId, ConfigStatus, EventId, EventStatus, webhook_attempts, webhook_configs, webhook_events,
 };
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::extension::postgres::PgFunc;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
     Statement, TransactionTrait,
@@ -24,13 +25,21 @@ use crate::queue::{Due, ordered, parked, push_jobs};
 pub type Loaded = (webhook_events::Model, Option<webhook_configs::Model>);
 
 /// Loads the events `ids` with their configurations in one query; one entry per id, in order.
+///
+/// The ids go in as one array (`id = ANY($1)`), not as `IN ($1, …, $n)`: one statement text for
+/// every batch size, so each pooled connection prepares it once instead of re-preparing (and
+/// caching, client and server side) a statement per size.
 pub async fn load_batch(
     db: &DatabaseConnection,
     ids: Vec<EventId>,
 ) -> Result<Vec<Option<Loaded>>, DbErr> {
+    let id_column = Expr::col((webhook_events::Entity, webhook_events::Column::Id));
     let rows = webhook_events::Entity::find()
         .find_also_related(webhook_configs::Entity)
-        .filter(webhook_events::Column::Id.is_in(ids.iter().copied()))
+        .filter(ExprTrait::eq(
+            id_column,
+            PgFunc::any(Expr::val(ids.clone())),
+        ))
         .all(db)
         .await?;
     let by_id: HashMap<EventId, Loaded> = rows
