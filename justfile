@@ -17,7 +17,7 @@ dev:
 test *args:
     scripts/test.sh "$@"
 
-# Benchmark (issue 5), release build: prints a table, writes bench/RESULTS.md (e.g. `just bench --only delivery --events 5000`)
+# Benchmark on a durable throwaway cluster (`--fast-db`: the disposable dev cluster), release build: prints a table, writes bench/RESULTS.md (e.g. `just bench --only delivery --events 5000`)
 bench *args:
     scripts/bench.sh "$@"
 

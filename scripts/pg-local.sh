@@ -27,6 +27,8 @@
 #                       fsync stays off, which only matters if the machine itself goes down
 #                       full: PostgreSQL's own durability defaults (fsync, full_page_writes
 #                       and synchronous_commit on), as in production: for soak runs
+#   WIREHOOK_PG_SHARED_BUFFERS  with WIREHOOK_PG_DURABLE=full: shared_buffers of a new
+#                       cluster (e.g. 256MB, as `just bench` sets it)
 #   WIREHOOK_PG_BINDIR  directory holding initdb/pg_ctl (default: newest of
 #                       /usr/lib/postgresql/*/bin and whatever is on PATH)
 #
@@ -281,8 +283,11 @@ init_cluster() {
 # --- wirehook throwaway cluster (scripts/pg-local.sh, WIREHOOK_PG_DURABLE=full) ---
 # Production durability: fsync, full_page_writes and synchronous_commit keep their defaults (on).
 max_connections = 300
-include_if_exists = 'wirehook.conf'
 EOF
+        if [[ -n "${WIREHOOK_PG_SHARED_BUFFERS:-}" ]]; then
+            printf "shared_buffers = '%s'\n" "$WIREHOOK_PG_SHARED_BUFFERS" >>"$DATA_DIR/postgresql.conf"
+        fi
+        printf "include_if_exists = 'wirehook.conf'\n" >>"$DATA_DIR/postgresql.conf"
         return
     fi
     if [[ "${WIREHOOK_PG_DURABLE:-0}" == 1 ]]; then

@@ -205,3 +205,86 @@ async fn job_times(
     conn.close().await.ok();
     Ok(out)
 }
+
+/// The p99 a rate must keep (with nothing lost or refused) to be within capacity.
+pub const CAPACITY_P99: Duration = Duration::from_millis(100);
+/// Factor between a passing rate and the next one tried.
+const CAPACITY_STEP_UP: f64 = 1.25;
+/// Most end-to-end runs one capacity search makes.
+const CAPACITY_MAX_STEPS: usize = 8;
+
+/// One rate tried by the capacity search.
+#[derive(Debug, Clone)]
+pub struct CapacityStep {
+    /// Requests per second offered.
+    pub rate: f64,
+    /// Answer → delivery p99.
+    pub p99: Duration,
+    /// Accepted but never delivered.
+    pub lost: u64,
+    /// Not accepted.
+    pub errors: u64,
+}
+
+impl CapacityStep {
+    /// Whether the rate is within capacity: p99 under [`CAPACITY_P99`], nothing lost or refused.
+    pub fn passed(&self) -> bool {
+        self.p99 < CAPACITY_P99 && self.lost == 0 && self.errors == 0
+    }
+}
+
+/// What the capacity search found.
+#[derive(Debug, Clone, Default)]
+pub struct Capacity {
+    /// The highest rate that passed, if any did.
+    pub rate: Option<f64>,
+    /// Every rate tried, in order.
+    pub steps: Vec<CapacityStep>,
+}
+
+/// The end-to-end capacity: short end-to-end runs from `start` requests/s, up by
+/// [`CAPACITY_STEP_UP`] while they pass, down while they fail; once a pass and a fail are
+/// known, one more run halfway between (geometrically) narrows it.
+pub async fn capacity(ctx: &Context, start: f64) -> BenchResult<Capacity> {
+    let mut found = Capacity::default();
+    let (mut pass, mut fail): (Option<f64>, Option<f64>) = (None, None);
+    let mut rate = start.max(1.0);
+    while found.steps.len() < CAPACITY_MAX_STEPS {
+        eprintln!("    capacity: {rate:.0} requests/s");
+        let run = run(ctx, rate).await?;
+        let step = CapacityStep {
+            rate,
+            p99: run.latency.p99,
+            lost: run.lost,
+            errors: run.errors,
+        };
+        eprintln!(
+            "    capacity: {rate:.0}/s p99 {:.1} ms, lost {}, refused {}: {}",
+            crate::stats::ms(step.p99),
+            step.lost,
+            step.errors,
+            if step.passed() { "within" } else { "beyond" }
+        );
+        if step.passed() {
+            pass = Some(pass.map_or(rate, |p: f64| p.max(rate)));
+        } else {
+            fail = Some(fail.map_or(rate, |f: f64| f.min(rate)));
+        }
+        found.steps.push(step);
+        rate = match (pass, fail) {
+            (Some(p), Some(f)) if f / p > 1.06 && found.steps.len() < CAPACITY_MAX_STEPS => {
+                let mid = (p * f).sqrt();
+                if found.steps.iter().any(|s| (s.rate - mid).abs() < 1.0) {
+                    break;
+                }
+                mid
+            }
+            (Some(_), Some(_)) => break,
+            (Some(p), None) => p * CAPACITY_STEP_UP,
+            (None, Some(f)) => f / CAPACITY_STEP_UP,
+            (None, None) => break,
+        };
+    }
+    found.rate = pass;
+    Ok(found)
+}

@@ -21,6 +21,8 @@ pub struct Machine {
     pub postgres: String,
     /// Settings of the server that matter for writes.
     pub postgres_settings: String,
+    /// Whether the server keeps what it acknowledges, as production does.
+    pub durable: bool,
 }
 
 impl Machine {
@@ -48,9 +50,18 @@ impl Machine {
             db,
             "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings \
              WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'max_connections', \
-                            'work_mem', 'max_wal_size')",
+                            'work_mem', 'max_wal_size', 'full_page_writes')",
         )
         .await?;
+        // `synchronous_commit` off only affects the benchmark's own sessions when it is the
+        // server's default; the worker sets it off per connection on purpose.
+        let durable = scalar(
+            db,
+            "SELECT (bool_and(setting = 'on'))::text FROM pg_settings \
+             WHERE name IN ('fsync', 'full_page_writes', 'synchronous_commit')",
+        )
+        .await?
+            == "true";
         Ok(Self {
             nproc,
             memory_mib,
@@ -58,6 +69,7 @@ impl Machine {
             kernel,
             postgres,
             postgres_settings,
+            durable,
         })
     }
 }
@@ -98,12 +110,16 @@ pub fn postgres_cpu_by_pid() -> HashMap<u32, f64> {
         .collect()
 }
 
-/// Pids of the server backends connected to `db`'s database now.
+/// Pids of the server processes working for `db`'s database now: its backends, and the
+/// server's own WAL writer, checkpointer, background writer and autovacuum (their work is the
+/// scenario's writes). Other databases' backends and other servers are left out.
 pub async fn backend_pids(db: &DatabaseConnection) -> Result<Vec<u32>, DbErr> {
     let rows = db
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()",
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             OR backend_type IN ('walwriter', 'checkpointer', 'background writer', \
+                                 'autovacuum launcher', 'autovacuum worker')",
         ))
         .await?;
     Ok(rows
@@ -145,7 +161,7 @@ fn clock_ticks() -> f64 {
 pub struct CpuSplit {
     /// The benchmark's api/worker children (summed), by label.
     pub children: Vec<(String, f64)>,
-    /// The PostgreSQL backends serving the scenario's database.
+    /// The PostgreSQL processes working for the scenario's database ([`backend_pids`]).
     pub postgres_ours: f64,
     /// Every other PostgreSQL process (background writers, WAL, other databases' backends).
     pub postgres_rest: f64,
@@ -158,6 +174,25 @@ pub struct CpuSplit {
 }
 
 impl CpuSplit {
+    /// CPU milliseconds per event: each child label, `postgres` (its processes working for the
+    /// scenario), and `total` (their sum; the harness, which plays provider and receiver, and
+    /// other users are left out).
+    pub fn per_event_ms(&self, events: u64) -> Vec<(String, f64)> {
+        if events == 0 {
+            return Vec::new();
+        }
+        let per = |secs: f64| secs * 1000.0 / events as f64;
+        let mut parts: Vec<(String, f64)> = self
+            .children
+            .iter()
+            .map(|(label, secs)| (label.clone(), per(*secs)))
+            .collect();
+        parts.push(("postgres".to_owned(), per(self.postgres_ours)));
+        let total = parts.iter().map(|(_, ms)| ms).sum();
+        parts.push(("total".to_owned(), total));
+        parts
+    }
+
     /// One line: `wall 10.0 s on 2 cores; worker 6.1 s, postgres 8.0 s, harness 1.2 s, …`.
     pub fn describe(&self, nproc: usize) -> String {
         let mut parts: Vec<String> = self
@@ -166,7 +201,7 @@ impl CpuSplit {
             .map(|(label, secs)| format!("{label} {secs:.1} s"))
             .collect();
         parts.push(format!(
-            "postgres backends of this database {:.1} s",
+            "postgres working for this database {:.1} s",
             self.postgres_ours
         ));
         parts.push(format!(

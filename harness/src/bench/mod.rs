@@ -52,6 +52,8 @@ pub enum Scenario {
     Ingest,
     /// End-to-end latency at half the ingest rate.
     E2e,
+    /// End-to-end capacity: the highest offered rate with p99 < 100 ms and nothing lost.
+    Capacity,
     /// History queries at 1,000,000 rows.
     History,
     /// Backpressure: 3× the ingest capacity, then 4,096 keep-alive connections.
@@ -169,6 +171,8 @@ pub enum Target {
     AtLeast(f64),
     /// Below this value.
     Below(f64),
+    /// At most this value.
+    AtMost(f64),
     /// At least this multiple of the baseline.
     RatioAtLeast(f64),
     /// Exactly this value.
@@ -181,6 +185,7 @@ impl Target {
         match self {
             Self::AtLeast(t) => value >= t,
             Self::Below(t) => value < t,
+            Self::AtMost(t) => value <= t,
             Self::RatioAtLeast(t) => ratio.is_some_and(|r| r >= t),
             Self::Exactly(t) => value == t,
         }
@@ -196,6 +201,7 @@ impl Target {
         match self {
             Self::AtLeast(t) => format!("≥ {}{unit}", report::number(t)),
             Self::Below(t) => format!("< {}{unit}", report::number(t)),
+            Self::AtMost(t) => format!("≤ {}{unit}", report::number(t)),
             Self::RatioAtLeast(t) => format!("≥ {t:.1}× baseline"),
             Self::Exactly(t) => format!("= {}", report::number(t)),
         }

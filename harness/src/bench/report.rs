@@ -232,6 +232,14 @@ pub fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(out, "- PostgreSQL: {}", m.postgres);
     let _ = writeln!(out, "- Server settings: {}", m.postgres_settings);
+    let durability = if m.durable {
+        "production (fsync, full_page_writes and synchronous_commit on): figures are headline \
+         figures"
+    } else {
+        "**disposable** (fsync, full_page_writes or synchronous_commit off, e.g. `--fast-db`): \
+         for iteration only, not headline figures"
+    };
+    let _ = writeln!(out, "- Durability: {durability}");
     let _ = writeln!(
         out,
         "- The machine is shared: other sessions' builds and tests may run at the same time \

@@ -8,10 +8,10 @@ use chrono::Utc;
 
 use super::baseline::{self, Baselines, ENQUEUE_BATCH100, QUEUE_ONE_COMMIT, TPCB};
 use super::delivery::{self, DeliveryRun};
-use super::e2e::{self, E2eRun};
+use super::e2e::{self, Capacity, E2eRun};
 use super::history::{self, HistoryRun};
 use super::ingest::{self, IngestRun};
-use super::machine::Machine;
+use super::machine::{CpuSplit, Machine};
 use super::noop::{self, Drained};
 use super::ordered::{self, OrderedRun};
 use super::overload::{self, OverloadRun};
@@ -32,6 +32,13 @@ const HISTORY: &str = "4. history";
 const MEMORY: &str = "5. memory";
 const OVERLOAD: &str = "6. overload";
 const ORDERED: &str = "7. ordered";
+const EFFICIENCY: &str = "8. efficiency";
+/// The end-to-end rate the issue's latency target is read at, unless half the ingest rate is
+/// higher.
+const E2E_TARGET_RATE: f64 = 2000.0;
+/// End-to-end CPU per delivered event (api + worker + PostgreSQL), ms: 40% below the 0.73 ms
+/// measured before the work on efficiency.
+const E2E_CPU_TARGET_MS: f64 = 0.45;
 
 /// Runs the `only` scenarios (all when empty) and returns the report; `failed` tells whether
 /// any scenario could not finish.
@@ -44,6 +51,12 @@ pub async fn run(ctx: &Context, only: &[Scenario], report: &mut Report) -> bool 
         Ok(conn) => {
             report.machine = Machine::probe(&conn).await.unwrap_or_default();
             conn.close().await.ok();
+            if !report.machine.durable {
+                eprintln!(
+                    "bench: this server does not keep what it acknowledges (fsync, \
+                     full_page_writes or synchronous_commit off): figures for iteration only"
+                );
+            }
         }
         Err(error) => {
             fail(report, BASELINES, "probing the server", &error.into());
@@ -133,13 +146,22 @@ pub async fn run(ctx: &Context, only: &[Scenario], report: &mut Report) -> bool 
         let rate = ctx
             .scale
             .e2e_rate
-            .or(ingest_rps.map(|r| r / 2.0))
+            .or(ingest_rps.map(|r| (r / 2.0).max(E2E_TARGET_RATE)))
             .unwrap_or(DEFAULT_E2E_RATE)
             .max(1.0);
         step(&format!("end-to-end at {rate:.0} requests/s"));
         match e2e::run(ctx, rate).await {
             Ok(run) => e2e_figures(report, &run, &baselines, drained.as_ref(), nproc),
             Err(e) => failed |= fail(report, E2E, "end-to-end", &e),
+        }
+    }
+
+    if wants(Scenario::Capacity) {
+        let start = ingest_rps.map_or(DEFAULT_E2E_RATE, |r| r / 2.0);
+        step(&format!("end-to-end capacity, from {start:.0} requests/s"));
+        match e2e::capacity(ctx, start).await {
+            Ok(found) => capacity_figures(report, &found, &baselines, ctx.scale.e2e.as_secs()),
+            Err(e) => failed |= fail(report, E2E, "end-to-end capacity", &e),
         }
     }
 
@@ -233,6 +255,62 @@ fn ordered_figures(report: &mut Report, run: &OrderedRun, unordered_2w: Option<f
     ));
 }
 
+/// The CPU one event cost in a scenario, by part (see [`CpuSplit::per_event_ms`]).
+fn cpu_figures(
+    report: &mut Report,
+    scenario: &str,
+    cpu: &CpuSplit,
+    events: u64,
+    total_target: Option<Target>,
+) {
+    for (part, per_event) in cpu.per_event_ms(events) {
+        let mut figure = Figure::new(
+            EFFICIENCY,
+            &format!("CPU per event, {scenario}: {part}"),
+            per_event,
+            "ms",
+        );
+        if let Some(target) = total_target.filter(|_| part == "total") {
+            figure = figure.target(target);
+        }
+        report.figures.push(figure);
+    }
+}
+
+fn capacity_figures(report: &mut Report, found: &Capacity, baselines: &Baselines, step_secs: u64) {
+    let tried: Vec<String> = found
+        .steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{}/s: p99 {:.1} ms, {} lost, {} refused ({})",
+                number0(s.rate),
+                ms(s.p99),
+                s.lost,
+                s.errors,
+                if s.passed() { "within" } else { "beyond" }
+            )
+        })
+        .collect();
+    report.notes(E2E).text(format!(
+        "Capacity search ({step_secs} s per rate): {}.",
+        tried.join("; ")
+    ));
+    report.figures.push(
+        Figure::new(
+            E2E,
+            &format!(
+                "end-to-end capacity (p99 < {} ms, nothing lost)",
+                e2e::CAPACITY_P99.as_millis()
+            ),
+            found.rate.unwrap_or(0.0),
+            "requests/s",
+        )
+        .against(baselines.get(TPCB))
+        .target(Target::RatioAtLeast(1.0)),
+    );
+}
+
 fn step(what: &str) {
     eprintln!("==> {what}");
 }
@@ -260,6 +338,13 @@ fn delivery_figures(
     nproc: usize,
 ) {
     let w = run.workers;
+    cpu_figures(
+        report,
+        &format!("delivery, {w} worker(s)"),
+        &run.cpu,
+        run.delivered,
+        None,
+    );
     let mut rate = Figure::new(
         DELIVERY,
         &format!("deliveries/s, {w} worker(s)"),
@@ -348,6 +433,13 @@ fn ingest_figures(
     ctx: &Context,
     nproc: usize,
 ) {
+    cpu_figures(
+        report,
+        "ingest (per accepted request)",
+        &run.cpu,
+        run.requests.saturating_sub(run.errors),
+        None,
+    );
     let tpcb_latency = baselines
         .tpcb_latency_ms()
         .map(|v| ("TPC-B mean transaction latency", v));
@@ -407,6 +499,13 @@ fn e2e_figures(
     drained: Option<&Drained>,
     nproc: usize,
 ) {
+    cpu_figures(
+        report,
+        &format!("end-to-end at {} req/s", number0(run.rate)),
+        &run.cpu,
+        run.requests.saturating_sub(run.errors + run.lost),
+        Some(Target::AtMost(E2E_CPU_TARGET_MS)),
+    );
     let tpcb_latency = baselines
         .tpcb_latency_ms()
         .map(|v| ("TPC-B mean transaction latency", v));
