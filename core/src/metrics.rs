@@ -1,6 +1,7 @@
 //! The Prometheus recorder both binaries install, and the names of the delivery metrics.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -54,7 +55,13 @@ const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0,
 ];
 
-/// The process-wide recorder's handle; installs the recorder on first use.
+/// How often the recorder folds recorded histogram samples into their buckets.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The name of the thread that runs the recorder's upkeep.
+pub const UPKEEP_THREAD: &str = "metrics-upkeep";
+
+/// The process-wide recorder's handle; installs the recorder, and its upkeep, on first use.
 pub fn handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -70,9 +77,31 @@ pub fn handle() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
             }
+            spawn_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// Runs the recorder's upkeep every [`UPKEEP_INTERVAL`] for the life of the process.
+///
+/// The recorder keeps every histogram sample it is given until they are folded into buckets,
+/// which happens only on a scrape or an upkeep. A worker nobody scrapes (no Prometheus, or one
+/// scraping every few minutes) would otherwise keep every attempt's duration: ~10 bytes each,
+/// without end. A thread rather than a task, so that it runs whichever runtime, if any, the
+/// first caller is on.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name(UPKEEP_THREAD.to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the metrics upkeep; histograms fold on scrape only");
+    }
 }
 
 /// The `status_class` label of an attempt: `2xx` … `5xx`, or `error` without a response.
@@ -89,7 +118,22 @@ pub fn status_class(status_code: Option<u16>) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::status_class;
+    use super::{UPKEEP_THREAD, handle, status_class};
+
+    #[test]
+    fn installing_the_recorder_starts_its_upkeep_so_unscraped_histograms_stay_bounded() {
+        handle();
+        let threads = std::fs::read_dir("/proc/self/task").expect("this process's threads");
+        let names: Vec<String> = threads
+            .filter_map(Result::ok)
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n == UPKEEP_THREAD),
+            "threads: {names:?}"
+        );
+    }
 
     #[test]
     fn status_classes_group_by_hundreds_and_no_response_is_an_error() {
