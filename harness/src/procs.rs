@@ -483,9 +483,11 @@ fn command(path: &Path, args: &[&str], env: &Env) -> Command {
     if let Ok(path_var) = std::env::var("PATH") {
         cmd.env("PATH", path_var);
     }
-    // The allocator's diagnostics (`MIMALLOC_SHOW_STATS=1` prints its statistics at exit), so a
-    // run's memory can be explained without rebuilding.
-    for (name, value) in std::env::vars().filter(|(name, _)| name.starts_with("MIMALLOC_")) {
+    // The allocator's options (`MIMALLOC_SHOW_STATS=1` prints its statistics at exit) and the
+    // runtime's thread count (`TOKIO_WORKER_THREADS`), so a run's memory and CPU can be
+    // explained and tried without rebuilding.
+    let tuning = |name: &str| name.starts_with("MIMALLOC_") || name == "TOKIO_WORKER_THREADS";
+    for (name, value) in std::env::vars().filter(|(name, _)| tuning(name)) {
         cmd.env(name, value);
     }
     for (name, value) in env.iter() {

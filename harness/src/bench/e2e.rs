@@ -288,3 +288,25 @@ pub async fn capacity(ctx: &Context, start: f64) -> BenchResult<Capacity> {
     found.rate = pass;
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(p99_ms: u64, lost: u64, errors: u64) -> CapacityStep {
+        CapacityStep {
+            rate: 1000.0,
+            p99: Duration::from_millis(p99_ms),
+            lost,
+            errors,
+        }
+    }
+
+    #[test]
+    fn a_rate_is_within_capacity_only_under_the_p99_bound_with_nothing_lost_or_refused() {
+        assert!(step(99, 0, 0).passed());
+        assert!(!step(100, 0, 0).passed());
+        assert!(!step(10, 1, 0).passed());
+        assert!(!step(10, 0, 1).passed());
+    }
+}

@@ -397,3 +397,34 @@ impl TableCounters {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_per_event_splits_children_and_postgres_and_sums_them_without_the_harness() {
+        let split = CpuSplit {
+            children: vec![("api".into(), 2.0), ("worker".into(), 3.0)],
+            postgres_ours: 5.0,
+            postgres_rest: 7.0,
+            harness: 11.0,
+            machine: 30.0,
+            wall: 10.0,
+        };
+        assert_eq!(
+            split.per_event_ms(10_000),
+            vec![
+                ("api".to_owned(), 0.2),
+                ("worker".to_owned(), 0.3),
+                ("postgres".to_owned(), 0.5),
+                ("total".to_owned(), 1.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn cpu_per_event_of_no_event_is_empty() {
+        assert!(CpuSplit::default().per_event_ms(0).is_empty());
+    }
+}
