@@ -11,13 +11,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use entity::{
     ConfigId, ConfigStatus, EventId, EventStatus, MessageId, OnStuck, ResponseData,
-    webhook_attempts, webhook_configs, webhook_events,
+    webhook_configs, webhook_events,
 };
 use futures::FutureExt;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    QueryFilter, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    Statement,
 };
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -31,7 +31,7 @@ use crate::retry::next_delay;
 use crate::secrets::Keyring;
 use crate::signing::SigningKey;
 pub use crate::store::AutoDisable;
-use crate::store::{self, AttemptRecord, Health, Loaded, Won};
+use crate::store::{self, AttemptRecord, AttemptRow, Health, Loaded, Won};
 
 /// Failure of the engine itself (database), never of a receiver.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,8 @@ struct OrderingOut<'a> {
 
 /// What an attempt writes: its row and the event's response fields.
 struct Written {
-    attempt: webhook_attempts::ActiveModel,
+    /// The attempt's row, its event id still unset.
+    attempt: AttemptRow,
     response_data: serde_json::Value,
     last_error: Option<String>,
 }
@@ -118,20 +119,20 @@ impl Written {
             truncated: outcome.truncated,
             error: error_text.clone(),
         };
-        let attempt = webhook_attempts::ActiveModel {
-            attempt: Set(attempt_no),
-            request_headers: Set(serde_json::to_value(&outcome.request_headers).unwrap_or_default()),
-            status_code: Set(outcome.status_code.map(i32::from)),
-            response_headers: Set(Some(
+        let attempt = AttemptRow {
+            event_id: EventId(0),
+            attempt: attempt_no,
+            request_headers: serde_json::to_value(&outcome.request_headers).unwrap_or_default(),
+            status_code: outcome.status_code.map(i32::from),
+            response_headers: Some(
                 serde_json::to_value(&outcome.response_headers).unwrap_or_default(),
-            )),
-            response_body: Set(Some(outcome.response_body.clone())),
-            truncated: Set(outcome.truncated),
-            duration_ms: Set(i32::try_from(millis(outcome.duration)).unwrap_or(i32::MAX)),
-            error_kind: Set(outcome.error.as_ref().map(|e| e.kind.as_str().to_owned())),
-            error_message: Set(outcome.error.as_ref().map(|e| e.message.clone())),
-            created_at: Set(now),
-            ..Default::default()
+            ),
+            response_body: Some(outcome.response_body.clone()),
+            truncated: outcome.truncated,
+            duration_ms: i32::try_from(millis(outcome.duration)).unwrap_or(i32::MAX),
+            error_kind: outcome.error.as_ref().map(|e| e.kind.as_str().to_owned()),
+            error_message: outcome.error.as_ref().map(|e| e.message.clone()),
+            created_at: now,
         };
         Self {
             attempt,
@@ -141,10 +142,11 @@ impl Written {
     }
 
     /// The attempt's row, of the event `event_id`.
-    fn attempt_row(&self, event_id: i64) -> webhook_attempts::ActiveModel {
-        let mut row = self.attempt.clone();
-        row.event_id = Set(event_id);
-        row
+    fn attempt_row(&self, event_id: EventId) -> AttemptRow {
+        AttemptRow {
+            event_id,
+            ..self.attempt.clone()
+        }
     }
 }
 
@@ -367,7 +369,7 @@ impl Engine {
                 created_at,
                 now,
             },
-            |event_id| written.attempt_row(event_id.0),
+            |event_id| written.attempt_row(event_id),
         )
         .await?;
         Ok((
@@ -476,7 +478,7 @@ impl Engine {
             event_id: EventId(event.id),
             config_id: ConfigId(config.id),
             prior_attempts: event.attempts,
-            row: written.attempt_row(event.id),
+            row: written.attempt_row(EventId(event.id)),
             status,
             response_data: written.response_data,
             next_attempt_at,

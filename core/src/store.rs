@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{
-    ConfigId, ConfigStatus, EventId, EventStatus, webhook_attempts, webhook_configs, webhook_events,
-};
+use entity::{ConfigId, ConfigStatus, EventId, EventStatus, webhook_configs, webhook_events};
 use sea_orm::sea_query::extension::postgres::PgFunc;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -88,7 +86,7 @@ pub struct AttemptRecord {
     pub config_id: ConfigId,
     /// `attempts` the event had when the job loaded it; the update applies only if unchanged.
     pub prior_attempts: i32,
-    pub row: webhook_attempts::ActiveModel,
+    pub row: AttemptRow,
     /// The event's status after the attempt: `delivered`, `failed`, or `pending` with a retry
     /// due at `next_attempt_at`; written as it is.
     pub status: EventStatus,
@@ -103,6 +101,72 @@ pub struct AttemptRecord {
     /// [`crate::queue::ordered`]); `None` for every unordered delivery, which then costs no
     /// statement of its own.
     pub release: Option<ordered::Release>,
+}
+
+/// One `webhook_attempts` row to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    pub event_id: EventId,
+    /// 1 for the event's first attempt; keeps counting across manual retries.
+    pub attempt: i32,
+    pub request_headers: Value,
+    pub status_code: Option<i32>,
+    pub response_headers: Option<Value>,
+    pub response_body: Option<String>,
+    pub truncated: bool,
+    pub duration_ms: i32,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl AttemptRow {
+    fn to_json(&self) -> Value {
+        json!({
+            "event_id": self.event_id,
+            "attempt": self.attempt,
+            "request_headers": self.request_headers,
+            "status_code": self.status_code,
+            "response_headers": self.response_headers,
+            "response_body": self.response_body,
+            "truncated": self.truncated,
+            "duration_ms": self.duration_ms,
+            "error_kind": self.error_kind,
+            "error_message": self.error_message,
+            "created_at": self.created_at.to_rfc3339(),
+        })
+    }
+}
+
+/// Inserts attempt rows in one statement whose text is the same for any number of rows.
+///
+/// A `VALUES` list (sea-orm's `insert_many`) is a different statement for each batch size, with
+/// eleven parameters a row: every pooled connection prepared and cached up to a hundred of them,
+/// some with thousands of parameters, and the worker's memory rose for as long as its
+/// connections lived (and PostgreSQL's backends kept the plans too).
+async fn insert_attempts<'a>(
+    txn: &impl ConnectionTrait,
+    rows: impl IntoIterator<Item = &'a AttemptRow>,
+) -> Result<(), DbErr> {
+    let rows: Vec<Value> = rows.into_iter().map(AttemptRow::to_json).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO webhook_attempts \
+           (event_id, attempt, request_headers, status_code, response_headers, response_body, \
+            truncated, duration_ms, error_kind, error_message, created_at) \
+         SELECT event_id, attempt, request_headers, status_code, response_headers, \
+                response_body, truncated, duration_ms, error_kind, error_message, created_at \
+         FROM jsonb_to_recordset($1::jsonb) AS r(event_id bigint, attempt integer, \
+              request_headers jsonb, status_code integer, response_headers jsonb, \
+              response_body text, truncated boolean, duration_ms integer, error_kind text, \
+              error_message text, created_at timestamptz)",
+        [Value::Array(rows).into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Whether a record's update applied (`true`), or the event had already moved on (`false`).
@@ -140,9 +204,7 @@ async fn record_together(
     // at-least-once, a lost commit only means the attempt runs again.
     let txn = db.begin().await?;
     lock_in_order(&txn, records).await?;
-    webhook_attempts::Entity::insert_many(records.iter().map(|r| r.row.clone()))
-        .exec_without_returning(&txn)
-        .await?;
+    insert_attempts(&txn, records.iter().map(|r| &r.row)).await?;
 
     // One record per event updates it: the first, unless a later one of the same event was
     // delivered (two jobs of one event can race after a crash; the receiver's 2xx is the truth).
@@ -256,7 +318,7 @@ pub struct TestRecord<'a> {
 pub async fn record_test(
     db: &DatabaseConnection,
     record: TestRecord<'_>,
-    attempt: impl FnOnce(EventId) -> webhook_attempts::ActiveModel,
+    attempt: impl FnOnce(EventId) -> AttemptRow,
 ) -> Result<EventId, DbErr> {
     let txn = db.begin().await?;
     let row = txn
@@ -285,9 +347,7 @@ pub async fn record_test(
         .await?
         .ok_or(DbErr::RecordNotInserted)?;
     let event_id: EventId = row.try_get("", "id")?;
-    webhook_attempts::Entity::insert(attempt(event_id))
-        .exec_without_returning(&txn)
-        .await?;
+    insert_attempts(&txn, [&attempt(event_id)]).await?;
     txn.commit().await?;
     Ok(event_id)
 }
