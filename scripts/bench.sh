@@ -11,8 +11,8 @@
 #                   quick iteration only, labelled as such in the report;
 #   otherwise       a throwaway cluster of the benchmark's own with production durability
 #                   (fsync, synchronous_commit and full_page_writes on; max_connections 300,
-#                   shared_buffers 256MB) in $target_dir/bench-pg on port 54330, stopped at
-#                   the end: the headline figures are read there.
+#                   shared_buffers 256MB) in $target_dir/bench-pg on the first free port
+#                   from 54330, stopped at the end: the headline figures are read there.
 # CARGO overrides the cargo command (e.g. a wrapper that serialises builds).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -62,8 +62,12 @@ elif [[ "$fast_db" == 1 ]]; then
     echo "==> --fast-db: the disposable local cluster (fsync off); not a headline run" >&2
     DATABASE_URL="$(scripts/pg-local.sh ensure)"
 else
-    # A cluster of its own, so the durable settings never reach `just dev`'s and `just test`'s.
-    export WIREHOOK_PG_DIR="$PWD/$target_dir/bench-pg" WIREHOOK_PG_PORT=54330
+    # A cluster of its own, so the durable settings never reach `just dev`'s and `just test`'s;
+    # on the first free port from 54330 (test clusters come and go on this machine).
+    case "$target_dir" in /*) bench_pg="$target_dir/bench-pg" ;; *) bench_pg="$PWD/$target_dir/bench-pg" ;; esac
+    port=54330
+    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+    export WIREHOOK_PG_DIR="$bench_pg" WIREHOOK_PG_PORT="$port"
     export WIREHOOK_PG_DURABLE=full WIREHOOK_PG_SHARED_BUFFERS=256MB
     trap 'scripts/pg-local.sh stop >/dev/null 2>&1 || true' EXIT
     DATABASE_URL="$(scripts/pg-local.sh ensure)"
