@@ -50,7 +50,9 @@ pub struct Purged {
 
 /// Removes events created before `older_than` ago: every day partition that ended before then
 /// and holds no pending event, and the final-state events of the legacy partition (in
-/// transactions of at most [`PURGE_BATCH`] events, with their attempts).
+/// transactions of at most [`PURGE_BATCH`] events, with their attempts). An event therefore
+/// goes between `older_than` and `older_than` + 1 day after it was created. A retention under
+/// one day deletes final-state rows instead, as retention did before partitioning.
 pub async fn purge(
     db: &(impl ConnectionTrait + TransactionTrait),
     older_than: Duration,
@@ -74,8 +76,14 @@ pub async fn purge(
             Dropped::Busy => purged.days_busy += 1,
         }
     }
+    if older_than < ONE_DAY {
+        // A day ends before any of its events is a day old: a retention this short (tests and
+        // soak runs, `RETENTION_SECS`) deletes rows, in every partition, as before.
+        purged.events += purge_rows(db, cutoff, i64::MAX).await?;
+    } else if legacy {
+        purged.events += purge_rows(db, cutoff, LEGACY_ID_BOUND).await?;
+    }
     if legacy {
-        purged.events += purge_legacy(db, cutoff).await?;
         if legacy_is_empty(db).await? {
             match partitions::drop_day(db, Part::Legacy).await? {
                 Dropped::Events(_) => tracing::info!("retention: legacy partitions dropped"),
@@ -91,10 +99,16 @@ pub async fn purge(
     Ok(purged)
 }
 
-/// The old row-by-row purge, on the legacy partition only (`id < LEGACY_ID_BOUND` prunes to it).
-async fn purge_legacy(
+/// A retention shorter than this deletes rows (see [`purge`]).
+const ONE_DAY: Duration = Duration::from_secs(86_400);
+
+/// The old row-by-row purge of the final-state events below `id_bound` created before `cutoff`
+/// (`LEGACY_ID_BOUND`: the legacy partition only, which the bound prunes to), with their
+/// attempts.
+async fn purge_rows(
     db: &impl ConnectionTrait,
     cutoff: chrono::DateTime<Utc>,
+    id_bound: i64,
 ) -> Result<u64, DbErr> {
     let mut total = 0;
     loop {
@@ -103,14 +117,14 @@ async fn purge_legacy(
                 DbBackend::Postgres,
                 format!(
                     "WITH gone AS ( \
-                       DELETE FROM webhook_events WHERE id < {LEGACY_ID_BOUND} AND id IN ( \
+                       DELETE FROM webhook_events WHERE id < {id_bound} AND id IN ( \
                          SELECT id FROM webhook_events \
-                         WHERE id < {LEGACY_ID_BOUND} AND created_at < $1 AND status IN ({}) \
+                         WHERE id < {id_bound} AND created_at < $1 AND status IN ({}) \
                          ORDER BY created_at, id LIMIT $2) \
                        RETURNING id), \
                      attempts AS ( \
                        DELETE FROM webhook_attempts \
-                       WHERE event_id < {LEGACY_ID_BOUND} AND event_id IN (SELECT id FROM gone)) \
+                       WHERE event_id < {id_bound} AND event_id IN (SELECT id FROM gone)) \
                      SELECT count(*) AS n FROM gone",
                     *FINAL_STATUSES
                 ),

@@ -4,6 +4,7 @@
 //! once, because every run holds one PostgreSQL advisory lock while it works.
 
 use sea_orm_migration::prelude::*;
+pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, sqlx};
 
 mod m20261129_000001_create_tables;

@@ -176,6 +176,7 @@ DECLARE
     hi bigint;
     ev text;
     at text;
+    ix record;
     made integer := 0;
 BEGIN
     -- One creator at a time (the maintenance leader, `api migrate`, tests).
@@ -201,6 +202,16 @@ BEGIN
                            'WHERE ordering_key IS NOT NULL', ev || '_ordering', ev);
             EXECUTE format('ALTER TABLE webhook_events ATTACH PARTITION %I '
                            'FOR VALUES FROM (%s) TO (%s)', ev, lo, hi);
+            -- The indexes attaching made are named after the table's: `<index>_pYYYYMMDD`.
+            FOR ix IN SELECT ci.relname AS name, cp.relname AS parent
+                      FROM pg_index x JOIN pg_class ci ON ci.oid = x.indexrelid
+                      JOIN pg_inherits i ON i.inhrelid = x.indexrelid
+                      JOIN pg_class cp ON cp.oid = i.inhparent
+                      WHERE x.indrelid = ev::regclass
+            LOOP
+                EXECUTE format('ALTER INDEX %I RENAME TO %I', ix.name,
+                               ix.parent || '_p' || to_char(day, 'YYYYMMDD'));
+            END LOOP;
             made := made + 1;
         END IF;
         IF to_regclass(at) IS NULL THEN
@@ -231,7 +242,7 @@ impl MigrationTrait for Migration {
         swap.get_connection().execute_unprepared(SWAP).await?;
         swap.commit().await?;
         tracing::info!(
-            locked_ms = started.elapsed().as_millis() as u64,
+            locked_ms = started.elapsed().as_secs_f64() * 1000.0,
             "webhook_events and webhook_attempts are partitioned by day"
         );
         Ok(())

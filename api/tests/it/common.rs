@@ -89,6 +89,12 @@ impl TestApp {
         Self::spawn_inner(database, db, jwt_config(), |_| {}, true, Limits::default()).await
     }
 
+    /// Starts the app on `database`, which the test filled and migrated itself (`db`).
+    pub async fn spawn_on_database(database: TestDb, db: DatabaseConnection) -> Self {
+        wirehook_testkit::init_logs();
+        Self::spawn_inner(database, db, jwt_config(), |_| {}, true, Limits::default()).await
+    }
+
     /// Starts the app with both provider keys set and `inbound` applied to the inbound settings.
     pub async fn spawn_inbound(inbound: impl FnOnce(&mut InboundConfig)) -> Self {
         Self::spawn_configured(jwt_config(), inbound, true, Limits::default()).await
