@@ -13,11 +13,11 @@
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use entity::{Direction, EventStatus, Source, webhook_events};
 use sea_orm::sea_query::Expr;
-use wirehook_core::partitions;
 use sea_orm::{
     ActiveEnum, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, Select, Statement, Value,
 };
+use wirehook_core::partitions;
 
 /// History filters as parsed from the query string; `None` means unfiltered.
 #[derive(Debug, Clone, Default)]

@@ -7,9 +7,7 @@
 //! in the legacy partitions, the tables as they were before partitioning.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use sea_orm::{
-    ConnectionTrait, DbBackend, DbErr, Statement, TransactionError, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionError, TransactionTrait};
 
 pub use migration::{DAY_SHIFT, DAYS_AHEAD, LEGACY_ID_BOUND};
 
@@ -173,7 +171,8 @@ pub async fn drop_day(db: &impl TransactionTrait, part: Part) -> Result<Dropped,
                 }
                 let n = forget_counts(txn, &events, day).await?;
                 if attempts_present {
-                    txn.execute_raw(sql(format!("DROP TABLE {attempts}"))).await?;
+                    txn.execute_raw(sql(format!("DROP TABLE {attempts}")))
+                        .await?;
                 }
                 txn.execute_raw(sql(format!("DROP TABLE {events}"))).await?;
                 Ok(Dropped::Events(n))

@@ -83,12 +83,10 @@ pub async fn purge(
     } else if legacy {
         purged.events += purge_rows(db, cutoff, LEGACY_ID_BOUND).await?;
     }
-    if legacy {
-        if legacy_is_empty(db).await? {
-            match partitions::drop_day(db, Part::Legacy).await? {
-                Dropped::Events(_) => tracing::info!("retention: legacy partitions dropped"),
-                Dropped::HeldPending | Dropped::Busy => {}
-            }
+    if legacy && legacy_is_empty(db).await? {
+        match partitions::drop_day(db, Part::Legacy).await? {
+            Dropped::Events(_) => tracing::info!("retention: legacy partitions dropped"),
+            Dropped::HeldPending | Dropped::Busy => {}
         }
     }
     // Ordering keys idle as long: their events are going or gone.

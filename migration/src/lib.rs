@@ -3,8 +3,8 @@
 //! [`migrate`] is what `api migrate` runs; it is safe to run twice and from several hosts at
 //! once, because every run holds one PostgreSQL advisory lock while it works.
 
-use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, sqlx};
 
 mod m20261129_000001_create_tables;

@@ -14,8 +14,8 @@ use wirehook_core::metrics::{
     PARKED_SWEPT_TOTAL, PARTITION_DAYS_AHEAD, PURGED_TOTAL, QUEUE_OLDEST_AGE, QUEUE_PENDING,
     RETENTION_DAYS_HELD, TABLE_BYTES, TABLE_ROWS,
 };
-use wirehook_core::{partitions, queue};
 use wirehook_core::retention::purge;
+use wirehook_core::{partitions, queue};
 
 /// Advisory lock key of the maintenance leader: "wirehool" in ASCII, one above the migration
 /// lock ("wirehook"), which a leader holding it for its whole life would otherwise block.

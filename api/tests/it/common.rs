@@ -283,7 +283,7 @@ impl TestApp {
         )
         .await
         .expect("event id")
-            .expect("event id row");
+        .expect("event id row");
         let id: i64 = row.try_get("", "id").expect("event id");
         webhook_events::ActiveModel {
             id: Set(id),

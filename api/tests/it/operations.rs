@@ -933,7 +933,10 @@ async fn purge_drops_whole_days_past_retention_with_their_attempts() {
         .expect("purge");
     assert_eq!((purged.events, purged.days_dropped), (2_503, 1));
     assert_eq!(count(&app, "SELECT count(*) FROM webhook_events").await, 4);
-    assert_eq!(count(&app, "SELECT count(*) FROM webhook_attempts").await, 4);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM webhook_attempts").await,
+        4
+    );
     let day = (Utc::now() - chrono::Duration::days(40)).format("%Y%m%d");
     assert_eq!(
         count(

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use chrono::{Days, Utc};
 use entity::{EventType, Source};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryOrder, QueryTrait,
-    Statement, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryOrder, QueryTrait, Statement,
+    TransactionTrait,
 };
 use serde_json::json;
 use wirehook_api::ingest::{Disposition, Received, record_batch};
@@ -236,7 +236,11 @@ async fn migrated_legacy(events: i64) -> (legacy::Fingerprint, legacy::Fingerpri
         started.elapsed()
     );
     let after = legacy::fingerprint(&db).await.expect("fingerprint");
-    (before, after, TestApp::spawn_on_database(database, db).await)
+    (
+        before,
+        after,
+        TestApp::spawn_on_database(database, db).await,
+    )
 }
 
 #[tokio::test]
@@ -298,7 +302,9 @@ async fn retention_empties_the_legacy_partition_row_by_row_then_drops_it() {
     assert_eq!(page["total"], left, "{page}");
 
     app.db
-        .execute_unprepared("UPDATE webhook_events SET status = 'cancelled' WHERE status = 'pending'")
+        .execute_unprepared(
+            "UPDATE webhook_events SET status = 'cancelled' WHERE status = 'pending'",
+        )
         .await
         .expect("settle");
     wirehook_core::retention::purge(&app.db, Duration::ZERO)

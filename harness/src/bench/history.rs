@@ -252,7 +252,11 @@ async fn measure(
         .iter()
         .map(|r| r.try_get_by_index::<i64>(0))
         .collect::<Result<_, _>>()?;
-    let id_of = |i: usize| ids.get((i * 7_919) % ids.len().max(1)).copied().unwrap_or(0);
+    let id_of = |i: usize| {
+        ids.get((i * 7_919) % ids.len().max(1))
+            .copied()
+            .unwrap_or(0)
+    };
     let path_of = |i: usize| query.path.replace("{id}", &id_of(i).to_string());
     for i in 0..WARM_UP_REQUESTS {
         stage.client.get(&path_of(i)).await?;

@@ -11,7 +11,7 @@
 //! rows it would leave to vacuum (more WAL) are not counted: the DELETE's figures are its floor.
 //!
 //! **Migration in place** ([`migration`]): a database filled by the schema before
-//! partitioning (`wirehook_testkit::legacy`, `rows` events), migrated by the real `migrate`
+//! partitioning (`wirehook_testkit::legacy`, `rows` events), migrated by the real `api migrate`
 //! while a reader probes the table every 5 ms over its own connection; the longest probe is
 //! the downtime writers and readers saw. Every row, id and message id is compared before and
 //! after.
@@ -117,11 +117,9 @@ pub async fn retention(ctx: &Context) -> BenchResult<RetentionRun> {
     db.execute_unprepared("CHECKPOINT").await?;
     let lsn = wal_lsn(&db).await?;
     let started = Instant::now();
-    let purged = wirehook_core::retention::purge(
-        &db,
-        Duration::from_secs(u64::from(days - 1) * 86_400),
-    )
-    .await?;
+    let purged =
+        wirehook_core::retention::purge(&db, Duration::from_secs(u64::from(days - 1) * 86_400))
+            .await?;
     let drop_secs = started.elapsed().as_secs_f64();
     let drop_wal = wal_lsn(&db).await? - lsn;
     db.close().await.ok();
@@ -225,7 +223,7 @@ pub async fn migration(ctx: &Context) -> BenchResult<MigrationRun> {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
-    let migrated = migration::migrate(&db).await;
+    let migrated = ctx.binaries.migrate(database.url()).await;
     let migrate_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);

@@ -202,10 +202,18 @@ pub async fn run(ctx: &Context, only: &[Scenario], report: &mut Report) -> bool 
 }
 
 fn retention_figures(report: &mut Report, run: &RetentionRun) {
-    let delete = Some(("old row-by-row DELETE of the same day", run.delete_secs * 1000.0));
+    let delete = Some((
+        "old row-by-row DELETE of the same day",
+        run.delete_secs * 1000.0,
+    ));
     report.figures.push(
-        Figure::new(RETENTION, "retention pass dropping one day", run.drop_secs * 1000.0, "ms")
-            .against(delete),
+        Figure::new(
+            RETENTION,
+            "retention pass dropping one day",
+            run.drop_secs * 1000.0,
+            "ms",
+        )
+        .against(delete),
     );
     report.figures.push(
         Figure::new(
@@ -244,7 +252,10 @@ fn migration_figures(report: &mut Report, run: &MigrationRun) {
     report.figures.push(
         Figure::new(
             MIGRATE,
-            &format!("longest stall of a reader while {} events are partitioned", run.rows),
+            &format!(
+                "longest stall of a reader while {} events are partitioned",
+                run.rows
+            ),
             run.longest_probe_ms,
             "ms",
         )
