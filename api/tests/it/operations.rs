@@ -1036,6 +1036,29 @@ async fn the_worker_purges_by_retention_days() {
     );
 }
 
+#[tokio::test]
+async fn the_worker_creates_the_history_partitions_of_the_week_ahead() {
+    let app = TestApp::spawn().await;
+    let last = Utc::now().date_naive() + chrono::Days::new(7);
+    app.db
+        .execute_unprepared(&format!(
+            "DROP TABLE webhook_events_p{0}; DROP TABLE webhook_attempts_p{0}",
+            last.format("%Y%m%d")
+        ))
+        .await
+        .expect("drop the last day ahead");
+    let _worker = app.start_worker().await;
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            let (days, _) = wirehook_core::partitions::days(&app.db)
+                .await
+                .expect("days");
+            days.contains(&last)
+        })
+        .await
+    );
+}
+
 // ---- metrics ----
 
 #[tokio::test]

@@ -175,17 +175,6 @@ pub async fn run(ctx: &Context, only: &[Scenario], report: &mut Report) -> bool 
         }
     }
 
-    if wants(Scenario::Retention) {
-        step(&format!(
-            "retention, {} days × {} events",
-            ctx.scale.retention_days, ctx.scale.retention_per_day
-        ));
-        match partitioned::retention(ctx).await {
-            Ok(run) => retention_figures(report, &run),
-            Err(e) => failed |= fail(report, RETENTION, "retention", &e),
-        }
-    }
-
     if wants(Scenario::Migrate) {
         step(&format!(
             "partitioning {} events in place",
@@ -194,6 +183,17 @@ pub async fn run(ctx: &Context, only: &[Scenario], report: &mut Report) -> bool 
         match partitioned::migration(ctx).await {
             Ok(run) => migration_figures(report, &run),
             Err(e) => failed |= fail(report, MIGRATE, "partitioning in place", &e),
+        }
+    }
+
+    if wants(Scenario::Retention) {
+        step(&format!(
+            "retention, {} days × {} events",
+            ctx.scale.retention_days, ctx.scale.retention_per_day
+        ));
+        match partitioned::retention(ctx).await {
+            Ok(run) => retention_figures(report, &run),
+            Err(e) => failed |= fail(report, RETENTION, "retention", &e),
         }
     }
 
