@@ -274,7 +274,7 @@ fn migration_figures(report: &mut Report, run: &MigrationRun) {
         "{} events (and an attempt per outbound event) written by the schema before \
          partitioning in {:.1} s, then `migrate` in {:.2} s while a reader queried \
          webhook_events every 5 ms ({} probes); its longest wait is the downtime (the scan that \
-         proves the legacy bound runs before the exclusive lock, under one writers pass).",
+         proves the legacy bound runs before the exclusive lock, while writers go on).",
         run.rows, run.fill_secs, run.migrate_secs, run.probes,
     ));
 }
