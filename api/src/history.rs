@@ -6,6 +6,9 @@
 //! cover a day partly are counted on the events themselves, through the `created_at` indexes.
 //! A call id search is counted on the events too: the per-day counts have no call id, and the
 //! `webhook_events_call_id` index holds only that call's few rows.
+//!
+//! Date filters also bound the id, whose high bits are the creation day: the planner then
+//! reads only the day partitions the range reaches (`wirehook_core::partitions`).
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use entity::{Direction, EventStatus, Source, webhook_events};
@@ -14,6 +17,7 @@ use sea_orm::{
     ActiveEnum, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, Select, Statement, Value,
 };
+use wirehook_core::partitions;
 
 /// History filters as parsed from the query string; `None` means unfiltered.
 #[derive(Debug, Clone, Default)]
@@ -47,11 +51,19 @@ impl Filter {
         if let Some(s) = self.status {
             q = q.filter(C::Status.eq(s));
         }
+        // The same range on the id prunes the day partitions the dates cannot reach (an id
+        // starts with its creation day; the legacy partition, ids below 2^36, stays in).
         if let Some(f) = self.from {
-            q = q.filter(C::CreatedAt.gte(f));
+            q = q.filter(C::CreatedAt.gte(f)).filter(
+                Condition::any()
+                    .add(C::Id.lt(partitions::LEGACY_ID_BOUND))
+                    .add(C::Id.gte(partitions::first_id_at(f))),
+            );
         }
         if let Some(t) = self.to {
-            q = q.filter(C::CreatedAt.lte(t));
+            q = q
+                .filter(C::CreatedAt.lte(t))
+                .filter(C::Id.lt(partitions::end_id(t.date_naive())));
         }
         if let Some(c) = self.config_id {
             q = q.filter(C::WebhookConfigId.eq(c));

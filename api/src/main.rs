@@ -94,7 +94,7 @@ async fn run(command: Command) -> Result<(), String> {
             let purged = wirehook_core::retention::purge(&db, age)
                 .await
                 .map_err(|e| format!("purge failed: {e}"))?;
-            println!("{purged}");
+            println!("{}", purged.events);
             Ok(())
         }
         Command::Reencrypt { batch } => {

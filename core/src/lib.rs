@@ -8,6 +8,7 @@ pub mod engine;
 pub mod http_client;
 pub mod job;
 pub mod metrics;
+pub mod partitions;
 pub mod process;
 pub mod queue;
 pub mod retention;

@@ -21,6 +21,13 @@ pub const QUEUE_OLDEST_AGE: &str = "wirehook_queue_oldest_pending_age_seconds";
 /// Counter: final-state events deleted by retention.
 pub const PURGED_TOTAL: &str = "wirehook_retention_purged_events_total";
 
+/// Gauge: days past the retention age kept at the last pass because they hold a pending event.
+pub const RETENTION_DAYS_HELD: &str = "wirehook_retention_days_held";
+
+/// Gauge: days of history partitions that exist after today (the leader keeps
+/// `DAYS_AHEAD`; an insert for a day without its partition fails).
+pub const PARTITION_DAYS_AHEAD: &str = "wirehook_history_partition_days_ahead";
+
 /// Counter: finished jobs deleted from `apalis.jobs` past `JOB_HISTORY_SECS`.
 pub const JOBS_DELETED_TOTAL: &str = "wirehook_queue_finished_jobs_deleted_total";
 

@@ -325,10 +325,10 @@ pub async fn record_test(
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "INSERT INTO webhook_events \
-               (message_id, direction, source, event_type, payload, status, attempts, \
+               (id, message_id, direction, source, event_type, payload, status, attempts, \
                 attempt_base, webhook_config_id, response_data, last_error, created_at, \
                 updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, 0, $7, $8, $9, $10, $11) \
+             VALUES (webhook_event_id($10), $1, $2, $3, $4, $5, $6, 1, 0, $7, $8, $9, $10, $11) \
              RETURNING id",
             [
                 record.message_id.into(),

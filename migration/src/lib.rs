@@ -3,6 +3,7 @@
 //! [`migrate`] is what `api migrate` runs; it is safe to run twice and from several hosts at
 //! once, because every run holds one PostgreSQL advisory lock while it works.
 
+pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, sqlx};
 
@@ -12,9 +13,26 @@ mod m20261206_000001_config_soft_delete;
 mod m20261207_000001_event_call_id;
 mod m20261208_000002_parked_deliveries;
 mod m20261209_000001_ordered_delivery;
+mod m20261210_000001_partitioned_history;
 
 /// Advisory lock key shared by every `migrate` run ("wirehook" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x7769_7265_686f_6f6b;
+
+/// Days of history partitions that exist ahead of today: `api migrate` and the maintenance
+/// leader create them (`webhook_history_ensure_days`), so inserts never meet a missing day
+/// while a leader runs at least once a week.
+pub const DAYS_AHEAD: i32 = 7;
+
+/// Bits of an event id below its UTC creation day (`id = day << 36 | sequence`): each day's
+/// partition holds the ids `[day << 36, (day + 1) << 36)`.
+pub const DAY_SHIFT: u32 = 36;
+
+/// Ids below this are in the legacy partitions (the tables as they were before partitioning).
+pub const LEGACY_ID_BOUND: i64 = 1 << DAY_SHIFT;
+
+/// Migrations before the partitioned history (tests and the bench fill such a database and
+/// then migrate it in place).
+pub const BEFORE_PARTITIONING: u32 = 6;
 
 /// The sea-orm migrator holding wirehook's own tables.
 pub struct Migrator;
@@ -29,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_event_call_id::Migration),
             Box::new(m20261208_000002_parked_deliveries::Migration),
             Box::new(m20261209_000001_ordered_delivery::Migration),
+            Box::new(m20261210_000001_partitioned_history::Migration),
         ]
     }
 }
@@ -60,6 +79,12 @@ async fn apply(db: &DatabaseConnection) -> Result<(), DbErr> {
     )
     .await?;
     Migrator::up(db, None).await?;
+    // Today's history partitions and the days ahead (the maintenance leader keeps them ahead).
+    db.execute_unprepared(&format!(
+        "SELECT webhook_history_ensure_days((now() AT TIME ZONE 'UTC')::date, \
+                                            (now() AT TIME ZONE 'UTC')::date + {DAYS_AHEAD})"
+    ))
+    .await?;
     apalis_postgres::PostgresStorage::<()>::setup(db.get_postgres_connection_pool())
         .await
         .map_err(|e| DbErr::Migration(format!("apalis storage setup failed: {e}")))?;

@@ -4,6 +4,8 @@
 //! - [`db`]: a throwaway database per test or run, created beside the admin database of a
 //!   server, dropped `WITH (FORCE)` afterwards;
 //! - [`cluster`]: a throwaway PostgreSQL cluster of its own, to stop, crash and start again;
+//! - [`legacy`]: a database with the history as it was before partitioning, filled, and the
+//!   fingerprint that shows a migration in place kept every row;
 //! - [`receiver`]: the HTTP receiver deliveries go to, answering from a script (statuses,
 //!   `Retry-After`, redirects, hangs, dropped and reset connections) and recording what it got;
 //! - [`replica`]: a worker replica in-process, against a test's database, with settings the
@@ -25,6 +27,7 @@
 
 pub mod cluster;
 pub mod db;
+pub mod legacy;
 pub mod receiver;
 pub mod replica;
 

@@ -11,10 +11,11 @@ use sea_orm::sqlx::{self, Connection, PgConnection, PgPool};
 
 use wirehook_core::metrics::{
     JOBS_DELETED_TOTAL, ORDERED_BLOCKED_KEYS, ORDERED_OLDEST_BLOCKED_AGE, ORDERED_SWEPT_TOTAL,
-    PARKED_SWEPT_TOTAL, PURGED_TOTAL, QUEUE_OLDEST_AGE, QUEUE_PENDING, TABLE_BYTES, TABLE_ROWS,
+    PARKED_SWEPT_TOTAL, PARTITION_DAYS_AHEAD, PURGED_TOTAL, QUEUE_OLDEST_AGE, QUEUE_PENDING,
+    RETENTION_DAYS_HELD, TABLE_BYTES, TABLE_ROWS,
 };
-use wirehook_core::queue;
 use wirehook_core::retention::purge;
+use wirehook_core::{partitions, queue};
 
 /// Advisory lock key of the maintenance leader: "wirehool" in ASCII, one above the migration
 /// lock ("wirehook"), which a leader holding it for its whole life would otherwise block.
@@ -88,17 +89,45 @@ pub async fn run(pool: PgPool, db: sea_orm::DatabaseConnection, schedule: Schedu
             Err(error) => tracing::warn!(%error, "sampling blocked ordered keys failed"),
         }
         let due = last_purge.is_none_or(|at| at.elapsed() >= schedule.purge_every);
-        if let (Some(retention), true) = (schedule.retention, due) {
+        if due {
             last_purge = Some(Instant::now());
+            ensure_partitions(&db).await;
+        }
+        if let (Some(retention), true) = (schedule.retention, due) {
             match purge(&db, retention).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    metrics::counter!(PURGED_TOTAL).increment(n);
-                    tracing::info!(purged = n, "retention: old events deleted");
+                Ok(purged) => {
+                    metrics::counter!(PURGED_TOTAL).increment(purged.events);
+                    metrics::gauge!(RETENTION_DAYS_HELD).set(f64::from(purged.days_held));
+                    if purged.events > 0 {
+                        tracing::info!(
+                            purged = purged.events,
+                            days = purged.days_dropped,
+                            "retention: old events removed"
+                        );
+                    }
                 }
                 Err(error) => tracing::warn!(%error, "retention purge failed"),
             }
         }
+    }
+}
+
+/// Creates the history partitions of today and the days ahead that are missing, and reports
+/// how many days ahead exist. Runs with each retention pass (at most hourly by default), so the
+/// days ahead never run out while a leader lives.
+async fn ensure_partitions(db: &sea_orm::DatabaseConnection) {
+    match partitions::ensure_ahead(db).await {
+        Ok(0) => {}
+        Ok(made) => tracing::info!(days = made, "history partitions created ahead"),
+        Err(error) => tracing::warn!(%error, "creating history partitions ahead failed"),
+    }
+    match partitions::days(db).await {
+        Ok((days, _)) => {
+            let today = chrono::Utc::now().date_naive();
+            let ahead = days.iter().filter(|d| **d > today).count();
+            metrics::gauge!(PARTITION_DAYS_AHEAD).set(ahead as f64);
+        }
+        Err(error) => tracing::warn!(%error, "listing history partitions failed"),
     }
 }
 

@@ -329,7 +329,8 @@ impl Serialize for InboundRow<'_> {
     }
 }
 
-/// The events first recorded under the keys of `duplicates`, by `(source, key)`.
+/// The events first recorded under the keys of `duplicates`, by `(source, key)`: in the
+/// de-duplication window (today, yesterday and the legacy partition), which prunes the rest.
 async fn find_firsts<'a>(
     db: &DatabaseConnection,
     duplicates: impl Iterator<Item = &'a Received>,
@@ -347,7 +348,9 @@ async fn find_firsts<'a>(
     let stmt = Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT * FROM webhook_events \
-         WHERE dedupe_key IS NOT NULL AND (source, dedupe_key) IN ( \
+         WHERE (id < 68719476736 \
+                OR id >= webhook_day_first_id((now() AT TIME ZONE 'UTC')::date - 1)) \
+           AND dedupe_key IS NOT NULL AND (source, dedupe_key) IN ( \
            SELECT r.source, r.dedupe_key \
            FROM jsonb_to_recordset($1::jsonb) AS r(source text, dedupe_key text))",
         [Value::Array(keys).into()],

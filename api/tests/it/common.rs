@@ -89,6 +89,12 @@ impl TestApp {
         Self::spawn_inner(database, db, jwt_config(), |_| {}, true, Limits::default()).await
     }
 
+    /// Starts the app on `database`, which the test filled and migrated itself (`db`).
+    pub async fn spawn_on_database(database: TestDb, db: DatabaseConnection) -> Self {
+        wirehook_testkit::init_logs();
+        Self::spawn_inner(database, db, jwt_config(), |_| {}, true, Limits::default()).await
+    }
+
     /// Starts the app with both provider keys set and `inbound` applied to the inbound settings.
     pub async fn spawn_inbound(inbound: impl FnOnce(&mut InboundConfig)) -> Self {
         Self::spawn_configured(jwt_config(), inbound, true, Limits::default()).await
@@ -262,10 +268,25 @@ impl TestApp {
         json["webhook"].clone()
     }
 
-    /// Inserts an event row directly (until producers exist) and returns its id.
+    /// Inserts an event row directly (until producers exist) and returns its id. An event
+    /// created on another day gets that day's id, in that day's partition (made if missing).
     pub async fn insert_event(&self, e: NewEvent) -> i64 {
         let now = e.created_at.unwrap_or_else(Utc::now);
+        let row = sea_orm::ConnectionTrait::query_one_raw(
+            &self.db,
+            sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT webhook_history_ensure_days(d, d), webhook_event_id($1) AS id \
+                 FROM (SELECT ($1 AT TIME ZONE 'UTC')::date AS d) AS day",
+                [now.into()],
+            ),
+        )
+        .await
+        .expect("event id")
+        .expect("event id row");
+        let id: i64 = row.try_get("", "id").expect("event id");
         webhook_events::ActiveModel {
+            id: Set(id),
             message_id: Set(entity::MessageId::generate().into_inner()),
             direction: Set(e.direction),
             source: Set(e.source),

@@ -19,6 +19,7 @@ mod operations;
 mod ordering;
 mod outage;
 mod overload;
+mod partitions;
 mod refusals;
 mod schema_instances;
 mod secrets;

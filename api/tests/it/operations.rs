@@ -885,14 +885,19 @@ async fn a_worker_keeps_no_finished_job_past_job_history_secs() {
 
 // ---- retention ----
 
-/// Inserts `n` events of `status` created `days_ago` days ago, each with one attempt.
+/// Inserts `n` events of `status` created `days_ago` days ago, each with one attempt, into
+/// that day's partition (created when missing, as for a database that has run that long).
 async fn old_events(app: &TestApp, config_id: i64, status: &str, days_ago: i64, n: i64) {
     app.db
         .execute_unprepared(&format!(
-            "WITH e AS ( \
-               INSERT INTO webhook_events (message_id, direction, source, event_type, payload, \
-                 status, attempts, webhook_config_id, created_at, updated_at) \
-               SELECT 'msg_old_' || md5(random()::text), 'outbound', '11wire', 'call.completed', \
+            "SELECT webhook_history_ensure_days( \
+               ((now() - interval '{days_ago} days') AT TIME ZONE 'UTC')::date, \
+               ((now() - interval '{days_ago} days') AT TIME ZONE 'UTC')::date); \
+             WITH e AS ( \
+               INSERT INTO webhook_events (id, message_id, direction, source, event_type, \
+                 payload, status, attempts, webhook_config_id, created_at, updated_at) \
+               SELECT webhook_event_id(now() - interval '{days_ago} days'), \
+                 'msg_old_' || md5(random()::text), 'outbound', '11wire', 'call.completed', \
                  '{{}}', '{status}', 1, {config_id}, now() - interval '{days_ago} days', now() \
                FROM generate_series(1, {n}) RETURNING id) \
              INSERT INTO webhook_attempts (event_id, attempt, duration_ms) SELECT id, 1, 5 FROM e"
@@ -915,32 +920,75 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn purge_deletes_only_old_events_in_a_final_state_with_their_attempts() {
+async fn purge_drops_whole_days_past_retention_with_their_attempts() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::ok().await.expect("receiver");
     let id = config(&app, &receiver, json!({})).await;
     old_events(&app, id, "delivered", 40, 2_500).await;
     old_events(&app, id, "failed", 40, 3).await;
-    old_events(&app, id, "pending", 40, 2).await;
     old_events(&app, id, "delivered", 5, 4).await;
 
     let purged = wirehook_core::retention::purge(&app.db, Duration::from_secs(30 * 86_400))
         .await
         .expect("purge");
-    assert_eq!(purged, 2_503);
-    assert_eq!(count(&app, "SELECT count(*) FROM webhook_events").await, 6);
+    assert_eq!((purged.events, purged.days_dropped), (2_503, 1));
+    assert_eq!(count(&app, "SELECT count(*) FROM webhook_events").await, 4);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM webhook_attempts").await,
+        4
+    );
+    let day = (Utc::now() - chrono::Duration::days(40)).format("%Y%m%d");
     assert_eq!(
         count(
             &app,
-            "SELECT count(*) FROM webhook_events WHERE status = 'pending'"
+            &format!("SELECT count(*) FROM pg_class WHERE relname = 'webhook_events_p{day}'")
         )
         .await,
-        2
+        0
     );
-    assert_eq!(
-        count(&app, "SELECT count(*) FROM webhook_attempts").await,
-        6
-    );
+}
+
+#[tokio::test]
+async fn purge_keeps_a_day_whole_while_it_holds_a_pending_event() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await.expect("receiver");
+    let id = config(&app, &receiver, json!({})).await;
+    old_events(&app, id, "delivered", 41, 4).await;
+    old_events(&app, id, "pending", 41, 2).await;
+    let retention = Duration::from_secs(30 * 86_400);
+
+    let purged = wirehook_core::retention::purge(&app.db, retention)
+        .await
+        .expect("purge");
+    assert_eq!((purged.events, purged.days_held), (0, 1));
+    assert_eq!(count(&app, "SELECT count(*) FROM webhook_events").await, 6);
+
+    app.db
+        .execute_unprepared("UPDATE webhook_events SET status = 'failed' WHERE status = 'pending'")
+        .await
+        .expect("settle");
+    let purged = wirehook_core::retention::purge(&app.db, retention)
+        .await
+        .expect("purge");
+    assert_eq!((purged.events, purged.days_held), (6, 0));
+    assert_eq!(count(&app, "SELECT count(*) FROM webhook_events").await, 0);
+}
+
+#[tokio::test]
+async fn the_history_total_stays_exact_when_a_day_is_dropped() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await.expect("receiver");
+    let id = config(&app, &receiver, json!({})).await;
+    old_events(&app, id, "delivered", 40, 30).await;
+    old_events(&app, id, "failed", 2, 3).await;
+    let (_, before) = app.get("/api/webhooks/events").await;
+    assert_eq!(before["total"], 33, "{before}");
+
+    wirehook_core::retention::purge(&app.db, Duration::from_secs(30 * 86_400))
+        .await
+        .expect("purge");
+    let (_, after) = app.get("/api/webhooks/events").await;
+    assert_eq!(after["total"], 3, "{after}");
 }
 
 #[tokio::test]
@@ -983,6 +1031,29 @@ async fn the_worker_purges_by_retention_days() {
     assert!(
         eventually(Duration::from_secs(15), || async {
             count(&app, "SELECT count(*) FROM webhook_events").await == 1
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn the_worker_creates_the_history_partitions_of_the_week_ahead() {
+    let app = TestApp::spawn().await;
+    let last = Utc::now().date_naive() + chrono::Days::new(7);
+    app.db
+        .execute_unprepared(&format!(
+            "DROP TABLE webhook_events_p{0}; DROP TABLE webhook_attempts_p{0}",
+            last.format("%Y%m%d")
+        ))
+        .await
+        .expect("drop the last day ahead");
+    let _worker = app.start_worker().await;
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            let (days, _) = wirehook_core::partitions::days(&app.db)
+                .await
+                .expect("days");
+            days.contains(&last)
         })
         .await
     );

@@ -51,6 +51,10 @@ pub fn statement(
 ///
 /// - `ins`: the inbound events in key order (two replicas' batches with common keys then wait
 ///   on each other in the same order instead of deadlocking); a taken key inserts nothing.
+///   Keys are unique per day partition (`ON CONFLICT DO NOTHING` arbitrates on today's unique
+///   indexes: a key inserted concurrently waits for the other commit), and the day before (and
+///   the legacy partition, ids below 2^36) is looked up: the de-duplication window is the current
+///   and the previous UTC day. The two lookups prune to those partitions.
 /// - `live`: the planned configurations that are still active, locked `FOR KEY SHARE`.
 /// - `outb`: a `pending` outbound event per planned delivery whose parent was inserted and
 ///   whose configuration is live.
@@ -66,8 +70,13 @@ WITH ins AS ( \
          r.provider_payload, r.dedupe_key, r.client_ip \
   FROM jsonb_to_recordset($1::jsonb) AS r(message_id text, source text, event_type text, \
        payload jsonb, status text, provider_payload jsonb, dedupe_key text, client_ip text) \
+  WHERE r.dedupe_key IS NULL OR NOT EXISTS ( \
+    SELECT FROM webhook_events e WHERE e.source = r.source AND e.dedupe_key = r.dedupe_key \
+      AND (e.id < 68719476736 \
+           OR e.id >= webhook_day_first_id((now() AT TIME ZONE 'UTC')::date - 1)) \
+      AND e.id < webhook_day_first_id((now() AT TIME ZONE 'UTC')::date)) \
   ORDER BY r.source, r.dedupe_key, r.message_id \
-  ON CONFLICT (source, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING \
+  ON CONFLICT DO NOTHING \
   RETURNING id, message_id, source, event_type, payload, created_at, updated_at \
 ), planned AS ( \
   SELECT * FROM jsonb_to_recordset($2::jsonb) AS d(message_id text, parent text, config_id bigint) \
@@ -121,8 +130,13 @@ WITH ins AS ( \
          r.provider_payload, r.dedupe_key, r.client_ip \
   FROM jsonb_to_recordset($1::jsonb) AS r(message_id text, source text, event_type text, \
        payload jsonb, status text, provider_payload jsonb, dedupe_key text, client_ip text) \
+  WHERE r.dedupe_key IS NULL OR NOT EXISTS ( \
+    SELECT FROM webhook_events e WHERE e.source = r.source AND e.dedupe_key = r.dedupe_key \
+      AND (e.id < 68719476736 \
+           OR e.id >= webhook_day_first_id((now() AT TIME ZONE 'UTC')::date - 1)) \
+      AND e.id < webhook_day_first_id((now() AT TIME ZONE 'UTC')::date)) \
   ORDER BY r.source, r.dedupe_key, r.message_id \
-  ON CONFLICT (source, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING \
+  ON CONFLICT DO NOTHING \
   RETURNING id, message_id, source, event_type, payload, created_at, updated_at \
 ), planned AS ( \
   SELECT * FROM jsonb_to_recordset($2::jsonb) \

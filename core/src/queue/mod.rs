@@ -115,11 +115,11 @@ pub async fn insert_events(
         .query_all_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),
             "INSERT INTO webhook_events \
-               (message_id, direction, source, event_type, payload, status, attempts, \
+               (id, message_id, direction, source, event_type, payload, status, attempts, \
                 attempt_base, webhook_config_id, parent_event_id, next_attempt_at, created_at, \
                 updated_at) \
-             SELECT r.message_id, $3, r.source, r.event_type, r.payload, $4, 0, \
-                    0, r.config_id, r.parent_event_id, $2, $2, $2 \
+             SELECT webhook_event_id($2), r.message_id, $3, r.source, r.event_type, r.payload, \
+                    $4, 0, 0, r.config_id, r.parent_event_id, $2, $2, $2 \
              FROM jsonb_to_recordset($1::jsonb) AS r(message_id text, source text, \
                   event_type text, payload jsonb, config_id bigint, parent_event_id bigint) \
              RETURNING id, message_id",

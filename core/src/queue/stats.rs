@@ -31,13 +31,15 @@ pub struct TableSize {
 /// the history, which retention keeps flat.
 pub const GROWING_TABLES: [&str; 3] = ["apalis.jobs", "webhook_events", "webhook_attempts"];
 
-/// Sizes of [`GROWING_TABLES`].
+/// Sizes of [`GROWING_TABLES`]; a partitioned table's are the sums over its partitions.
 pub async fn tables(conn: &mut PgConnection) -> Result<Vec<TableSize>, sqlx::Error> {
     let mut sizes = Vec::with_capacity(GROWING_TABLES.len());
     for name in GROWING_TABLES {
         let (rows, bytes): (f64, i64) = sqlx::query_as(
-            "SELECT GREATEST(c.reltuples, 0)::float8, pg_total_relation_size(c.oid) \
-             FROM pg_class c WHERE c.oid = to_regclass($1)",
+            "SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::float8, \
+                    COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint \
+             FROM pg_class c WHERE c.oid = to_regclass($1) AND c.relkind = 'r' \
+                OR c.oid IN (SELECT relid FROM pg_partition_tree(to_regclass($1)) WHERE isleaf)",
         )
         .bind(name)
         .fetch_one(&mut *conn)

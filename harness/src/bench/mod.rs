@@ -5,7 +5,8 @@
 //! ([`noop`]), delivery throughput with 1 and 2 workers ([`delivery`]), inbound ingest
 //! ([`ingest`]), end-to-end latency at half the ingest rate ([`e2e`]), history queries at
 //! 1,000,000 rows ([`history`]), backpressure past the ingest capacity ([`overload`]), ordered
-//! delivery per key ([`ordered`]). Memory figures come from the scenarios that run the
+//! delivery per key ([`ordered`]), retention by dropping a day against deleting it and the
+//! in-place migration to the partitioned history ([`partitioned`]). Memory figures come from the scenarios that run the
 //! binaries. [`report`] prints the table and writes `bench/RESULTS.md`.
 
 pub mod baseline;
@@ -17,6 +18,7 @@ pub mod machine;
 pub mod noop;
 pub mod ordered;
 pub mod overload;
+pub mod partitioned;
 pub mod report;
 pub mod stage;
 pub mod suite;
@@ -60,6 +62,10 @@ pub enum Scenario {
     Overload,
     /// Ordered delivery: 10,000 keys × 5 events, 2 workers, against the unordered figure.
     Ordered,
+    /// Retention: 30 days × 200,000 events; dropping the oldest day against deleting it.
+    Retention,
+    /// The in-place migration to the partitioned history at 1,000,000 events: downtime.
+    Migrate,
 }
 
 /// How big and how long; the defaults are the issue's.
@@ -92,6 +98,12 @@ pub struct Scale {
     pub overload: Duration,
     /// Keep-alive connections of the overload scenario's second phase.
     pub overload_connections: usize,
+    /// Days of history the retention scenario fills.
+    pub retention_days: u32,
+    /// Events per day of the retention scenario.
+    pub retention_per_day: u64,
+    /// Events of the in-place migration scenario.
+    pub migrate_rows: u64,
 }
 
 impl Default for Scale {
@@ -110,6 +122,9 @@ impl Default for Scale {
             baseline_clients: 8,
             overload: Duration::from_secs(30),
             overload_connections: 4096,
+            retention_days: 30,
+            retention_per_day: 200_000,
+            migrate_rows: 1_000_000,
         }
     }
 }

@@ -82,6 +82,15 @@ struct RunArgs {
     /// Keep-alive connections of the overload scenario's second phase.
     #[arg(long, default_value_t = 4096)]
     overload_connections: usize,
+    /// Days of history the retention scenario fills.
+    #[arg(long, default_value_t = 30)]
+    retention_days: u32,
+    /// Events per day of the retention scenario.
+    #[arg(long, default_value_t = 200_000)]
+    retention_per_day: u64,
+    /// Events of the in-place migration scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    migrate_rows: u64,
     /// Where `api` and `worker` are.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
@@ -154,6 +163,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
         baseline_clients: args.baseline_clients.max(1),
         overload: Duration::from_secs(args.overload_secs),
         overload_connections: args.overload_connections.max(1),
+        retention_days: args.retention_days.max(2),
+        retention_per_day: args.retention_per_day.max(10),
+        migrate_rows: args.migrate_rows.max(100),
     };
     let partial = partial_flags(&args, &scale);
     let ctx = Context {
@@ -251,6 +263,18 @@ fn partial_flags(args: &RunArgs, scale: &Scale) -> Option<String> {
         (
             scale.overload_connections != full.overload_connections,
             format!("--overload-connections {}", scale.overload_connections),
+        ),
+        (
+            scale.retention_days != full.retention_days,
+            format!("--retention-days {}", scale.retention_days),
+        ),
+        (
+            scale.retention_per_day != full.retention_per_day,
+            format!("--retention-per-day {}", scale.retention_per_day),
+        ),
+        (
+            scale.migrate_rows != full.migrate_rows,
+            format!("--migrate-rows {}", scale.migrate_rows),
         ),
     ];
     flags.extend(differs.into_iter().filter(|(d, _)| *d).map(|(_, f)| f));

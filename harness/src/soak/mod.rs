@@ -271,7 +271,7 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
         opts.sample_every
     );
     // Deliveries are looked up every few seconds, apart from the samples: the lookup follows
-    // `parent_event_id`, which retention clears when it purges the source event.
+    // `parent_event_id`, and retention purges the events within minutes in a soak run.
     let tracked = Arc::new(AtomicU64::new(0));
     let stop_tracking = Arc::new(AtomicBool::new(false));
     let tracker = {
