@@ -19,6 +19,7 @@ mod operations;
 mod ordering;
 mod outage;
 mod overload;
+mod read_replica;
 mod refusals;
 mod schema_instances;
 mod secrets;
