@@ -157,6 +157,13 @@ impl Cluster {
         self.run_blocking("ensure").await
     }
 
+    /// The pid of the server's postmaster (whose children are its backends and background
+    /// processes), from `postmaster.pid`; `None` while it is stopped.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).ok()?;
+        pid_file.lines().next()?.trim().parse().ok()
+    }
+
     /// The server's log.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("postgres.log")

@@ -5,7 +5,8 @@
 //! ([`noop`]), delivery throughput with 1 and 2 workers ([`delivery`]), inbound ingest
 //! ([`ingest`]), end-to-end latency at half the ingest rate ([`e2e`]), history queries at
 //! 1,000,000 rows ([`history`]), backpressure past the ingest capacity ([`overload`]), ordered
-//! delivery per key ([`ordered`]). Memory figures come from the scenarios that run the
+//! delivery per key ([`ordered`]), 1–4 worker and 1–2 api replicas against one primary
+//! ([`scale`]). Memory figures come from the scenarios that run the
 //! binaries. [`report`] prints the table and writes `bench/RESULTS.md`.
 
 pub mod baseline;
@@ -18,6 +19,7 @@ pub mod noop;
 pub mod ordered;
 pub mod overload;
 pub mod report;
+pub mod scale;
 pub mod stage;
 pub mod suite;
 
@@ -58,6 +60,9 @@ pub enum Scenario {
     Overload,
     /// Ordered delivery: 10,000 keys × 5 events, 2 workers, against the unordered figure.
     Ordered,
+    /// 1, 2 and 4 worker replicas × 1 and 2 api replicas against one primary: ingest/s,
+    /// deliveries/s and the primary's CPU per delivery.
+    Scale,
 }
 
 /// How big and how long; the defaults are the issue's.
@@ -90,6 +95,8 @@ pub struct Scale {
     pub overload: Duration,
     /// Keep-alive connections of the overload scenario's second phase.
     pub overload_connections: usize,
+    /// Measured window of each step of the scale scenario.
+    pub scale_step: Duration,
 }
 
 impl Default for Scale {
@@ -108,6 +115,7 @@ impl Default for Scale {
             baseline_clients: 8,
             overload: Duration::from_secs(30),
             overload_connections: 4096,
+            scale_step: Duration::from_secs(10),
         }
     }
 }

@@ -16,6 +16,7 @@ use super::noop::{self, Drained};
 use super::ordered::{self, OrderedRun};
 use super::overload::{self, OverloadRun};
 use super::report::Report;
+use super::scale::{self, ScaleRun};
 use super::{BoxError, Context, Figure, Scenario, Target, mib};
 use crate::stats::ms;
 
@@ -32,6 +33,7 @@ const HISTORY: &str = "4. history";
 const MEMORY: &str = "5. memory";
 const OVERLOAD: &str = "6. overload";
 const ORDERED: &str = "7. ordered";
+const SCALE: &str = "8. scale";
 
 /// Runs the `only` scenarios (all when empty) and returns the report; `failed` tells whether
 /// any scenario could not finish.
@@ -172,8 +174,47 @@ pub async fn run(ctx: &Context, only: &[Scenario], report: &mut Report) -> bool 
         }
     }
 
+    if wants(Scenario::Scale) {
+        step(&format!(
+            "scale: {:?} worker(s) × {:?} api(s), {} s per step",
+            scale::WORKER_REPLICAS,
+            scale::API_REPLICAS,
+            ctx.scale.scale_step.as_secs()
+        ));
+        match scale::run(ctx).await {
+            Ok(run) => scale_figures(report, &run),
+            Err(e) => failed |= fail(report, SCALE, "scale", &e),
+        }
+    }
+
     report.secs = started.elapsed().as_secs_f64();
     failed
+}
+
+fn scale_figures(report: &mut Report, run: &ScaleRun) {
+    for s in &run.steps {
+        let who = format!("{} worker(s), {} api(s)", s.workers, s.apis);
+        report.figures.push(Figure::new(
+            SCALE,
+            &format!("deliveries/s, {who}"),
+            s.deliveries,
+            "deliveries/s",
+        ));
+        report.figures.push(Figure::new(
+            SCALE,
+            &format!("ingest/s, {who}"),
+            s.ingest,
+            "requests/s",
+        ));
+        report.figures.push(Figure::new(
+            SCALE,
+            &format!("primary CPU per delivery, {who}"),
+            s.primary_ms_per_delivery,
+            "ms",
+        ));
+    }
+    report.notes(SCALE).text(run.primary.clone());
+    report.notes(SCALE).text(scale::table(run));
 }
 
 fn ordered_figures(report: &mut Report, run: &OrderedRun, unordered_2w: Option<f64>) {

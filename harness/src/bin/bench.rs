@@ -82,6 +82,9 @@ struct RunArgs {
     /// Keep-alive connections of the overload scenario's second phase.
     #[arg(long, default_value_t = 4096)]
     overload_connections: usize,
+    /// Measured seconds of each step of the scale scenario (after a 2 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    scale_secs: u64,
     /// Where `api` and `worker` are.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
@@ -154,6 +157,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         baseline_clients: args.baseline_clients.max(1),
         overload: Duration::from_secs(args.overload_secs),
         overload_connections: args.overload_connections.max(1),
+        scale_step: Duration::from_secs(args.scale_secs.max(1)),
     };
     let partial = partial_flags(&args, &scale);
     let ctx = Context {
@@ -251,6 +255,10 @@ fn partial_flags(args: &RunArgs, scale: &Scale) -> Option<String> {
         (
             scale.overload_connections != full.overload_connections,
             format!("--overload-connections {}", scale.overload_connections),
+        ),
+        (
+            scale.scale_step != full.scale_step,
+            format!("--scale-secs {}", scale.scale_step.as_secs()),
         ),
     ];
     flags.extend(differs.into_iter().filter(|(d, _)| *d).map(|(_, f)| f));
