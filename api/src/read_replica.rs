@@ -47,7 +47,9 @@ pub const APPLICATION_NAME: &str = "wirehook-api-history";
 
 /// The standby's lag in seconds: 0 when it has replayed all the WAL it received, else the age
 /// of the last transaction it replayed. On a server that is not in recovery both positions are
-/// NULL, so a primary named as `DATABASE_READ_URL` counts as caught up.
+/// NULL, so a primary named as `DATABASE_READ_URL` counts as caught up. After a quiet spell the
+/// first new write overstates the lag for the moment between its arrival and its replay (the
+/// last replayed transaction is old); that errs the safe way, sending a list to the primary.
 const LAG_SQL: &str = "SELECT CASE \
        WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 \
        ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) \

@@ -114,8 +114,12 @@ impl Cluster {
                         durability,
                     });
                 }
-                // Another server took the port between the check and the start.
-                Err(ClusterError::Script { stderr, .. }) if stderr.contains("already listens") => {}
+                // Another server took the port between the check and the start (seen by the
+                // script's own check, or by the server failing to bind it); the next port
+                // starts the same folder.
+                Err(ClusterError::Script { stderr, .. })
+                    if stderr.contains("already listens")
+                        || stderr.contains("Address already in use") => {}
                 Err(error) => {
                     let _ = run_script(&dir, port, durability, "stop");
                     let _ = std::fs::remove_dir_all(&dir);
