@@ -8,6 +8,8 @@
 #   scripts/pg-local.sh status   say whether the local cluster exists / runs
 #   scripts/pg-local.sh stop     stop the local cluster if it runs
 #   scripts/pg-local.sh crash    stop it at once, as a crash would (pg_ctl -m immediate)
+#   scripts/pg-local.sh standby  like ensure, but a new cluster is a hot standby of the one on
+#                                127.0.0.1:$WIREHOOK_PG_PRIMARY_PORT (pg_basebackup -R)
 #
 # `ensure`:
 #   * If DATABASE_URL is set, check that it answers and print it unchanged.
@@ -29,6 +31,10 @@
 #                       and synchronous_commit on), as in production: for soak runs
 #   WIREHOOK_PG_SHARED_BUFFERS  with WIREHOOK_PG_DURABLE=full: shared_buffers of a new
 #                       cluster (e.g. 256MB, as `just bench` sets it)
+#   WIREHOOK_PG_PRIMARY_PORT  for `standby`: the port of the primary to copy and follow; it
+#                       must run with wal_level replica (the default of every cluster this
+#                       script makes) and accept replication connections from 127.0.0.1
+#                       (initdb's trust rules do)
 #   WIREHOOK_PG_BINDIR  directory holding initdb/pg_ctl (default: newest of
 #                       /usr/lib/postgresql/*/bin and whatever is on PATH)
 #
@@ -441,14 +447,42 @@ cmd_status() {
     return 3
 }
 
+# A streaming hot standby of the primary on 127.0.0.1:$WIREHOOK_PG_PRIMARY_PORT: the first
+# time, its data folder is a base backup of the primary whose -R writes standby.signal and
+# primary_conninfo; every time, it is started as `ensure` starts a cluster (its own port and
+# socket folder, 127.0.0.1 only).
+cmd_standby() {
+    local primary="${WIREHOOK_PG_PRIMARY_PORT:-}"
+    case "$primary" in
+        '' | *[!0-9]*) die "standby needs WIREHOOK_PG_PRIMARY_PORT (the primary's port), got '$primary'" ;;
+    esac
+    [[ -z "${DATABASE_URL:-}" ]] || die "standby makes a cluster of its own: unset DATABASE_URL"
+    ensure_owner_user
+    resolve_layout create
+    if ! cluster_exists; then
+        BINDIR="$(find_bindir "")"
+        mkdir -p "$DATA_DIR"
+        if is_root; then chown "$PG_OWNER:" "$DATA_DIR"; fi
+        chmod 0700 "$DATA_DIR"
+        log "copying the primary on 127.0.0.1:$primary into $DATA_DIR (pg_basebackup -R)"
+        if ! as_owner "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$primary" -U postgres \
+            -D "$DATA_DIR" -R -X stream -c fast >"$BASE/basebackup.log" 2>&1; then
+            cat "$BASE/basebackup.log" >&2 || true
+            die "pg_basebackup from 127.0.0.1:$primary failed (output above)"
+        fi
+    fi
+    cmd_ensure
+}
+
 usage() {
     cat >&2 <<'EOF'
-usage: scripts/pg-local.sh ensure|status|stop|crash
+usage: scripts/pg-local.sh ensure|status|stop|crash|standby
   ensure  print a DATABASE_URL that answers ($DATABASE_URL if set, else a
           project-local cluster in ${WIREHOOK_PG_DIR:-.dev/pg} on 127.0.0.1:${WIREHOOK_PG_PORT:-54329})
   status  say whether the local cluster exists and runs (exit 0 if it runs)
   stop    stop the local cluster if it runs
   crash   stop it at once (pg_ctl -m immediate), as a crash would
+  standby ensure a hot standby of the cluster on 127.0.0.1:$WIREHOOK_PG_PRIMARY_PORT
 EOF
 }
 
@@ -457,6 +491,7 @@ case "${1:-}" in
     stop) cmd_stop fast ;;
     crash) cmd_stop immediate ;;
     status) cmd_status ;;
+    standby) cmd_standby ;;
     -h | --help | help) usage ;;
     *)
         usage

@@ -23,6 +23,7 @@ use crate::connections::CappedAcceptor;
 use crate::error::json_error;
 use crate::ingest::Ingestor;
 use crate::overload::Admission;
+use crate::read_replica::Reads;
 use crate::refusals::RefusalLimiter;
 use crate::routes::{
     configs::ConfigsApi, configs::operations::ConfigOpsApi, events::EventsApi, health::HealthApi,
@@ -34,9 +35,11 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 type Apis = (ConfigsApi, ConfigOpsApi, EventsApi, InboundApi, HealthApi);
 
-/// The OpenAPI service for `db`; with a disconnected database it still renders the spec.
+/// The OpenAPI service for `db` (history lists read through `reads`); with a disconnected
+/// database it still renders the spec.
 pub fn openapi_service(
     db: DatabaseConnection,
+    reads: Reads,
     engine: Option<Arc<Engine>>,
     keyring: Arc<Keyring>,
     inbound: Arc<InboundConfig>,
@@ -46,6 +49,7 @@ pub fn openapi_service(
     let apis = (
         ConfigsApi {
             db: db.clone(),
+            reads: reads.clone(),
             engine,
             keyring: keyring.clone(),
         },
@@ -55,6 +59,7 @@ pub fn openapi_service(
         },
         EventsApi {
             db: db.clone(),
+            reads,
             ingestor: ingestor.clone(),
         },
         InboundApi {
@@ -81,6 +86,7 @@ pub fn openapi_spec() -> String {
     let inbound = InboundConfig::unconfigured(base);
     let service = openapi_service(
         DatabaseConnection::default(),
+        Reads::primary_only(DatabaseConnection::default()),
         None,
         Arc::new(Keyring::development()),
         Arc::new(inbound),
@@ -101,6 +107,7 @@ pub enum AppError {
 /// A running-ready application: database, auth and the delivery engine (for test deliveries).
 pub struct App {
     db: DatabaseConnection,
+    reads: Reads,
     verifier: Arc<JwtVerifier>,
     engine: Arc<Engine>,
     keyring: Arc<Keyring>,
@@ -123,6 +130,7 @@ impl App {
             verifier: Arc::new(JwtVerifier::new(jwt)?),
             engine: Arc::new(Engine::new(db.clone(), client, keyring.clone())),
             keyring,
+            reads: Reads::primary_only(db.clone()),
             db,
             limits: Limits::default(),
         })
@@ -134,10 +142,18 @@ impl App {
         self
     }
 
+    /// The application reading history lists from `standby` while it is at most `max_lag`
+    /// behind (`DATABASE_READ_URL`; see [`crate::read_replica`]).
+    pub fn with_read_replica(mut self, standby: DatabaseConnection, max_lag: Duration) -> Self {
+        self.reads = Reads::with_standby(self.db.clone(), standby, max_lag);
+        self
+    }
+
     /// The complete endpoint with docs, limits and the uniform JSON error mapping.
     pub fn endpoint(&self) -> impl Endpoint + 'static {
         let service = openapi_service(
             self.db.clone(),
+            self.reads.clone(),
             Some(self.engine.clone()),
             self.keyring.clone(),
             self.inbound.clone(),

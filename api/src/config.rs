@@ -5,7 +5,7 @@ use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::time::Duration;
 use url::Url;
-use wirehook_core::settings::{Common, Env, invalid};
+use wirehook_core::settings::{Common, Env, invalid, optional_database_url};
 pub use wirehook_core::settings::{Environment, SettingsError as ConfigError};
 
 use crate::inbound::{CidrList, ELEVENLABS_EGRESS_IPS};
@@ -176,6 +176,26 @@ impl Limits {
     }
 }
 
+/// A streaming standby that history lists are read from (see [`crate::read_replica`]).
+#[derive(Clone)]
+pub struct ReadReplicaConfig {
+    /// `DATABASE_READ_URL`: a `postgres://` URL of a hot standby of `DATABASE_URL`'s server.
+    pub url: SecretString,
+    /// `DATABASE_READ_MAX_LAG_SECS`: past this lag (1–3600 s, default 10) lists are read from
+    /// the primary.
+    pub max_lag: Duration,
+}
+
+impl ReadReplicaConfig {
+    /// Reads `DATABASE_READ_URL` and `DATABASE_READ_MAX_LAG_SECS`; `None` without the URL.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let max_lag = Duration::from_secs(env.ranged("DATABASE_READ_MAX_LAG_SECS", 10, 1, 3600)?);
+        Ok(optional_database_url(env, "DATABASE_READ_URL")?.map(|url| Self { url, max_lag }))
+    }
+}
+
 /// Everything `api serve` needs.
 #[derive(Clone)]
 pub struct ApiConfig {
@@ -185,6 +205,8 @@ pub struct ApiConfig {
     pub jwt: JwtConfig,
     pub inbound: InboundConfig,
     pub limits: Limits,
+    /// `DATABASE_READ_URL` and its lag bound, when set.
+    pub read_replica: Option<ReadReplicaConfig>,
 }
 
 impl ApiConfig {
@@ -203,6 +225,7 @@ impl ApiConfig {
             jwt: JwtConfig::from_env(env)?,
             inbound: InboundConfig::from_env(env, public_base_url, common.environment)?,
             limits: Limits::from_env(env)?,
+            read_replica: ReadReplicaConfig::from_env(env)?,
             common,
         })
     }
@@ -274,6 +297,27 @@ mod tests {
             err.to_string()
                 .starts_with("MAX_BODY_BYTES_IN_FLIGHT is invalid"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn history_reads_go_to_the_primary_unless_a_read_url_is_set() {
+        let cfg = ApiConfig::from_env(&env(&BASE)).unwrap();
+        assert!(cfg.read_replica.is_none());
+        let mut pairs = BASE.to_vec();
+        pairs.push(("DATABASE_READ_URL", "postgres://postgres@127.0.0.1:5433/x"));
+        let replica = ApiConfig::from_env(&env(&pairs)).unwrap().read_replica;
+        assert_eq!(replica.map(|r| r.max_lag), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_read_url_that_is_not_postgres_names_the_variable() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("DATABASE_READ_URL", "mysql://replica/x"));
+        let err = ApiConfig::from_env(&env(&pairs)).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "DATABASE_READ_URL is invalid: expected a postgres:// URL"
         );
     }
 

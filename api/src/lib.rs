@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi_doc;
 pub mod overload;
 pub mod raw_body;
+pub mod read_replica;
 pub mod refusals;
 pub mod response_headers;
 pub mod routes;

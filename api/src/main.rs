@@ -8,6 +8,12 @@ use wirehook_api::config::{ApiConfig, JwtConfig};
 use wirehook_api::{App, auth};
 use wirehook_core::{process, secrets, settings};
 
+/// Connections of the pool on `DATABASE_URL` (and of the read pool on `DATABASE_READ_URL`):
+/// above the `/api/` requests served at once (`MAX_API_IN_FLIGHT`'s default is 64, most of them
+/// short) plus the group commits; the README's Scaling section counts them against the
+/// primary's `max_connections`.
+const POOL: u32 = 32;
+
 /// Rows read per batch when `api serve` encrypts plain-text secrets at start.
 const REENCRYPT_BATCH: u32 = 500;
 
@@ -127,7 +133,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Serve => {
             process::init_tracing();
             let cfg = ApiConfig::from_env(&settings::process()).map_err(|e| e.to_string())?;
-            let db = process::connect(cfg.common.database_url.expose_secret(), 32).await?;
+            let db = process::connect(cfg.common.database_url.expose_secret(), POOL).await?;
             let pending = migration::pending(&db)
                 .await
                 .map_err(|e| format!("cannot read migrations: {e}"))?;
@@ -160,9 +166,25 @@ async fn run(command: Command) -> Result<(), String> {
                 .map_err(|e| format!("cannot listen on {}: {e}", cfg.api_addr))?;
             tracing::info!(%addr, "api listening");
             let delivery = cfg.common.client_config();
-            let app = App::new(db, &cfg.jwt, delivery, cfg.common.keyring, cfg.inbound)
+            let mut app = App::new(db, &cfg.jwt, delivery, cfg.common.keyring, cfg.inbound)
                 .map_err(|e| e.to_string())?
                 .with_limits(cfg.limits);
+            if let Some(replica) = cfg.read_replica {
+                // Lazily: a standby that is down at start is no reason not to serve, the lists
+                // go to the primary until it answers (`read_replica`).
+                let standby = process::connect_lazy(
+                    replica.url.expose_secret(),
+                    POOL,
+                    wirehook_api::read_replica::APPLICATION_NAME,
+                )
+                .await
+                .map_err(|e| format!("DATABASE_READ_URL: {e}"))?;
+                tracing::info!(
+                    max_lag_secs = replica.max_lag.as_secs(),
+                    "history lists read from DATABASE_READ_URL"
+                );
+                app = app.with_read_replica(standby, replica.max_lag);
+            }
             app.serve(acceptor, process::shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())

@@ -39,6 +39,23 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .map_err(|e| format!("cannot connect to the database: {e}"))
 }
 
+/// A pool like [`connect`]'s that connects on first use rather than now, its connections named
+/// `application_name` in `pg_stat_activity`: for a server whose absence must not stop the
+/// process (the api's read replica). Fails only on a malformed URL.
+pub async fn connect_lazy(
+    url: &str,
+    max_connections: u32,
+    application_name: &str,
+) -> Result<DatabaseConnection, String> {
+    let mut opts = options(url, max_connections);
+    let application_name = application_name.to_owned();
+    opts.connect_lazy(true)
+        .map_sqlx_postgres_opts(move |pg| pg.application_name(&application_name));
+    Database::connect(opts)
+        .await
+        .map_err(|e| format!("cannot connect to the database: {e}"))
+}
+
 fn options(url: &str, max_connections: u32) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(max_connections)

@@ -2,12 +2,19 @@
 //! disturbing any other server: `scripts/pg-local.sh` with a folder of its own
 //! (`WIREHOOK_PG_DIR`) and a port of its own in 55400–55499, on 127.0.0.1 only.
 //!
+//! A cluster can have hot standbys ([`Cluster::start_standby`]): clusters of their own made by
+//! `pg_basebackup -R` from it, which replay its WAL as streaming replicas do in production.
+//!
 //! Starting, stopping and crashing run the script on a blocking thread
 //! (`tokio::task::spawn_blocking`), so the replicas, receivers and apps of the same test keep
 //! running meanwhile: every caller is async. Dropping the cluster stops it synchronously.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// First and last port a cluster may take.
@@ -67,10 +74,20 @@ impl Cluster {
     /// Creates and starts a new cluster with `durability`, on the first free port of
     /// [`PORTS`] from a starting point that differs per process, so parallel runs rarely meet.
     pub async fn start(durability: Durability) -> Result<Self, ClusterError> {
-        tokio::task::spawn_blocking(move || Self::start_blocking(durability)).await?
+        tokio::task::spawn_blocking(move || Self::start_blocking(durability, None)).await?
     }
 
-    fn start_blocking(durability: Durability) -> Result<Self, ClusterError> {
+    /// Creates and starts a hot standby of this cluster: a base backup of it
+    /// (`pg_basebackup -R -X stream`) started as a cluster of its own, on its own port, that
+    /// streams and replays this one's WAL. It accepts read-only queries once consistent.
+    pub async fn start_standby(&self) -> Result<Self, ClusterError> {
+        let (durability, primary) = (self.durability, self.port);
+        tokio::task::spawn_blocking(move || Self::start_blocking(durability, Some(primary))).await?
+    }
+
+    /// Creates the cluster (a standby of the cluster on port `primary`, when given) on a free
+    /// port and starts it.
+    fn start_blocking(durability: Durability, primary: Option<u16>) -> Result<Self, ClusterError> {
         let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
             "wirehook-cluster-{}-{n}-{}",
@@ -85,7 +102,11 @@ impl Cluster {
             if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
                 continue;
             }
-            match run_script(&dir, port, durability, "ensure") {
+            let started = match primary {
+                None => run_script(&dir, port, durability, "ensure"),
+                Some(primary) => standby_script(&dir, port, durability, primary),
+            };
+            match started {
                 Ok(()) => {
                     return Ok(Self {
                         dir,
@@ -93,8 +114,12 @@ impl Cluster {
                         durability,
                     });
                 }
-                // Another server took the port between the check and the start.
-                Err(ClusterError::Script { stderr, .. }) if stderr.contains("already listens") => {}
+                // Another server took the port between the check and the start (seen by the
+                // script's own check, or by the server failing to bind it); the next port
+                // starts the same folder.
+                Err(ClusterError::Script { stderr, .. })
+                    if stderr.contains("already listens")
+                        || stderr.contains("Address already in use") => {}
                 Err(error) => {
                     let _ = run_script(&dir, port, durability, "stop");
                     let _ = std::fs::remove_dir_all(&dir);
@@ -109,6 +134,11 @@ impl Cluster {
     /// `postgres://postgres@127.0.0.1:<port>/postgres` (trust authentication).
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The URL of database `name` on this cluster.
+    pub fn url_of(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
     /// The port the cluster listens on.
@@ -131,6 +161,13 @@ impl Cluster {
         self.run_blocking("ensure").await
     }
 
+    /// The pid of the server's postmaster (whose children are its backends and background
+    /// processes), from `postmaster.pid`; `None` while it is stopped.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).ok()?;
+        pid_file.lines().next()?.trim().parse().ok()
+    }
+
     /// The server's log.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("postgres.log")
@@ -149,6 +186,64 @@ impl Drop for Cluster {
     }
 }
 
+/// Waits until `standby` has replayed everything `primary` had written when called (its
+/// current WAL insert position), so that what the caller committed before is visible there.
+/// Waits as long as that takes, up to [`REPLAY_WAIT`]; a standby that never gets there is an
+/// error, not a slow test.
+pub async fn wait_for_replay(primary: &Cluster, standby: &Cluster) -> Result<(), ReplayError> {
+    let primary = connect(&primary.url(), 1).await?;
+    let row = primary
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_current_wal_insert_lsn()::text AS lsn",
+        ))
+        .await?
+        .ok_or(ReplayError::NoRow)?;
+    let lsn: String = row.try_get("", "lsn")?;
+    primary.close().await.ok();
+    let standby = connect(&standby.url(), 1).await?;
+    let deadline = tokio::time::Instant::now() + REPLAY_WAIT;
+    loop {
+        let row = standby
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT COALESCE(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false) AS done",
+                [lsn.clone().into()],
+            ))
+            .await?
+            .ok_or(ReplayError::NoRow)?;
+        if row.try_get::<bool>("", "done")? {
+            standby.close().await.ok();
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(ReplayError::Behind(lsn));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The longest [`wait_for_replay`] waits.
+pub const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Why [`wait_for_replay`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("a WAL position query returned no row")]
+    NoRow,
+    /// The standby did not replay up to this position within [`REPLAY_WAIT`].
+    #[error("the standby did not replay up to {0} within {REPLAY_WAIT:?}")]
+    Behind(String),
+}
+
+async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(max_connections).sqlx_logging(false);
+    Database::connect(opts).await
+}
+
 /// Runs `scripts/pg-local.sh <command>` for the cluster in `dir` on `port`.
 fn run_script(
     dir: &Path,
@@ -156,13 +251,38 @@ fn run_script(
     durability: Durability,
     command: &str,
 ) -> Result<(), ClusterError> {
+    script_command(dir, port, durability, command, |c| c)
+}
+
+/// Runs `scripts/pg-local.sh standby`: a base backup of the cluster on `primary` into `dir`,
+/// started on `port`.
+fn standby_script(
+    dir: &Path,
+    port: u16,
+    durability: Durability,
+    primary: u16,
+) -> Result<(), ClusterError> {
+    script_command(dir, port, durability, "standby", |c| {
+        c.env("WIREHOOK_PG_PRIMARY_PORT", primary.to_string())
+    })
+}
+
+fn script_command(
+    dir: &Path,
+    port: u16,
+    durability: Durability,
+    command: &str,
+    extra: impl FnOnce(&mut Command) -> &mut Command,
+) -> Result<(), ClusterError> {
     let script = script();
     let durable = match durability {
         Durability::Fast => "0",
         Durability::Durable => "1",
         Durability::Production => "full",
     };
-    let output = Command::new(&script)
+    let mut cmd = Command::new(&script);
+    extra(&mut cmd);
+    let output = cmd
         .arg(command)
         .env_remove("DATABASE_URL")
         .env("WIREHOOK_PG_DIR", dir)

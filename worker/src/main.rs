@@ -12,6 +12,9 @@ use wirehook_worker::runtime;
 
 /// mimalloc instead of glibc malloc: the request and delivery paths allocate many small
 /// short-lived buffers across threads, where glibc's allocator cost about a quarter of the CPU.
+/// The `system-alloc` feature keeps glibc's, so that heap profilers which intercept malloc
+/// (heaptrack, valgrind) see every allocation.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -24,6 +24,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::history;
 use crate::ingest::{Disposition, Ingestor, Received};
 use crate::json_input::{JsonBody, Text};
+use crate::read_replica::Reads;
 
 /// A webhook event, inbound or outbound.
 #[derive(Debug, Object)]
@@ -314,7 +315,10 @@ pub enum PublishResponse {
 
 /// Event history handlers.
 pub struct EventsApi {
+    /// The primary: writes, and the reads that must see them (details, answers of writes).
     pub db: DatabaseConnection,
+    /// The list, from the read replica when there is one.
+    pub reads: Reads,
     /// Records published events (group commit).
     pub ingestor: Ingestor,
 }
@@ -479,14 +483,21 @@ impl EventsApi {
                 ApiError::Validation("`fromDate` must not be after `toDate`".into()).into(),
             );
         }
-        let total = history::total(&self.db, &filter).await?;
-        let events = filter
-            .apply(webhook_events::Entity::find())
-            .order_by_desc(webhook_events::Column::CreatedAt)
-            .order_by_desc(webhook_events::Column::Id)
-            .offset((page - 1) * limit)
-            .limit(limit)
-            .all(&self.db)
+        let filter = &filter;
+        let (total, events) = self
+            .reads
+            .list(|db| async move {
+                let total = history::total(&db, filter).await?;
+                let events = filter
+                    .apply(webhook_events::Entity::find())
+                    .order_by_desc(webhook_events::Column::CreatedAt)
+                    .order_by_desc(webhook_events::Column::Id)
+                    .offset((page - 1) * limit)
+                    .limit(limit)
+                    .all(&db)
+                    .await?;
+                Ok((total, events))
+            })
             .await?;
         Ok(Json(EventListResponse {
             success: true,
@@ -505,6 +516,8 @@ impl EventsApi {
         _auth: BearerAuth,
         id: Path<i64>,
     ) -> ApiResult<Json<EventDetailsResponse>> {
+        // From the primary, never the read replica: a client reads an event right after its
+        // publish or retry answered (see `crate::read_replica` for why).
         let (event, config) = webhook_events::Entity::find_by_id(id.0)
             .find_also_related(webhook_configs::Entity)
             .one(&self.db)

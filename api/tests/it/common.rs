@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use wirehook_api::App;
 use wirehook_api::config::{InboundConfig, JwtConfig, Limits};
+use wirehook_testkit::cluster::{self, Cluster};
 use wirehook_testkit::db::TestDb;
 use wirehook_testkit::replica::{self, Replica};
 
@@ -86,13 +87,73 @@ impl TestApp {
         migration::migrate(&db)
             .await
             .expect("migrate test database");
-        Self::spawn_inner(database, db, jwt_config(), |_| {}, true, Limits::default()).await
+        Self::spawn_inner(
+            database,
+            db,
+            jwt_config(),
+            |_| {},
+            true,
+            Limits::default(),
+            None,
+        )
+        .await
+    }
+
+    /// Starts the app as `api serve` runs it with `DATABASE_READ_URL` and
+    /// `DATABASE_READ_MAX_LAG_SECS = max_lag`: on a fresh database of the throwaway cluster
+    /// `primary`, reading history lists from the same database on `standby`, a hot standby of
+    /// it. Returns once the standby has replayed the migrated database.
+    pub async fn spawn_with_standby(
+        primary: &Cluster,
+        standby: &Cluster,
+        max_lag: Duration,
+    ) -> Self {
+        let database = TestDb::create(&primary.url(), DB_PREFIX)
+            .await
+            .expect("test database")
+            .keep_on_drop();
+        let db = wirehook_core::process::connect(database.url(), 32)
+            .await
+            .expect("connect like the binary");
+        migration::migrate(&db)
+            .await
+            .expect("migrate test database");
+        cluster::wait_for_replay(primary, standby)
+            .await
+            .expect("the standby replays the migrations");
+        let read = wirehook_core::process::connect_lazy(
+            &standby.url_of(database.name()),
+            32,
+            wirehook_api::read_replica::APPLICATION_NAME,
+        )
+        .await
+        .expect("read pool");
+        let limits = Limits::default();
+        Self::spawn_inner(
+            database,
+            db,
+            jwt_config(),
+            |_| {},
+            true,
+            limits,
+            Some((read, max_lag)),
+        )
+        .await
     }
 
     /// Starts the app on `database`, which the test filled and migrated itself (`db`).
     pub async fn spawn_on_database(database: TestDb, db: DatabaseConnection) -> Self {
         wirehook_testkit::init_logs();
-        Self::spawn_inner(database, db, jwt_config(), |_| {}, true, Limits::default()).await
+        Self::spawn_inner(
+            database,
+            db,
+            jwt_config(),
+            |_| {},
+            true,
+            Limits::default(),
+            None,
+        )
+        .await
     }
 
     /// Starts the app with both provider keys set and `inbound` applied to the inbound settings.
@@ -123,7 +184,16 @@ impl TestApp {
             .connect_migrated(POOL)
             .await
             .expect("migrate test database");
-        Self::spawn_inner(database, db, jwt, inbound, allow_private_targets, limits).await
+        Self::spawn_inner(
+            database,
+            db,
+            jwt,
+            inbound,
+            allow_private_targets,
+            limits,
+            None,
+        )
+        .await
     }
 
     async fn spawn_inner(
@@ -133,6 +203,7 @@ impl TestApp {
         inbound: impl FnOnce(&mut InboundConfig),
         allow_private_targets: bool,
         limits: Limits,
+        read_replica: Option<(DatabaseConnection, Duration)>,
     ) -> Self {
         let (acceptor, addr) = wirehook_api::app::bind("127.0.0.1:0".parse().expect("addr"))
             .await
@@ -162,6 +233,10 @@ impl TestApp {
         )
         .expect("app")
         .with_limits(limits);
+        let app = match read_replica {
+            Some((standby, max_lag)) => app.with_read_replica(standby, max_lag),
+            None => app,
+        };
         tokio::spawn(app.serve(acceptor, std::future::pending()));
         let token = wirehook_api::auth::issue_token(&jwt, "tests", Duration::from_secs(600))
             .expect("token");

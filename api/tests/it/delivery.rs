@@ -336,21 +336,23 @@ async fn many_concurrent_jobs_of_many_events_record_each_delivery_once() {
 }
 
 fn record(event_id: i64, config_id: i64, delivered: bool) -> wirehook_core::store::AttemptRecord {
-    use sea_orm::ActiveValue::Set;
     let now = chrono::Utc::now();
     wirehook_core::store::AttemptRecord {
         event_id: entity::EventId(event_id),
         config_id: entity::ConfigId(config_id),
         prior_attempts: 0,
-        row: entity::webhook_attempts::ActiveModel {
-            event_id: Set(event_id),
-            attempt: Set(1),
-            request_headers: Set(json!({})),
-            status_code: Set(Some(if delivered { 200 } else { 500 })),
-            truncated: Set(false),
-            duration_ms: Set(1),
-            created_at: Set(now),
-            ..Default::default()
+        row: wirehook_core::store::AttemptRow {
+            event_id: entity::EventId(event_id),
+            attempt: 1,
+            request_headers: json!({}),
+            status_code: Some(if delivered { 200 } else { 500 }),
+            response_headers: None,
+            response_body: None,
+            truncated: false,
+            duration_ms: 1,
+            error_kind: None,
+            error_message: None,
+            created_at: now,
         },
         status: if delivered {
             entity::EventStatus::Delivered

@@ -20,6 +20,7 @@ mod ordering;
 mod outage;
 mod overload;
 mod partitions;
+mod read_replica;
 mod refusals;
 mod schema_instances;
 mod secrets;

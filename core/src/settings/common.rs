@@ -119,8 +119,20 @@ pub fn database_url<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
 ) -> Result<SecretString, SettingsError> {
     let url = env.required("DATABASE_URL")?;
+    postgres_url("DATABASE_URL", url)
+}
+
+/// `name`'s value when set, which must then be a PostgreSQL URL (e.g. `DATABASE_READ_URL`).
+pub fn optional_database_url<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    name: &'static str,
+) -> Result<Option<SecretString>, SettingsError> {
+    env.get(name).map(|url| postgres_url(name, url)).transpose()
+}
+
+fn postgres_url(name: &'static str, url: String) -> Result<SecretString, SettingsError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(invalid("DATABASE_URL", "expected a postgres:// URL"));
+        return Err(invalid(name, "expected a postgres:// URL"));
     }
     Ok(SecretString::from(url))
 }

@@ -6,6 +6,6 @@ mod common;
 mod env;
 mod worker;
 
-pub use common::{Common, Environment, database_url};
+pub use common::{Common, Environment, database_url, optional_database_url};
 pub use env::{Env, SettingsError, invalid, process};
 pub use worker::{WorkerSettings, default_worker_name};

@@ -94,6 +94,17 @@ pub fn process_cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) / clock_ticks())
 }
 
+/// The parent of process `pid`; `None` once it is gone.
+pub fn process_parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name: state, then the parent's pid.
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// CPU seconds used so far by each process whose command name starts with `postgres`.
 pub fn postgres_cpu_by_pid() -> HashMap<u32, f64> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

@@ -6,7 +6,8 @@
 //! ([`ingest`]), end-to-end latency at half the ingest rate ([`e2e`]), history queries at
 //! 1,000,000 rows ([`history`]), backpressure past the ingest capacity ([`overload`]), ordered
 //! delivery per key ([`ordered`]), retention by dropping a day against deleting it and the
-//! in-place migration to the partitioned history ([`partitioned`]). Memory figures come from the scenarios that run the
+//! in-place migration to the partitioned history ([`partitioned`]), 1–4 worker and 1–2 api
+//! replicas against one primary ([`scale`]). Memory figures come from the scenarios that run the
 //! binaries. [`report`] prints the table and writes `bench/RESULTS.md`.
 
 pub mod baseline;
@@ -20,6 +21,7 @@ pub mod ordered;
 pub mod overload;
 pub mod partitioned;
 pub mod report;
+pub mod scale;
 pub mod stage;
 pub mod suite;
 
@@ -66,6 +68,9 @@ pub enum Scenario {
     Retention,
     /// The in-place migration to the partitioned history at 1,000,000 events: downtime.
     Migrate,
+    /// 1, 2 and 4 worker replicas × 1 and 2 api replicas against one primary: ingest/s,
+    /// deliveries/s and the primary's CPU per delivery.
+    Scale,
 }
 
 /// How big and how long; the defaults are the issue's.
@@ -104,6 +109,8 @@ pub struct Scale {
     pub retention_per_day: u64,
     /// Events of the in-place migration scenario.
     pub migrate_rows: u64,
+    /// Measured window of each step of the scale scenario.
+    pub scale_step: Duration,
 }
 
 impl Default for Scale {
@@ -125,6 +132,7 @@ impl Default for Scale {
             retention_days: 30,
             retention_per_day: 200_000,
             migrate_rows: 1_000_000,
+            scale_step: Duration::from_secs(10),
         }
     }
 }

@@ -17,6 +17,7 @@ use super::ordered::{self, OrderedRun};
 use super::overload::{self, OverloadRun};
 use super::partitioned::{self, MigrationRun, RetentionRun};
 use super::report::Report;
+use super::scale::{self, ScaleRun};
 use super::{BoxError, Context, Figure, Scenario, Target, mib};
 use crate::stats::ms;
 
@@ -35,13 +36,14 @@ const OVERLOAD: &str = "6. overload";
 const ORDERED: &str = "7. ordered";
 const RETENTION: &str = "8. retention";
 const MIGRATE: &str = "9. partitioning in place";
-const EFFICIENCY: &str = "10. efficiency";
+const EFFICIENCY: &str = "11. efficiency";
 /// The end-to-end rate the issue's latency target is read at, unless half the ingest rate is
 /// higher.
 const E2E_TARGET_RATE: f64 = 2000.0;
 /// End-to-end CPU per delivered event (api + worker + PostgreSQL), ms: 40% below the 0.73 ms
 /// measured before the work on efficiency.
 const E2E_CPU_TARGET_MS: f64 = 0.45;
+const SCALE: &str = "10. scale";
 
 /// Runs the `only` scenarios (all when empty) and returns the report; `failed` tells whether
 /// any scenario could not finish.
@@ -219,6 +221,19 @@ pub async fn run(ctx: &Context, only: &[Scenario], report: &mut Report) -> bool 
         }
     }
 
+    if wants(Scenario::Scale) {
+        step(&format!(
+            "scale: {:?} worker(s) × {:?} api(s), {} s per step",
+            scale::WORKER_REPLICAS,
+            scale::API_REPLICAS,
+            ctx.scale.scale_step.as_secs()
+        ));
+        match scale::run(ctx).await {
+            Ok(run) => scale_figures(report, &run),
+            Err(e) => failed |= fail(report, SCALE, "scale", &e),
+        }
+    }
+
     report.secs = started.elapsed().as_secs_f64();
     failed
 }
@@ -299,6 +314,32 @@ fn migration_figures(report: &mut Report, run: &MigrationRun) {
          proves the legacy bound runs before the exclusive lock, while writers go on).",
         run.rows, run.fill_secs, run.migrate_secs, run.probes,
     ));
+}
+
+fn scale_figures(report: &mut Report, run: &ScaleRun) {
+    for s in &run.steps {
+        let who = format!("{} worker(s), {} api(s)", s.workers, s.apis);
+        report.figures.push(Figure::new(
+            SCALE,
+            &format!("deliveries/s, {who}"),
+            s.deliveries,
+            "deliveries/s",
+        ));
+        report.figures.push(Figure::new(
+            SCALE,
+            &format!("ingest/s, {who}"),
+            s.ingest,
+            "requests/s",
+        ));
+        report.figures.push(Figure::new(
+            SCALE,
+            &format!("primary CPU per delivery, {who}"),
+            s.primary_ms_per_delivery,
+            "ms",
+        ));
+    }
+    report.notes(SCALE).text(run.primary.clone());
+    report.notes(SCALE).text(scale::table(run));
 }
 
 fn ordered_figures(report: &mut Report, run: &OrderedRun, unordered_2w: Option<f64>) {

@@ -91,6 +91,9 @@ struct RunArgs {
     /// Events of the in-place migration scenario.
     #[arg(long, default_value_t = 1_000_000)]
     migrate_rows: u64,
+    /// Measured seconds of each step of the scale scenario (after a 2 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    scale_secs: u64,
     /// Where `api` and `worker` are.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
@@ -166,6 +169,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         retention_days: args.retention_days.max(2),
         retention_per_day: args.retention_per_day.max(10),
         migrate_rows: args.migrate_rows.max(100),
+        scale_step: Duration::from_secs(args.scale_secs.max(1)),
     };
     let partial = partial_flags(&args, &scale);
     let ctx = Context {
@@ -275,6 +279,10 @@ fn partial_flags(args: &RunArgs, scale: &Scale) -> Option<String> {
         (
             scale.migrate_rows != full.migrate_rows,
             format!("--migrate-rows {}", scale.migrate_rows),
+        ),
+        (
+            scale.scale_step != full.scale_step,
+            format!("--scale-secs {}", scale.scale_step.as_secs()),
         ),
     ];
     flags.extend(differs.into_iter().filter(|(d, _)| *d).map(|(_, f)| f));

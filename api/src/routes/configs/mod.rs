@@ -378,7 +378,10 @@ pub struct TestResponse {
 
 /// Configuration CRUD handlers.
 pub struct ConfigsApi {
+    /// The primary: writes, and the reads that must see them (a configuration by id).
     pub db: DatabaseConnection,
+    /// The list, from the read replica when there is one.
+    pub reads: crate::read_replica::Reads,
     /// The delivery engine; `None` only when rendering the spec.
     pub engine: Option<std::sync::Arc<Engine>>,
     /// Encrypts secrets before they are stored.
@@ -486,9 +489,14 @@ impl ConfigsApi {
     /// List webhook configurations
     #[oai(path = "/", method = "get", operation_id = "configs.list")]
     async fn list_configs(&self, _auth: BearerAuth) -> ApiResult<Json<ConfigListResponse>> {
-        let rows = live()
-            .order_by_asc(webhook_configs::Column::Id)
-            .all(&self.db)
+        let rows = self
+            .reads
+            .list(|db| async move {
+                live()
+                    .order_by_asc(webhook_configs::Column::Id)
+                    .all(&db)
+                    .await
+            })
             .await?;
         Ok(Json(ConfigListResponse {
             success: true,
@@ -503,6 +511,8 @@ impl ConfigsApi {
         _auth: BearerAuth,
         id: Path<i64>,
     ) -> ApiResult<Json<ConfigResponse>> {
+        // From the primary, never the read replica: a client reads a configuration right after
+        // creating or updating it (see `crate::read_replica` for why).
         let row = find_config(&self.db, id.0).await?;
         Ok(Json(ConfigResponse {
             success: true,
