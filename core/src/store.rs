@@ -232,7 +232,10 @@ async fn record_together(
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             // Failures apply only to the attempt count they were made at; a delivery applies to
-            // any pending state, since a racing job may have counted a failure meanwhile.
+            // any pending state, since a racing job may have counted a failure meanwhile, and to
+            // a failed one: after a worker died between recording and acknowledging, the job's
+            // second run can still get a 2xx while the first run's last failure already failed
+            // the event for good. The receiver's 2xx is the truth.
             "UPDATE webhook_events AS e \
              SET attempts = GREATEST(e.attempts, r.attempts), status = r.status, \
                  response_data = r.response_data, \
@@ -241,14 +244,16 @@ async fn record_together(
              FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, prior integer, attempts integer, \
                  status text, response_data jsonb, next_attempt_at timestamptz, last_error text, \
                  updated_at timestamptz) \
-             WHERE e.id = ANY($2) AND e.id = r.id AND e.status = $3 \
-               AND (e.attempts = r.prior OR r.status = $4) \
+             WHERE e.id = ANY($2) AND e.id = r.id \
+               AND ((e.status = $3 AND (e.attempts = r.prior OR r.status = $4)) \
+                    OR (e.status = $5 AND r.status = $4)) \
              RETURNING e.id",
             [
                 Value::Array(updates).into(),
                 ids.into(),
                 EventStatus::Pending.as_str().into(),
                 EventStatus::Delivered.as_str().into(),
+                EventStatus::Failed.as_str().into(),
             ],
         ))
         .await?;

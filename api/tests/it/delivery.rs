@@ -391,6 +391,27 @@ async fn a_delivery_recorded_after_a_racing_failure_of_the_same_attempt_still_co
 }
 
 #[tokio::test]
+async fn a_delivery_recorded_after_the_event_failed_for_good_marks_it_delivered() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await.expect("receiver");
+    let (config_id, id) = enqueue_one(&app, &receiver, json!({})).await;
+    let mut last_failure = record(id, config_id, false);
+    last_failure.status = entity::EventStatus::Failed;
+    last_failure.next_attempt_at = None;
+    wirehook_core::store::record_batch(&app.db, None, vec![last_failure])
+        .await
+        .expect("record the final failure");
+    assert_eq!(event(&app, id).await["event"]["status"], "failed");
+    let late = vec![record(id, config_id, true)];
+    let won = wirehook_core::store::record_batch(&app.db, None, late)
+        .await
+        .expect("record the delivery of the job's second run");
+    assert!(matches!(won.as_slice(), [Ok(true)]), "{won:?}");
+    let details = event(&app, id).await;
+    assert_eq!(details["event"]["status"], "delivered", "{details}");
+}
+
+#[tokio::test]
 async fn in_one_batch_the_delivered_record_of_an_event_wins_over_a_failed_one() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::ok().await.expect("receiver");

@@ -462,10 +462,36 @@ async fn settle(pool: &DatabaseConnection, limit: Duration) -> bool {
         }
         if Instant::now() >= deadline {
             eprintln!("chaos: still {last} at the settle deadline");
+            for line in open_work_detail(pool).await.unwrap_or_default() {
+                eprintln!("chaos: open: {line}");
+            }
             return false;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// What each event still pending is waiting for (its state, its configuration's, its jobs'),
+/// so that a run that does not settle says why.
+async fn open_work_detail(pool: &DatabaseConnection) -> Result<Vec<String>, sea_orm::DbErr> {
+    let rows = pool
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT format('event %s attempts %s next_attempt_at %s waiting_on_key %s key %s seq %s \
+                    | config %s status %s probe_until %s failed_attempts %s \
+                    | jobs %s', e.id, e.attempts, e.next_attempt_at, e.waiting_on_key, \
+                    e.ordering_key, e.ordering_seq, c.id, c.status, c.probe_until, \
+                    c.failed_attempts, \
+                    (SELECT string_agg(j.status || '@' || j.run_at, ',') FROM apalis.jobs j \
+                      WHERE convert_from(j.job, 'UTF8') LIKE '%' || e.id || '%')) \
+             FROM webhook_events e LEFT JOIN webhook_configs c ON c.id = e.webhook_config_id \
+             WHERE e.direction = 'outbound' AND e.status = 'pending' ORDER BY e.id LIMIT 20",
+        ))
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.try_get_by_index::<String>(0).ok())
+        .collect())
 }
 
 /// Outbound events still pending plus delivery jobs pending or running.
