@@ -30,7 +30,7 @@ use wirehook_testkit::receiver::{Delivery, Keep, Receiver, Route};
 use crate::load::{self, SignalWire};
 use crate::procs::{Binaries, Env, Proc, ProcError, ProcSpec, free_local_addr};
 use crate::rest::{ApiClient, RestError};
-use ledger::{Account, Ledger, Received, Tracked};
+use ledger::{Account, Ledger, Received, Row};
 use plan::Fate;
 use sample::{Answers, Pids, Sample, Sampler};
 
@@ -287,11 +287,15 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
                 tokio::time::sleep(TRACK_EVERY).await;
                 let n = track(&conn, &accepted, &mut ledger).await?;
                 tracked.fetch_add(n, Ordering::Relaxed);
+                let rows = outbound_rows(&conn, Some(&ledger.watching)).await?;
+                ledger.settle(rows);
                 if accepted_backlog(&accepted) > 20_000 {
                     eprintln!("soak: matching deliveries falls behind the load");
                 }
             }
             track(&conn, &accepted, &mut ledger).await?;
+            let rows = outbound_rows(&conn, Some(&ledger.watching)).await?;
+            ledger.settle(rows);
             Ok::<_, sea_orm::DbErr>(ledger)
         })
     };
@@ -344,8 +348,8 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
         "soak: queue {}",
         drained_after.map_or("NOT drained".to_owned(), |d| format!("drained in {d:.0?}"))
     );
-    let statuses = outbound_statuses(&conn).await?;
-    let account = ledger::account(&ledger, &statuses, |id| {
+    let rows = outbound_rows(&conn, None).await?;
+    let account = ledger::account(&ledger, &rows, |id| {
         receiver.seen(id).map(|s| Received {
             arrivals: s.count,
             ok: s.answered_ok,
@@ -498,10 +502,7 @@ async fn track(
     }
     for id in &ids {
         match found.remove(id) {
-            Some(message_id) => ledger.tracked.push(Tracked {
-                fate: Fate::of(&message_id),
-                message_id,
-            }),
+            Some(message_id) => ledger.track(message_id),
             None => ledger.without_delivery.push(*id),
         }
     }
@@ -523,18 +524,35 @@ async fn drain(conn: &DatabaseConnection, limit: Duration) -> Option<Duration> {
     }
 }
 
-/// `message_id` → status of every outbound event still in the database.
-async fn outbound_statuses(
+/// The rows of the outbound events still in the database, by `message_id`: those of `only`,
+/// or every one.
+async fn outbound_rows(
     conn: &DatabaseConnection,
-) -> Result<HashMap<String, String>, sea_orm::DbErr> {
-    let rows = conn
-        .query_all_raw(Statement::from_string(
+    only: Option<&[String]>,
+) -> Result<HashMap<String, Row>, sea_orm::DbErr> {
+    let select = "SELECT message_id, status::text, attempts FROM webhook_events \
+                  WHERE direction = 'outbound'";
+    let statement = match only {
+        Some([]) => return Ok(HashMap::new()),
+        Some(ids) => Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT message_id, status::text FROM webhook_events WHERE direction = 'outbound'",
-        ))
-        .await?;
+            format!("{select} AND message_id = ANY($1::text[])"),
+            [ids.to_vec().into()],
+        ),
+        None => Statement::from_string(DbBackend::Postgres, select),
+    };
+    let rows = conn.query_all_raw(statement).await?;
     rows.iter()
-        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .map(|r| {
+            let attempts: i32 = r.try_get_by_index(2)?;
+            Ok((
+                r.try_get_by_index(0)?,
+                Row {
+                    status: r.try_get_by_index(1)?,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                },
+            ))
+        })
         .collect()
 }
 

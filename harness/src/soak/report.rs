@@ -205,10 +205,12 @@ pub fn markdown(outcome: &Outcome, verdicts: &[Verdict], date: &str, commit: &st
         "{} source events accepted ({} not accepted after {} tries; {} answers `503 overloaded`, \
          each sent again after its `Retry-After`, as a provider does), {} delivered, {} failed \
          as planned, \
-         **{} lost**. After the load the queue {}. An event counts when the receiver saw it \
-         answered 2xx (planned to succeed) or saw all its attempts (planned to fail) and its \
-         row is in that final state or was purged by retention (which deletes only final \
-         states).\n",
+         **{} lost**. After the load the queue {}. An event planned to succeed counts when the \
+         receiver saw it answered 2xx and its row is `delivered` or was purged by retention \
+         (which deletes only final states). One planned to fail counts when the run saw its \
+         row `failed` after all {} attempts (it reads each such row as soon as it settles, \
+         before retention can delete it), or, had it not, when the receiver saw every attempt; \
+         {} of the failed ones had attempts that timed out before the receiver read them.\n",
         a.events,
         outcome.refused,
         super::RESENDS + 1,
@@ -222,6 +224,8 @@ pub fn markdown(outcome: &Outcome, verdicts: &[Verdict], date: &str, commit: &st
                 "drained in {:.0} s",
                 d.as_secs_f64()
             )),
+        super::plan::MAX_ATTEMPTS,
+        a.unseen_attempts,
     );
     for example in &a.examples {
         let _ = writeln!(md, "- lost: {example}");
