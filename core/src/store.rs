@@ -68,11 +68,14 @@ impl Default for AutoDisable {
 /// What an attempt does to its endpoint's health record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
-    /// Delivered to an endpoint that was healthy: nothing to write.
-    StillHealthy,
-    /// Delivered to an endpoint that was failing: clear its clock and probe slot.
-    Recovered,
-    /// Failed: start or count on the failing clock, maybe gate the endpoint or disable it.
+    /// Delivered: clears the endpoint's failing clock and probe slot if it has them. Whether it
+    /// has is read from the row when the batch is written, not from the configuration the
+    /// delivery was loaded with: failures recorded since may have started the clock, and a
+    /// delivery that did not clear it would let them add up to a gate across it.
+    Delivered,
+    /// Failed: start or count on the failing clock, maybe gate the endpoint or disable it
+    /// (unless a delivery to the same endpoint is in the same batch: then these were not
+    /// failures in a row).
     Failed {
         /// The attempt held the gated endpoint's probe slot.
         probe: bool,
@@ -203,7 +206,7 @@ async fn record_together(
     // The worker's pool commits asynchronously (`process::connect_worker`): safe under
     // at-least-once, a lost commit only means the attempt runs again.
     let txn = db.begin().await?;
-    lock_in_order(&txn, records).await?;
+    let failing = lock_in_order(&txn, records).await?;
     insert_attempts(&txn, records.iter().map(|r| &r.row)).await?;
 
     // One record per event updates it: the first, unless a later one of the same event was
@@ -284,22 +287,35 @@ async fn record_together(
     let releases: Vec<ordered::Release> = winners().filter_map(|r| r.release.clone()).collect();
     ordered::release(&txn, &releases).await?;
 
-    // Configuration writes in id order, so concurrent batches lock configurations alike.
+    // Configuration writes in id order, so concurrent batches lock configurations alike. An
+    // endpoint with a delivery in this batch recovers if it was failing, and its failures in
+    // the batch do not count: they were not in a row.
+    let delivered_to: BTreeSet<ConfigId> = winners()
+        .filter(|r| r.health == Health::Delivered)
+        .map(|r| r.config_id)
+        .collect();
     let mut effects: Vec<&AttemptRecord> = winners()
-        .filter(|r| r.gone || matches!(r.health, Health::Recovered | Health::Failed { .. }))
+        .filter(|r| r.gone || matches!(r.health, Health::Failed { .. }))
         .collect();
     effects.sort_by_key(|r| r.config_id);
+    let mut recovering = delivered_to.intersection(&failing).copied().peekable();
     for record in effects {
+        while let Some(config_id) = recovering.next_if(|id| *id < record.config_id) {
+            recovered(&txn, config_id).await?;
+        }
         if record.gone {
             disable_config(&txn, record.config_id, "the endpoint answered 410 Gone").await?;
             metrics::counter!(crate::metrics::CONFIGS_DISABLED_TOTAL, "reason" => "gone")
                 .increment(1);
         }
-        match record.health {
-            Health::Recovered => recovered(&txn, record.config_id).await?,
-            Health::Failed { probe } => failed(&txn, policy, record, probe).await?,
-            Health::StillHealthy => {}
+        if let Health::Failed { probe } = record.health
+            && !delivered_to.contains(&record.config_id)
+        {
+            failed(&txn, policy, record, probe).await?;
         }
+    }
+    for config_id in recovering {
+        recovered(&txn, config_id).await?;
     }
     txn.commit().await?;
     Ok(won)
@@ -359,22 +375,40 @@ pub async fn record_test(
 
 /// Locks what `records` may write in the one order every writer of configurations and their
 /// events follows: the configurations they may change (by id), then their events (by id).
+/// Returns the configurations that are failing (a failing clock or a probe slot), as locked.
+///
+/// A failure or a 410 changes its configuration; a delivery changes it only if it is failing,
+/// so the configurations of deliveries are locked only then: a healthy endpoint's row is
+/// read, not locked, and concurrent batches do not queue on it.
 ///
 /// The api deactivates a configuration by locking its row, then its pending events by id; a
 /// batch that locked an event first and then waited for that configuration would deadlock it.
-async fn lock_in_order(txn: &impl ConnectionTrait, records: &[AttemptRecord]) -> Result<(), DbErr> {
-    let configs: BTreeSet<ConfigId> = records
+async fn lock_in_order(
+    txn: &impl ConnectionTrait,
+    records: &[AttemptRecord],
+) -> Result<BTreeSet<ConfigId>, DbErr> {
+    let changing: BTreeSet<ConfigId> = records
         .iter()
-        .filter(|r| r.gone || matches!(r.health, Health::Recovered | Health::Failed { .. }))
+        .filter(|r| r.gone || matches!(r.health, Health::Failed { .. }))
         .map(|r| r.config_id)
         .collect();
-    if !configs.is_empty() {
-        txn.execute_raw(Statement::from_sql_and_values(
+    let all: BTreeSet<ConfigId> = records.iter().map(|r| r.config_id).collect();
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT id FROM webhook_configs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
-            [Vec::from_iter(configs).into()],
+            "SELECT id, failing_since IS NOT NULL OR probe_until IS NOT NULL AS failing \
+             FROM webhook_configs \
+             WHERE id = ANY($1) \
+               AND (id = ANY($2) OR failing_since IS NOT NULL OR probe_until IS NOT NULL) \
+             ORDER BY id FOR NO KEY UPDATE",
+            [Vec::from_iter(all).into(), Vec::from_iter(changing).into()],
         ))
         .await?;
+    let mut failing = BTreeSet::new();
+    for row in rows {
+        if row.try_get::<bool>("", "failing")? {
+            failing.insert(row.try_get::<ConfigId>("", "id")?);
+        }
     }
     let events: BTreeSet<EventId> = records.iter().map(|r| r.event_id).collect();
     txn.execute_raw(Statement::from_sql_and_values(
@@ -383,7 +417,7 @@ async fn lock_in_order(txn: &impl ConnectionTrait, records: &[AttemptRecord]) ->
         [Vec::from_iter(events).into()],
     ))
     .await?;
-    Ok(())
+    Ok(failing)
 }
 
 /// For each event in `records`, the index of the record that updates it: its first record,
@@ -440,13 +474,14 @@ async fn failed(
     probe: bool,
 ) -> Result<(), DbErr> {
     let (config_id, now) = (record.config_id, record.now);
-    // Without a policy, a cutoff before any failure never disables.
-    let (cutoff, min_failures, reason) = match policy {
+    // Without a policy (or with one longer than the calendar), no cutoff: `failing_since <=
+    // NULL` never holds, so nothing is disabled. A sentinel date would not do: PostgreSQL
+    // refuses timestamps before 4713 BC.
+    let (cutoff, min_failures, reason): (Option<DateTime<Utc>>, _, _) = match policy {
         Some(policy) => (
             chrono::Duration::from_std(policy.after)
                 .ok()
-                .and_then(|after| now.checked_sub_signed(after))
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+                .and_then(|after| now.checked_sub_signed(after)),
             policy.min_failures,
             format!(
                 "every delivery failed for {} hours (at least {} attempts)",
@@ -454,7 +489,7 @@ async fn failed(
                 policy.min_failures
             ),
         ),
-        None => (DateTime::<Utc>::MIN_UTC, i32::MAX, String::new()),
+        None => (None, i32::MAX, String::new()),
     };
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(

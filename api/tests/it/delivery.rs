@@ -364,8 +364,11 @@ fn record(event_id: i64, config_id: i64, delivered: bool) -> wirehook_core::stor
         last_error: None,
         now,
         gone: false,
-        // Leaves the configuration alone: this test is about the event's row only.
-        health: wirehook_core::store::Health::StillHealthy,
+        health: if delivered {
+            wirehook_core::store::Health::Delivered
+        } else {
+            wirehook_core::store::Health::Failed { probe: false }
+        },
         release: None,
     }
 }
@@ -444,4 +447,105 @@ async fn a_failure_recorded_after_the_event_moved_on_changes_nothing() {
         .expect("record the failure");
     assert!(matches!(won.as_slice(), [Ok(false)]), "{won:?}");
     assert_eq!(event(&app, id).await["event"]["status"], "delivered");
+}
+
+/// Enqueues `n` events to `config_id`; their ids.
+async fn enqueue_to(app: &TestApp, config_id: i64, n: usize) -> Vec<i64> {
+    let delivery = NewDelivery {
+        config_id: entity::ConfigId(config_id),
+        source: entity::Source::Platform,
+        event_type: "call.completed".into(),
+        payload: json!({"callId": "CA123", "status": "completed"}),
+        parent_event_id: None,
+    };
+    queue::enqueue(&app.db, vec![delivery; n])
+        .await
+        .expect("enqueue")
+        .iter()
+        .map(|c| c.event_id.0)
+        .collect()
+}
+
+/// The configuration's failed attempts in a row (0 when its failing clock is off).
+async fn failures_in_a_row(app: &TestApp, config_id: i64) -> i32 {
+    use sea_orm::ConnectionTrait;
+    let row = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT CASE WHEN failing_since IS NULL THEN 0 ELSE failed_attempts END AS n \
+             FROM webhook_configs WHERE id = $1",
+            [config_id.into()],
+        ))
+        .await
+        .expect("read the configuration")
+        .expect("the configuration");
+    row.try_get("", "n").expect("n")
+}
+
+#[tokio::test]
+async fn a_delivery_between_failures_restarts_the_count_though_loaded_before_them() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await.expect("receiver");
+    let (config_id, first) = enqueue_one(&app, &receiver, json!({})).await;
+    let ids = enqueue_to(&app, config_id, 3).await;
+    // Each record is made from the configuration as loaded before any failure, as concurrent
+    // deliveries are: the delivery cannot know the failure just before it started the clock.
+    let batches = [
+        (first, false),
+        (ids[0], true),
+        (ids[1], false),
+        (ids[2], false),
+    ];
+    for (id, delivered) in batches {
+        let won = wirehook_core::store::record_batch(
+            &app.db,
+            None,
+            vec![record(id, config_id, delivered)],
+        )
+        .await
+        .expect("record");
+        assert!(matches!(won.as_slice(), [Ok(true)]), "{won:?}");
+    }
+    assert_eq!(
+        failures_in_a_row(&app, config_id).await,
+        2,
+        "the delivery between them restarted the count: not gated"
+    );
+}
+
+#[tokio::test]
+async fn failures_batched_with_a_delivery_to_the_same_endpoint_are_not_in_a_row() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await.expect("receiver");
+    let (config_id, first) = enqueue_one(&app, &receiver, json!({})).await;
+    let ids = enqueue_to(&app, config_id, 3).await;
+    let batch = vec![
+        record(first, config_id, false),
+        record(ids[0], config_id, false),
+        record(ids[1], config_id, true),
+        record(ids[2], config_id, false),
+    ];
+    let won = wirehook_core::store::record_batch(&app.db, None, batch)
+        .await
+        .expect("record");
+    assert!(won.iter().all(|w| matches!(w, Ok(true))), "{won:?}");
+    assert_eq!(failures_in_a_row(&app, config_id).await, 0);
+}
+
+#[tokio::test]
+async fn failures_in_a_row_count_toward_the_gate() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::ok().await.expect("receiver");
+    let (config_id, first) = enqueue_one(&app, &receiver, json!({})).await;
+    let ids = enqueue_to(&app, config_id, 2).await;
+    for id in [first, ids[0], ids[1]] {
+        wirehook_core::store::record_batch(&app.db, None, vec![record(id, config_id, false)])
+            .await
+            .expect("record");
+    }
+    assert_eq!(
+        failures_in_a_row(&app, config_id).await,
+        wirehook_core::store::GATE_AFTER_FAILURES
+    );
 }
