@@ -263,21 +263,30 @@ mod tests {
     fn a_purged_failure_seen_settling_counts_by_its_row_not_its_arrivals() {
         let mut l = ledger(&[("c", Fate::Failing), ("d", Fate::Hanging)]);
         l.watching = vec!["c".into(), "d".into()];
-        l.settle(HashMap::from([("c".to_owned(), row("failed", MAX_ATTEMPTS))]));
+        l.settle(HashMap::from([(
+            "c".to_owned(),
+            row("failed", MAX_ATTEMPTS),
+        )]));
         let account = run(&l, &[], &[("c", SHORT), ("d", SHORT)]);
         assert_eq!(
             (account.failed, account.unseen_attempts, account.lost),
             (1, 1, 1),
             "{account:?}"
         );
-        assert!(account.examples[0].starts_with("d (Hanging)"), "{account:?}");
+        assert!(
+            account.examples[0].starts_with("d (Hanging)"),
+            "{account:?}"
+        );
     }
 
     #[test]
     fn a_failure_with_an_attempt_missing_on_its_row_is_lost() {
         let mut l = ledger(&[("c", Fate::Failing)]);
         l.watching = vec!["c".into()];
-        l.settle(HashMap::from([("c".to_owned(), row("failed", MAX_ATTEMPTS - 1))]));
+        l.settle(HashMap::from([(
+            "c".to_owned(),
+            row("failed", MAX_ATTEMPTS - 1),
+        )]));
         assert_eq!(run(&l, &[], &[("c", ALL_FAILED)]).lost, 1);
     }
 
@@ -299,7 +308,10 @@ mod tests {
         assert_eq!(l.watching, vec![failing.clone()]);
         l.settle(HashMap::from([(failing.clone(), row("pending", 1))]));
         assert_eq!(l.watching, vec![failing.clone()]);
-        l.settle(HashMap::from([(failing.clone(), row("failed", MAX_ATTEMPTS))]));
+        l.settle(HashMap::from([(
+            failing.clone(),
+            row("failed", MAX_ATTEMPTS),
+        )]));
         assert!(l.watching.is_empty());
         assert_eq!(l.settled[&failing], row("failed", MAX_ATTEMPTS));
     }

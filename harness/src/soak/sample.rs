@@ -28,9 +28,9 @@ pub struct Sample {
     pub jobs_mib: f64,
     /// Rows of `webhook_events`.
     pub events_rows: f64,
-    /// `pg_total_relation_size('webhook_events')`, MiB.
+    /// `pg_total_relation_size` of `webhook_events`' partitions, summed, MiB.
     pub events_mib: f64,
-    /// `pg_total_relation_size('webhook_attempts')`, MiB.
+    /// `pg_total_relation_size` of `webhook_attempts`' partitions, summed, MiB.
     pub attempts_mib: f64,
     /// Delivery jobs pending.
     pub pending_jobs: f64,
@@ -212,13 +212,18 @@ impl Sampler {
             .db
             .query_one_raw(Statement::from_string(
                 DbBackend::Postgres,
+                // The history tables are partitioned: their sizes and deletions are the sums
+                // over their partitions (the parent itself holds nothing).
                 "SELECT (SELECT count(*) FROM apalis.jobs)::float8, \
                         pg_total_relation_size('apalis.jobs')::float8, \
                         (SELECT count(*) FROM webhook_events)::float8, \
-                        pg_total_relation_size('webhook_events')::float8, \
-                        pg_total_relation_size('webhook_attempts')::float8, \
-                        (SELECT n_tup_del FROM pg_stat_user_tables \
-                          WHERE relid = 'webhook_events'::regclass)::float8, \
+                        (SELECT sum(pg_total_relation_size(relid)) \
+                           FROM pg_partition_tree('webhook_events'))::float8, \
+                        (SELECT sum(pg_total_relation_size(relid)) \
+                           FROM pg_partition_tree('webhook_attempts'))::float8, \
+                        (SELECT COALESCE(sum(n_tup_del), 0) FROM pg_stat_user_tables \
+                          WHERE relid IN (SELECT relid \
+                                          FROM pg_partition_tree('webhook_events')))::float8, \
                         (SELECT n_tup_del FROM pg_stat_user_tables \
                           WHERE relid = 'apalis.jobs'::regclass)::float8",
             ))
