@@ -466,9 +466,12 @@ impl Engine {
         // A failed probe goes back among the parked deliveries of its gated endpoint instead of
         // retrying on its own schedule: the next probe is appointed when the hold ends.
         let next_attempt_at = next_attempt_at.filter(|_| !probe);
-        let health = match verdict {
-            Verdict::Delivered => Health::Delivered,
-            _ => Health::Failed { probe },
+        let delivered = verdict == Verdict::Delivered;
+        let was_failing = config.failing_since.is_some() || config.probe_until.is_some();
+        let health = match (delivered, was_failing) {
+            (true, true) => Health::Recovered,
+            (true, false) => Health::StillHealthy,
+            (false, _) => Health::Failed { probe },
         };
         let written = Written::of(&outcome, attempt_no, now);
         let record = AttemptRecord {

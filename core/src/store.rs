@@ -68,11 +68,14 @@ impl Default for AutoDisable {
 /// What an attempt does to its endpoint's health record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
-    /// Delivered: clears the endpoint's failing clock and probe slot if it has them. Whether it
-    /// has is read from the row when the batch is written, not from the configuration the
-    /// delivery was loaded with: failures recorded since may have started the clock, and a
-    /// delivery that did not clear it would let them add up to a gate across it.
-    Delivered,
+    /// Delivered to an endpoint that was healthy when the delivery was loaded. Failures may
+    /// have been recorded since (concurrent deliveries load before each other's outcomes), so
+    /// after the batch commits, the failing clock of a configuration that has one but is not
+    /// gated is cleared (see [`record_batch`]).
+    StillHealthy,
+    /// Delivered to an endpoint that was failing: clear its clock and probe slot, and wake the
+    /// deliveries parked behind it.
+    Recovered,
     /// Failed: start or count on the failing clock, maybe gate the endpoint or disable it
     /// (unless a delivery to the same endpoint is in the same batch: then these were not
     /// failures in a row).
@@ -206,7 +209,7 @@ async fn record_together(
     // The worker's pool commits asynchronously (`process::connect_worker`): safe under
     // at-least-once, a lost commit only means the attempt runs again.
     let txn = db.begin().await?;
-    let failing = lock_in_order(&txn, records).await?;
+    lock_in_order(&txn, records).await?;
     insert_attempts(&txn, records.iter().map(|r| &r.row)).await?;
 
     // One record per event updates it: the first, unless a later one of the same event was
@@ -288,37 +291,65 @@ async fn record_together(
     ordered::release(&txn, &releases).await?;
 
     // Configuration writes in id order, so concurrent batches lock configurations alike. An
-    // endpoint with a delivery in this batch recovers if it was failing, and its failures in
-    // the batch do not count: they were not in a row.
+    // endpoint with a delivery in this batch did not fail in a row: its failures here do not
+    // count.
     let delivered_to: BTreeSet<ConfigId> = winners()
-        .filter(|r| r.health == Health::Delivered)
+        .filter(|r| r.status == EventStatus::Delivered)
         .map(|r| r.config_id)
         .collect();
     let mut effects: Vec<&AttemptRecord> = winners()
-        .filter(|r| r.gone || matches!(r.health, Health::Failed { .. }))
+        .filter(|r| r.gone || matches!(r.health, Health::Recovered | Health::Failed { .. }))
         .collect();
     effects.sort_by_key(|r| r.config_id);
-    let mut recovering = delivered_to.intersection(&failing).copied().peekable();
     for record in effects {
-        while let Some(config_id) = recovering.next_if(|id| *id < record.config_id) {
-            recovered(&txn, config_id).await?;
-        }
         if record.gone {
             disable_config(&txn, record.config_id, "the endpoint answered 410 Gone").await?;
             metrics::counter!(crate::metrics::CONFIGS_DISABLED_TOTAL, "reason" => "gone")
                 .increment(1);
         }
-        if let Health::Failed { probe } = record.health
-            && !delivered_to.contains(&record.config_id)
-        {
-            failed(&txn, policy, record, probe).await?;
+        match record.health {
+            Health::Recovered => recovered(&txn, record.config_id).await?,
+            Health::Failed { probe } if !delivered_to.contains(&record.config_id) => {
+                failed(&txn, policy, record, probe).await?;
+            }
+            Health::Failed { .. } | Health::StillHealthy => {}
         }
     }
-    for config_id in recovering {
-        recovered(&txn, config_id).await?;
-    }
     txn.commit().await?;
+    // The batch is recorded: a failure here must not make it look unrecorded (it would be
+    // written again, one record at a time, and lose). The next delivery clears the clock.
+    if let Err(error) = clear_failing_clocks(db, &delivered_to).await {
+        tracing::warn!(%error, "could not clear the failing clocks of delivered endpoints");
+    }
     Ok(won)
+}
+
+/// Clears the failing clock of the configurations in `delivered_to` that have one but are not
+/// gated: a delivery ends a run of failures, even one loaded before them. Its own short
+/// statement after the batch's commit, rather than a lock taken in the batch: the batch would
+/// hold the configuration's row until it commits, and the deliveries of every batch after a
+/// failure would queue on it. A failure recorded between the commit and this statement is
+/// cleared with the others: the count falls one short, and the gate closes one failure later.
+/// A gated endpoint is left to its probe, whose delivery wakes what is parked behind it.
+async fn clear_failing_clocks(
+    db: &DatabaseConnection,
+    delivered_to: &BTreeSet<ConfigId>,
+) -> Result<(), DbErr> {
+    if delivered_to.is_empty() {
+        return Ok(());
+    }
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE webhook_configs SET failing_since = NULL, failed_attempts = 0 \
+         WHERE id = ANY($1) AND failing_since IS NOT NULL AND failed_attempts < $2 \
+           AND probe_until IS NULL",
+        [
+            delivered_to.iter().copied().collect::<Vec<_>>().into(),
+            GATE_AFTER_FAILURES.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// A test delivery's event, written once its one attempt is known ([`record_test`]).
@@ -375,40 +406,22 @@ pub async fn record_test(
 
 /// Locks what `records` may write in the one order every writer of configurations and their
 /// events follows: the configurations they may change (by id), then their events (by id).
-/// Returns the configurations that are failing (a failing clock or a probe slot), as locked.
-///
-/// A failure or a 410 changes its configuration; a delivery changes it only if it is failing,
-/// so the configurations of deliveries are locked only then: a healthy endpoint's row is
-/// read, not locked, and concurrent batches do not queue on it.
 ///
 /// The api deactivates a configuration by locking its row, then its pending events by id; a
 /// batch that locked an event first and then waited for that configuration would deadlock it.
-async fn lock_in_order(
-    txn: &impl ConnectionTrait,
-    records: &[AttemptRecord],
-) -> Result<BTreeSet<ConfigId>, DbErr> {
-    let changing: BTreeSet<ConfigId> = records
+async fn lock_in_order(txn: &impl ConnectionTrait, records: &[AttemptRecord]) -> Result<(), DbErr> {
+    let configs: BTreeSet<ConfigId> = records
         .iter()
-        .filter(|r| r.gone || matches!(r.health, Health::Failed { .. }))
+        .filter(|r| r.gone || matches!(r.health, Health::Recovered | Health::Failed { .. }))
         .map(|r| r.config_id)
         .collect();
-    let all: BTreeSet<ConfigId> = records.iter().map(|r| r.config_id).collect();
-    let rows = txn
-        .query_all_raw(Statement::from_sql_and_values(
+    if !configs.is_empty() {
+        txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT id, failing_since IS NOT NULL OR probe_until IS NOT NULL AS failing \
-             FROM webhook_configs \
-             WHERE id = ANY($1) \
-               AND (id = ANY($2) OR failing_since IS NOT NULL OR probe_until IS NOT NULL) \
-             ORDER BY id FOR NO KEY UPDATE",
-            [Vec::from_iter(all).into(), Vec::from_iter(changing).into()],
+            "SELECT id FROM webhook_configs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+            [Vec::from_iter(configs).into()],
         ))
         .await?;
-    let mut failing = BTreeSet::new();
-    for row in rows {
-        if row.try_get::<bool>("", "failing")? {
-            failing.insert(row.try_get::<ConfigId>("", "id")?);
-        }
     }
     let events: BTreeSet<EventId> = records.iter().map(|r| r.event_id).collect();
     txn.execute_raw(Statement::from_sql_and_values(
@@ -417,7 +430,7 @@ async fn lock_in_order(
         [Vec::from_iter(events).into()],
     ))
     .await?;
-    Ok(failing)
+    Ok(())
 }
 
 /// For each event in `records`, the index of the record that updates it: its first record,

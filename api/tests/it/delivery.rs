@@ -364,8 +364,9 @@ fn record(event_id: i64, config_id: i64, delivered: bool) -> wirehook_core::stor
         last_error: None,
         now,
         gone: false,
+        // As most concurrent deliveries see it: loaded before the failures recorded meanwhile.
         health: if delivered {
-            wirehook_core::store::Health::Delivered
+            wirehook_core::store::Health::StillHealthy
         } else {
             wirehook_core::store::Health::Failed { probe: false }
         },

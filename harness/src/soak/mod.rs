@@ -232,7 +232,8 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
         opts.log_dir.display()
     );
 
-    let http = load::http_client(opts.connections, Duration::from_secs(30))
+    // Idle connections kept for every sender, so a busy moment does not end in closing them.
+    let http = load::http_client(SENDERS.max(opts.connections), Duration::from_secs(30))
         .map_err(|e| SoakError::Setup(format!("HTTP client: {e}")))?;
     let base = format!("http://{api_addr}");
     let sender = SignalWire::new(&base, &base, SIGNALWIRE_KEY, http);
@@ -378,6 +379,15 @@ async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outc
 
 /// How often a refused source event is sent again, as a provider retries a `503`.
 pub const RESENDS: u32 = 20;
+
+/// Requests on the wire at once, at most: a request due while all are busy waits in the
+/// generator. Without a bound, a stall of the api left thousands of requests in flight, each on
+/// a connection of its own, and the generator's `connect()` searching a nearly exhausted
+/// ephemeral port range took most of a core of the two the api and workers run on: a load
+/// generator starving what it measures, and a collapse that would not recover.
+pub const SENDERS: usize = 256;
+
+static SENDING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(SENDERS);
 /// Requests the api answered `503 overloaded` (each was sent again after its `Retry-After`).
 static OVERLOADED: AtomicU64 = AtomicU64::new(0);
 
@@ -386,6 +396,10 @@ static OVERLOADED: AtomicU64 = AtomicU64::new(0);
 async fn post(sender: &SignalWire, accepted: &Mutex<Vec<i64>>, i: u64) -> Result<i64, String> {
     let mut resends = 0;
     loop {
+        let sending = SENDING
+            .acquire()
+            .await
+            .map_err(|e| format!("sender closed: {e}"))?;
         let response = sender
             .send(plan::source_body(i))
             .await
@@ -400,6 +414,7 @@ async fn post(sender: &SignalWire, accepted: &Mutex<Vec<i64>>, i: u64) -> Result
             .bytes()
             .await
             .map_err(|e| format!("transport: {e}"))?;
+        drop(sending);
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         if status == 503 && resends < RESENDS {
             OVERLOADED.fetch_add(1, Ordering::Relaxed);

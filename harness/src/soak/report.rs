@@ -168,8 +168,9 @@ pub fn markdown(outcome: &Outcome, verdicts: &[Verdict], date: &str, commit: &st
         md,
         "- The real `api` and {} `worker` replicas (release build) on a throwaway PostgreSQL \
          cluster on 127.0.0.1, for {} minutes of steady load, a sample every {} s.\n\
-         - Load: signed SignalWire `call.completed` webhooks, open loop at {rate}; each fans \
-         out to one of {} configurations (endpoints on one local receiver).\n\
+         - Load: signed SignalWire `call.completed` webhooks, open loop at {rate} (at most {} \
+         requests on the wire at once; one due while all are busy waits in the generator); each \
+         fans out to one of {} configurations (endpoints on one local receiver).\n\
          - Receivers: {}% of the deliveries are answered 500 on every attempt, {}% hang past \
          the delivery timeout on every attempt (both end `failed` after {} attempts, 2 s then \
          4 s apart), the rest are answered 200 at once. Failures are spread over all endpoints \
@@ -183,6 +184,7 @@ pub fn markdown(outcome: &Outcome, verdicts: &[Verdict], date: &str, commit: &st
         o.workers,
         number(o.duration.as_secs_f64() / 60.0),
         o.sample_every.as_secs(),
+        super::SENDERS,
         super::plan::CONFIGS,
         super::plan::FAILING_PCT,
         super::plan::HANGING_PCT,
