@@ -550,3 +550,25 @@ async fn failures_in_a_row_count_toward_the_gate() {
         wirehook_core::store::GATE_AFTER_FAILURES
     );
 }
+
+#[tokio::test]
+async fn the_workers_connections_commit_asynchronously_and_plan_for_cached_pages() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn().await;
+    let db = wirehook_core::process::connect_worker(app.database_url(), 1)
+        .await
+        .expect("connect like the worker");
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_setting('synchronous_commit') AS commit, \
+                    current_setting('random_page_cost') AS page_cost",
+        ))
+        .await
+        .expect("read the settings")
+        .expect("one row");
+    let commit: String = row.try_get("", "commit").expect("commit");
+    let page_cost: String = row.try_get("", "page_cost").expect("page_cost");
+    assert_eq!(commit, "off");
+    assert_eq!(page_cost, wirehook_core::process::WORKER_RANDOM_PAGE_COST);
+}
