@@ -144,6 +144,13 @@ pub async fn run(opts: &Options) -> Result<Outcome, SoakError> {
                 .into(),
         ));
     }
+    if let Some(midnight) = day_roll_in_judged_half(chrono::Utc::now(), opts) {
+        return Err(SoakError::Setup(format!(
+            "this run would cross {midnight} in the half its trends are judged on: the history \
+             then starts a new day's partition while the old one holds its space until \
+             retention drops it, which reads as growth. Start after that, or shorten the run"
+        )));
+    }
     let binaries = Binaries::new(&opts.bin_dir);
     binaries.check()?;
     std::fs::create_dir_all(&opts.log_dir)?;
@@ -154,6 +161,31 @@ pub async fn run(opts: &Options) -> Result<Outcome, SoakError> {
     let result = run_on(opts, &binaries, &db).await;
     drop(db);
     result
+}
+
+/// The UTC midnight, if any, that a run started at `start` would cross while its trends are
+/// judged, or shortly before: the events table then holds two days' partitions until the old
+/// one is older than the retention window and the next purge pass (every 60 s) drops it.
+pub fn day_roll_in_judged_half(
+    start: chrono::DateTime<chrono::Utc>,
+    opts: &Options,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let secs = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::TimeDelta::MAX / 2);
+    let calibration = if opts.rate.is_none() {
+        opts.calibrate
+    } else {
+        Duration::ZERO
+    };
+    let load_start = start + secs(calibration);
+    let load_end = load_start + secs(opts.duration);
+    let settled = secs(opts.retention) + chrono::Duration::seconds(2 * 60);
+    let from = load_start + secs(opts.duration / 2) - settled;
+    let midnight = from
+        .date_naive()
+        .succ_opt()?
+        .and_hms_opt(0, 0, 0)?
+        .and_utc();
+    (midnight >= from && midnight <= load_end).then_some(midnight)
 }
 
 async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outcome, SoakError> {
@@ -634,4 +666,64 @@ fn accepted_backlog(accepted: &Mutex<Vec<i64>>) -> usize {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    fn opts(minutes: u64) -> Options {
+        Options {
+            duration: Duration::from_secs(minutes * 60),
+            rate: Some(300.0),
+            calibrate: Duration::from_secs(20),
+            connections: 32,
+            sample_every: Duration::from_secs(30),
+            retention: Duration::from_secs(120),
+            job_history: Duration::from_secs(60),
+            workers: 2,
+            drain_timeout: Duration::from_secs(300),
+            bin_dir: PathBuf::new(),
+            log_dir: PathBuf::new(),
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).map_or(DateTime::<Utc>::MIN_UTC, |t| t.to_utc())
+    }
+
+    #[test]
+    fn a_run_crossing_midnight_in_its_judged_half_is_refused() {
+        // The last stop's run: 23:32 for 30 minutes.
+        let roll = day_roll_in_judged_half(at("2026-12-06T23:32:00Z"), &opts(30));
+        assert_eq!(roll, Some(at("2026-12-07T00:00:00Z")));
+    }
+
+    #[test]
+    fn a_run_whose_old_day_is_dropped_before_its_judged_half_may_start() {
+        // Midnight 5 minutes in: the old day goes by minute 9, the judged half starts at 15.
+        assert_eq!(
+            day_roll_in_judged_half(at("2026-12-06T23:55:00Z"), &opts(30)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_run_ending_before_midnight_may_start() {
+        assert_eq!(
+            day_roll_in_judged_half(at("2026-12-06T23:29:00Z"), &opts(30)),
+            None
+        );
+    }
+
+    #[test]
+    fn the_calibration_counts_only_when_it_runs() {
+        let mut measured = opts(30);
+        measured.rate = None;
+        measured.calibrate = Duration::from_secs(120);
+        let start = at("2026-12-06T23:28:30Z");
+        assert_eq!(day_roll_in_judged_half(start, &opts(30)), None);
+        assert!(day_roll_in_judged_half(start, &measured).is_some());
+    }
 }

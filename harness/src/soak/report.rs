@@ -124,8 +124,10 @@ pub fn rule() -> String {
         "a least-squares line is fitted to each resource's samples from the middle of the run \
          to its end; the resource **keeps growing** when that line's rise over the second half \
          exceeds {:.0}% of the resource's mean over the second half plus a floor of its own \
-         (RSS 8 MiB per process, table rows 2,000, table sizes 4 MiB, queue lag 10 s), or when \
-         the second half holds fewer than three samples. The run fails when a resource keeps \
+         (RSS 8 MiB per process, table rows 2,000, table sizes 4 MiB, queue lag 10 s) **and** a \
+         line fitted to the last quarter alone, projected over the half, exceeds it too (a step \
+         that levels off before the last quarter is not a leak), or when the second half or its \
+         last quarter holds fewer than three samples. The run fails when a resource keeps \
          growing, when an accepted event is lost, or when the queue does not drain",
         RELATIVE_LIMIT * 100.0
     )
@@ -236,17 +238,19 @@ pub fn markdown(outcome: &Outcome, verdicts: &[Verdict], date: &str, commit: &st
     let _ = writeln!(md, "The rule: {}.\n", rule());
     let _ = writeln!(
         md,
-        "| resource | mean (2nd half) | rise over 2nd half | allowed | verdict |\n|---|---:|---:|---:|---|"
+        "| resource | mean (2nd half) | rise over 2nd half | last quarter's rise, projected | allowed | verdict |\n|---|---:|---:|---:|---:|---|"
     );
     for v in verdicts {
         let t = &v.trend;
         let _ = writeln!(
             md,
-            "| {} | {} {} | {:+.2} {} | {:.2} {} | {} |",
+            "| {} | {} {} | {:+.2} {} | {:+.2} {} | {:.2} {} | {} |",
             v.name,
             number(t.mean),
             v.unit,
             t.growth,
+            v.unit,
+            t.recent_growth,
             v.unit,
             t.limit,
             v.unit,

@@ -5,8 +5,12 @@
 //! tables fill up to the retention window, caches warm). Its projected growth is `b` times the
 //! length of that half. The resource **keeps growing** when the projected growth exceeds 10% of
 //! its mean over that half plus an absolute floor of its own ([`Floor`]), which keeps small,
-//! noisy values (a lag of 0.3 s, a table of a few pages) from failing on noise. Fewer than
-//! three samples in the half prove nothing and fail the check.
+//! noisy values (a lag of 0.3 s, a table of a few pages) from failing on noise. A rise must
+//! also go on to the end: a line fitted to the **last quarter** alone, projected over the
+//! half's length, must exceed the same limit. A step that levels off before the last quarter
+//! (an allocator taking one more arena, a table reaching its retention window late) is a step,
+//! not a leak; a leak rises in both fits. Fewer than three samples in the half (or in its last
+//! quarter) prove nothing and fail the check.
 
 /// Share of the mean a resource may grow by over the second half.
 pub const RELATIVE_LIMIT: f64 = 0.10;
@@ -24,6 +28,10 @@ pub struct Trend {
     pub slope: f64,
     /// Slope × the half's length.
     pub growth: f64,
+    /// Samples in the last quarter.
+    pub recent_samples: usize,
+    /// The last quarter's own slope × the half's length: whether the rise goes on to the end.
+    pub recent_growth: f64,
     /// Mean over the half.
     pub mean: f64,
     /// The growth allowed: `RELATIVE_LIMIT × |mean| + floor`.
@@ -33,7 +41,9 @@ pub struct Trend {
 impl Trend {
     /// Whether the resource keeps growing (or too few samples were taken to tell).
     pub fn growing(&self) -> bool {
-        self.samples < 3 || self.growth > self.limit
+        self.samples < 3
+            || self.recent_samples < 3
+            || (self.growth > self.limit && self.recent_growth > self.limit)
     }
 }
 
@@ -56,11 +66,21 @@ pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
 /// The samples of the second half of `points` (by time): from the midpoint of the first and
 /// last `t` on.
 pub fn second_half(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    tail(points, 0.5)
+}
+
+/// The samples of the last quarter of `points` (by time).
+pub fn last_quarter(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    tail(points, 0.75)
+}
+
+/// The samples from `share` of the way between the first and last `t` on.
+fn tail(points: &[(f64, f64)], share: f64) -> Vec<(f64, f64)> {
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return Vec::new();
     };
-    let mid = (first.0 + last.0) / 2.0;
-    points.iter().copied().filter(|p| p.0 >= mid).collect()
+    let from = first.0 + (last.0 - first.0) * share;
+    points.iter().copied().filter(|p| p.0 >= from).collect()
 }
 
 /// The trend of `points` over their second half, judged with `floor`.
@@ -77,10 +97,13 @@ pub fn trend(points: &[(f64, f64)], floor: Floor) -> Trend {
         _ => 0.0,
     };
     let slope = slope(&half).unwrap_or(0.0);
+    let recent = last_quarter(points);
     Trend {
         samples: n,
         slope,
         growth: slope * span,
+        recent_samples: recent.len(),
+        recent_growth: self::slope(&recent).unwrap_or(0.0) * span,
         mean,
         limit: RELATIVE_LIMIT * mean.abs() + floor.0,
     }
@@ -161,6 +184,38 @@ mod tests {
         let values = (0..61).map(|i| 40_000.0 + 10_000.0 * (i % 2) as f64);
         let t = trend(&every_30s(values), Floor(1000.0));
         assert!(!t.growing(), "{t:?}");
+    }
+
+    #[test]
+    fn a_step_that_levels_off_before_the_last_quarter_passes() {
+        // A worker's RSS steps from 34 to 44 MiB at minute 22 of 30 and stays there: the
+        // half's line rises by more than the limit, the last quarter's does not.
+        let values = noise(61, 5)
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| if i < 44 { 34.0 } else { 44.0 } + 0.3 * n);
+        let t = trend(&every_30s(values), Floor(8.0));
+        assert!(t.growth > t.limit, "{t:?}");
+        assert!(!t.growing(), "{t:?}");
+    }
+
+    #[test]
+    fn a_step_in_the_last_quarter_fails() {
+        // Nothing after it shows whether it levels off.
+        let values = (0..61).map(|i| if i < 54 { 34.0 } else { 54.0 });
+        let t = trend(&every_30s(values), Floor(8.0));
+        assert!(t.growing(), "{t:?}");
+    }
+
+    #[test]
+    fn a_leak_that_goes_on_rising_fails_in_both_fits() {
+        let values = noise(61, 13)
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| 34.0 + 0.6 * i as f64 + 1.0 * n);
+        let t = trend(&every_30s(values), Floor(8.0));
+        assert!(t.recent_growth > t.limit, "{t:?}");
+        assert!(t.growing(), "{t:?}");
     }
 
     #[test]
