@@ -110,7 +110,7 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-/// Connects the worker's pool like [`connect`], with two settings on every connection:
+/// Connects the worker's pool like [`connect`], with three settings on every connection:
 ///
 /// - `synchronous_commit = off`: apalis' fetches, locks and acknowledgements and the engine's
 ///   records commit without waiting for the WAL flush. Safe under at-least-once: the worker
@@ -124,12 +124,20 @@ pub async fn shutdown_signal() {
 ///   of the whole jobs table on every acknowledgement: 13 ms against 0.9 ms by the primary key
 ///   with a few thousand finished jobs kept (`JOB_HISTORY_SECS`), and the largest share of
 ///   PostgreSQL's CPU in the soak run.
+/// - `plan_cache_mode = force_generic_plan`: each prepared statement is planned once per
+///   connection. At PostgreSQL's default, statements on the partitioned history (whose generic
+///   plan costs every day's partition) and those taking an id array were planned anew on every
+///   call: at 300 events/s the engine's load, lock and record statements and apalis' lock spent
+///   more time planning than executing (`bench/PROFILE.md`). Every statement the worker runs
+///   spells the predicates of the partial indexes it needs as literals, so generic plans keep
+///   them (tested for the claim, [`crate::queue::backend::FETCH`]).
 pub async fn connect_worker(url: &str, max_connections: u32) -> Result<DatabaseConnection, String> {
     let mut opts = options(url, max_connections);
     opts.map_sqlx_postgres_opts(|pg| {
         pg.options([
             ("synchronous_commit", "off"),
             ("random_page_cost", WORKER_RANDOM_PAGE_COST),
+            ("plan_cache_mode", WORKER_PLAN_CACHE_MODE),
         ])
     });
     Database::connect(opts)
@@ -140,6 +148,9 @@ pub async fn connect_worker(url: &str, max_connections: u32) -> Result<DatabaseC
 /// The worker's `random_page_cost` (see [`connect_worker`]); 1.1 is the usual setting for data
 /// on SSDs or in memory.
 pub const WORKER_RANDOM_PAGE_COST: &str = "1.1";
+
+/// The worker's `plan_cache_mode` (see [`connect_worker`]).
+pub const WORKER_PLAN_CACHE_MODE: &str = "force_generic_plan";
 
 /// Whether `error` means no connection could be had or the connection broke, as opposed to a
 /// statement the database refused.

@@ -552,7 +552,7 @@ async fn failures_in_a_row_count_toward_the_gate() {
 }
 
 #[tokio::test]
-async fn the_workers_connections_commit_asynchronously_and_plan_for_cached_pages() {
+async fn the_workers_connections_commit_asynchronously_and_plan_once_for_cached_pages() {
     use sea_orm::ConnectionTrait;
     let app = TestApp::spawn().await;
     let db = wirehook_core::process::connect_worker(app.database_url(), 1)
@@ -562,13 +562,59 @@ async fn the_workers_connections_commit_asynchronously_and_plan_for_cached_pages
         .query_one_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
             "SELECT current_setting('synchronous_commit') AS commit, \
-                    current_setting('random_page_cost') AS page_cost",
+                    current_setting('random_page_cost') AS page_cost, \
+                    current_setting('plan_cache_mode') AS plans",
         ))
         .await
         .expect("read the settings")
         .expect("one row");
     let commit: String = row.try_get("", "commit").expect("commit");
     let page_cost: String = row.try_get("", "page_cost").expect("page_cost");
+    let plans: String = row.try_get("", "plans").expect("plans");
     assert_eq!(commit, "off");
     assert_eq!(page_cost, wirehook_core::process::WORKER_RANDOM_PAGE_COST);
+    assert_eq!(plans, wirehook_core::process::WORKER_PLAN_CACHE_MODE);
+}
+
+#[tokio::test]
+async fn the_workers_claim_reads_the_due_jobs_index_with_its_generic_plan() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn().await;
+    // One connection, so the PREPARE and the EXPLAIN below share it.
+    let db = wirehook_core::process::connect_worker(app.database_url(), 1)
+        .await
+        .expect("connect like the worker");
+    // A jobs table as a busy replica leaves it: mostly finished jobs, a few due.
+    db.execute_unprepared(
+        "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, run_at, done_at) \
+         SELECT '\\x00'::bytea, 'job-' || n, 'other-queue', \
+                CASE WHEN n % 100 = 0 THEN 'Pending' ELSE 'Done' END, 1, now(), now() \
+         FROM generate_series(1, 20000) AS n; \
+         ANALYZE apalis.jobs",
+    )
+    .await
+    .expect("fill the jobs table");
+    db.execute_unprepared(&format!(
+        "PREPARE claim(text, text, integer) AS {}",
+        wirehook_core::queue::backend::FETCH
+    ))
+    .await
+    .expect("prepare the claim");
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "EXPLAIN EXECUTE claim('worker', 'deliveries', 16)",
+        ))
+        .await
+        .expect("explain the claim");
+    let plan: Vec<String> = rows
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).expect("a plan line"))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("idx_apalis_jobs_fetch_partial"),
+        "the claim should read the due jobs' partial index:\n{plan}"
+    );
+    assert!(!plan.contains("Seq Scan"), "{plan}");
 }
