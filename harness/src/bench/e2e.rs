@@ -154,8 +154,12 @@ async fn outbound_of(
     let rows = conn
         .query_all_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),
-            "SELECT parent_event_id, id, message_id FROM webhook_events \
-             WHERE direction = 'outbound' AND parent_event_id = ANY($1::bigint[])",
+            // A join on `unnest`, as the soak's lookups: with `= ANY` of ~20,000 ids on a
+            // freshly written table the plan tested the array row by row (30 s seen).
+            "SELECT e.parent_event_id, e.id, e.message_id \
+             FROM unnest($1::bigint[]) AS p(id) \
+             JOIN webhook_events e ON e.parent_event_id = p.id \
+             WHERE e.direction = 'outbound'",
             [ids.into()],
         ))
         .await?;
