@@ -180,12 +180,13 @@ pub fn day_roll_in_judged_half(
     let load_end = load_start + secs(opts.duration);
     let settled = secs(opts.retention) + chrono::Duration::seconds(2 * 60);
     let from = load_start + secs(opts.duration / 2) - settled;
+    // The first midnight after `from`.
     let midnight = from
         .date_naive()
         .succ_opt()?
         .and_hms_opt(0, 0, 0)?
         .and_utc();
-    (midnight >= from && midnight <= load_end).then_some(midnight)
+    (midnight <= load_end).then_some(midnight)
 }
 
 async fn run_on(opts: &Options, binaries: &Binaries, db: &TestDb) -> Result<Outcome, SoakError> {
