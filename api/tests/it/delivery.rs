@@ -618,3 +618,67 @@ async fn the_workers_claim_reads_the_due_jobs_index_with_its_generic_plan() {
     );
     assert!(!plan.contains("Seq Scan"), "{plan}");
 }
+
+#[tokio::test]
+async fn the_workers_results_find_their_jobs_by_id_not_among_all_the_replicas_jobs() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn().await;
+    // One connection, so the PREPARE and the EXPLAIN below share it.
+    let db = wirehook_core::process::connect_worker(app.database_url(), 1)
+        .await
+        .expect("connect like the worker");
+    // A replica that claimed 10,000 jobs the cleanup has not deleted yet, one still running,
+    // among 10,000 of a thousand other replicas: with these statistics apalis' own statement
+    // read all 10,000 through `idx_apalis_jobs_lock_by` for one result (6.5 ms).
+    db.execute_unprepared(
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) \
+         SELECT 'worker-' || n, 'deliveries', 'PostgresStorage', '', now() \
+         FROM generate_series(0, 1000) AS n; \
+         INSERT INTO apalis.jobs (job, id, job_type, status, attempts, run_at, lock_by, done_at) \
+         SELECT '\\x00'::bytea, 'job-' || n, 'deliveries', \
+                CASE WHEN n = 1 THEN 'Running' ELSE 'Done' END, 1, now(), \
+                'worker-' || CASE WHEN n % 2 = 1 THEN 0 ELSE n % 1000 + 1 END, now() \
+         FROM generate_series(1, 20000) AS n; \
+         ANALYZE apalis.jobs",
+    )
+    .await
+    .expect("fill the jobs table");
+    db.execute_unprepared(&format!(
+        "PREPARE results(jsonb, text, text[]) AS {}",
+        wirehook_core::queue::backend::HANDLE_RESULTS
+    ))
+    .await
+    .expect("prepare the results statement");
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE results(\
+               '[{\"task_id\": \"job-1\", \"attempt\": 1, \"result\": null, \"status\": \"Done\"}]', \
+               'worker-0', ARRAY['job-1'])",
+        ))
+        .await
+        .expect("explain the results statement");
+    let plan: Vec<String> = rows
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).expect("a plan line"))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("jobs_pkey"),
+        "the results should find jobs by id:\n{plan}"
+    );
+    assert!(!plan.contains("idx_apalis_jobs_lock_by"), "{plan}");
+    assert!(!plan.contains("Seq Scan on jobs"), "{plan}");
+    let done = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT status FROM apalis.jobs WHERE id = 'job-1'",
+        ))
+        .await
+        .expect("read the job")
+        .expect("the job");
+    assert_eq!(
+        done.try_get::<String>("", "status").expect("status"),
+        "Done"
+    );
+}

@@ -82,6 +82,28 @@ pub const FETCH: &str = "WITH due AS ( \
        floor(extract(epoch FROM j.done_at))::bigint AS done_at, \
        j.lock_by, j.priority, j.idempotency_key, j.metadata";
 
+/// Records finished jobs' results: apalis-postgres' `handle_results`, finding the jobs by id.
+///
+/// apalis' statement finds them by joining its JSON to the jobs `WHERE lock_by = $2`, and with
+/// the JSON's size unknown its plan reads the replica's jobs through `idx_apalis_jobs_lock_by`:
+/// every job the replica ever claimed that the cleanup has not deleted yet, finished ones
+/// included (hundreds per result, growing with the table; `bench/PROFILE.md`). Here the ids
+/// come as an array for the primary key (`$3`), and the replica test is written so that no index
+/// can serve it. Rows are still locked in id order first, as there.
+pub const HANDLE_RESULTS: &str = "WITH j AS ( \
+       SELECT value ->> 'task_id' AS task_id, (value ->> 'attempt')::integer AS attempt, \
+         value -> 'result' AS result, value ->> 'status' AS status \
+       FROM jsonb_array_elements($1::jsonb) AS value), \
+     locked AS ( \
+       SELECT id FROM apalis.jobs \
+       WHERE id = ANY($3) AND lock_by IS NOT DISTINCT FROM $2 \
+       ORDER BY id \
+       FOR UPDATE) \
+     UPDATE apalis.jobs AS jobs \
+     SET status = j.status, attempts = j.attempt, last_result = j.result, done_at = now() \
+     FROM j JOIN locked ON locked.id = j.task_id \
+     WHERE jobs.id = locked.id";
+
 /// A claimed row as apalis' task, as apalis-postgres builds it from `get_jobs`' rows.
 fn task_of(row: &PgRow) -> Result<PgTask, Error> {
     let id: String = row.try_get("id")?;
@@ -468,7 +490,13 @@ impl Persistence for PgQueue {
         }
         let mut tx = self.pool.begin().await?;
         if !results.is_empty() {
-            queries::handle_results(&mut *tx, &results, worker.name()).await?;
+            let ids: Vec<&str> = finished.iter().map(String::as_str).collect();
+            sqlx::query(HANDLE_RESULTS)
+                .bind(serde_json::to_value(&results).map_err(Error::JsonError)?)
+                .bind(worker.name())
+                .bind(ids)
+                .execute(&mut *tx)
+                .await?;
         }
         if !locks.is_empty() {
             queries::lock_tasks(&mut *tx, &locks, worker.name()).await?;
