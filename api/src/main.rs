@@ -161,6 +161,9 @@ async fn run(command: Command) -> Result<(), String> {
                     "plain-text signing secrets encrypted"
                 );
             }
+            wirehook_api::ingest::warm_up(&db)
+                .await
+                .map_err(|e| format!("cannot prepare the ingest statements: {e}"))?;
             let (acceptor, addr) = wirehook_api::app::bind(cfg.api_addr)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", cfg.api_addr))?;

@@ -14,6 +14,7 @@ use entity::{
 };
 use sea_orm::{
     ActiveEnum, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement,
+    TransactionTrait,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -117,6 +118,31 @@ pub async fn record_batch(
 ) -> Result<Vec<Result<Recorded, DbErr>>, DbErr> {
     wirehook_core::batch::together_or_alone(&items, "ingest", |batch| record_together(db, batch))
         .await
+}
+
+/// Runs the statements a batch runs, for no event, on as many connections at once as batches
+/// run at once, and rolls them back. A fresh connection plans a statement and loads the
+/// history's partitions and indexes into its caches the first time: without this the first
+/// provider requests after a start answer slowly, and the ingest bound takes them for a
+/// standing queue and refuses the requests behind them (`bench/PROFILE.md`).
+pub async fn warm_up(db: &DatabaseConnection) -> Result<(), DbErr> {
+    // Each transaction holds its connection until the rollback: distinct connections.
+    let mut held = Vec::with_capacity(PARALLEL_BATCHES);
+    for _ in 0..PARALLEL_BATCHES {
+        held.push(db.begin().await?);
+    }
+    let types = BTreeSet::from([entity::EventType::CallCompleted.as_str()]);
+    for tx in &held {
+        subscribed_configs(tx, &types).await?;
+        for ordered in [false, true] {
+            tx.query_all_raw(fan_out::statement("[]".into(), "[]".into(), 0, ordered))
+                .await?;
+        }
+    }
+    for tx in held {
+        tx.rollback().await?;
+    }
+    Ok(())
 }
 
 /// Records every item in one statement, which PostgreSQL runs atomically and commits before
@@ -383,7 +409,7 @@ static SUBSCRIBED_CONFIGS_SQL: LazyLock<String> = LazyLock::new(|| {
 /// The active configurations subscribed to any of `types` (the batch statement locks and
 /// re-checks the ones it uses).
 async fn subscribed_configs(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     types: &BTreeSet<&str>,
 ) -> Result<Vec<webhook_configs::Model>, DbErr> {
     if types.is_empty() {
