@@ -108,9 +108,9 @@ pub struct Limits {
     /// `MAX_INGEST_IN_FLIGHT`: provider webhooks and event publishes being served (and their
     /// events waiting for the group commit).
     pub ingest_in_flight: usize,
-    /// `INGEST_LATENCY_TARGET_MS`: while ingest requests take longer than this, the ingest
-    /// bound is lowered (down to 8), and raised back when they are fast (`None`: fixed bound;
-    /// [`crate::ingest_limit`]).
+    /// `INGEST_LATENCY_TARGET_MS`: while the ingest bound is reached and even the fastest
+    /// answers take longer than this, the bound is cut (down to 8), and raised back when one is
+    /// fast (`None`: fixed bound; [`crate::ingest_limit`]).
     pub ingest_latency_target: Option<Duration>,
     /// `MAX_API_IN_FLIGHT`: other `/api/` requests being served.
     pub api_in_flight: usize,
@@ -127,8 +127,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 1024,
-            ingest_in_flight: 32,
-            ingest_latency_target: Some(Duration::from_millis(50)),
+            ingest_in_flight: 96,
+            ingest_latency_target: Some(Duration::from_millis(10)),
             api_in_flight: 64,
             body_bytes_in_flight: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),

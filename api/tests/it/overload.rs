@@ -205,8 +205,8 @@ async fn hold_commit(app: &TestApp) -> sea_orm::DatabaseTransaction {
 }
 
 /// Posts `n` webhooks at once and answers them all (200) a second after the first reached the
-/// held commit: every request sent with it is admitted long before, so the window is slow (it
-/// takes two of ten slower than the 50 ms target).
+/// held commit: every request sent with it is admitted long before, so with `n` at the bound the
+/// in-flight count reaches it and even the fastest answer takes a second, far past the target.
 async fn slow_window(app: &TestApp, n: usize) {
     let holder = hold_commit(app).await;
     let ids: Vec<String> = (0..n).map(|i| format!("slow-{i}")).collect();
@@ -248,17 +248,18 @@ async fn one_past_the_bound_is_refused(app: &TestApp, bound: usize) {
 }
 
 #[tokio::test]
-async fn a_window_of_slow_ingest_answers_lowers_the_ingest_bound_and_the_excess_is_refused() {
+async fn a_standing_queue_at_the_ingest_bound_lowers_it_and_the_excess_is_refused() {
     let app = TestApp::spawn_limited(Limits {
         ingest_in_flight: 10,
         ingest_latency_target: Some(Duration::from_millis(50)),
         ..Limits::default()
     })
     .await;
-    // Two windows of ten answers in a row, all slower than the target: held well past it.
+    // Twice in a row the bound is full and no answer is fast: a queue stands.
     slow_window(&app, 10).await;
     slow_window(&app, 10).await;
-    // The bound fell from 10 to 8.
+    // The bound fell from 10 to the floor, 8: eight answers in over a second, none faster than a
+    // second, fit fewer than eight.
     one_past_the_bound_is_refused(&app, 8).await;
 }
 
