@@ -31,6 +31,10 @@ pub struct E2eRun {
     pub requests: u64,
     /// Requests the api did not accept.
     pub errors: u64,
+    /// When those were due, in seconds into the run: how many in each second.
+    pub errors_per_second: Vec<u64>,
+    /// The first few distinct reasons they were not accepted.
+    pub error_examples: Vec<String>,
     /// Accepted requests whose delivery never arrived.
     pub lost: u64,
     /// Deliveries that arrived before the provider read the api's answer.
@@ -123,6 +127,8 @@ pub async fn run(ctx: &Context, rate: f64) -> BenchResult<E2eRun> {
         workers,
         requests: run.samples.len() as u64,
         errors: run.errors().count() as u64,
+        errors_per_second: errors_per_second(&run),
+        error_examples: run.error_examples(3),
         lost,
         before_answer,
         latency: Percentiles::of(&latencies),
@@ -133,8 +139,30 @@ pub async fn run(ctx: &Context, rate: f64) -> BenchResult<E2eRun> {
         api_peak_kib,
         cpu,
     };
+    if result.errors > 0 {
+        eprintln!(
+            "      not accepted, per second of the run: {:?}; {:?}",
+            result.errors_per_second, result.error_examples
+        );
+    }
     stage.finish().await?;
     Ok(result)
+}
+
+/// How many of `run`'s requests not accepted were due in each second of it.
+fn errors_per_second<T>(run: &load::Run<T>) -> Vec<u64> {
+    let Some(start) = run.samples.iter().map(|s| s.due).min() else {
+        return Vec::new();
+    };
+    let mut seconds = Vec::new();
+    for sample in run.errors() {
+        let second = sample.due.duration_since(start).as_secs() as usize;
+        if seconds.len() <= second {
+            seconds.resize(second + 1, 0);
+        }
+        seconds[second] += 1;
+    }
+    seconds
 }
 
 /// The outbound event created for an inbound one.
@@ -269,6 +297,7 @@ pub async fn capacity(ctx: &Context, start: f64) -> BenchResult<Capacity> {
             step.errors,
             if step.passed() { "within" } else { "beyond" }
         );
+
         if step.passed() {
             pass = Some(pass.map_or(rate, |p: f64| p.max(rate)));
         } else {
