@@ -161,9 +161,10 @@ async fn run(command: Command) -> Result<(), String> {
                     "plain-text signing secrets encrypted"
                 );
             }
-            wirehook_api::ingest::warm_up(&db)
-                .await
-                .map_err(|e| format!("cannot prepare the ingest statements: {e}"))?;
+            // Only the first requests' speed depends on it: a failure is no reason not to serve.
+            if let Err(error) = wirehook_api::ingest::warm_up(&db).await {
+                tracing::warn!(%error, "could not run the ingest statements ahead of the first requests");
+            }
             let (acceptor, addr) = wirehook_api::app::bind(cfg.api_addr)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", cfg.api_addr))?;
