@@ -594,24 +594,15 @@ async fn the_workers_claim_reads_the_due_jobs_index_with_its_generic_plan() {
     )
     .await
     .expect("fill the jobs table");
-    db.execute_unprepared(&format!(
-        "PREPARE claim(text, text, integer) AS {}",
-        wirehook_core::queue::backend::FETCH
-    ))
-    .await
-    .expect("prepare the claim");
-    let rows = db
-        .query_all_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "EXPLAIN EXECUTE claim('worker', 'deliveries', 16)",
-        ))
-        .await
-        .expect("explain the claim");
-    let plan: Vec<String> = rows
-        .iter()
-        .map(|row| row.try_get_by_index::<String>(0).expect("a plan line"))
-        .collect();
-    let plan = plan.join("\n");
+    let plan = plan_of(
+        &db,
+        &format!(
+            "PREPARE claim(text, text, integer) AS {}",
+            wirehook_core::queue::backend::FETCH
+        ),
+        "EXPLAIN EXECUTE claim('worker', 'deliveries', 16)",
+    )
+    .await;
     assert!(
         plan.contains("idx_apalis_jobs_fetch_partial"),
         "the claim should read the due jobs' partial index:\n{plan}"
@@ -643,26 +634,17 @@ async fn the_workers_results_find_their_jobs_by_id_not_among_all_the_replicas_jo
     )
     .await
     .expect("fill the jobs table");
-    db.execute_unprepared(&format!(
-        "PREPARE results(jsonb, text, text[]) AS {}",
-        wirehook_core::queue::backend::HANDLE_RESULTS
-    ))
-    .await
-    .expect("prepare the results statement");
-    let rows = db
-        .query_all_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE results(\
-               '[{\"task_id\": \"job-1\", \"attempt\": 1, \"result\": null, \"status\": \"Done\"}]', \
-               'worker-0', ARRAY['job-1'])",
-        ))
-        .await
-        .expect("explain the results statement");
-    let plan: Vec<String> = rows
-        .iter()
-        .map(|row| row.try_get_by_index::<String>(0).expect("a plan line"))
-        .collect();
-    let plan = plan.join("\n");
+    let plan = plan_of(
+        &db,
+        &format!(
+            "PREPARE results(jsonb, text, text[]) AS {}",
+            wirehook_core::queue::backend::HANDLE_RESULTS
+        ),
+        "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE results(\
+           '[{\"task_id\": \"job-1\", \"attempt\": 1, \"result\": null, \"status\": \"Done\"}]', \
+           'worker-0', ARRAY['job-1'])",
+    )
+    .await;
     assert!(
         plan.contains("jobs_pkey"),
         "the results should find jobs by id:\n{plan}"
@@ -681,4 +663,22 @@ async fn the_workers_results_find_their_jobs_by_id_not_among_all_the_replicas_jo
         done.try_get::<String>("", "status").expect("status"),
         "Done"
     );
+}
+
+/// The plan `explain` prints for the statement `prepare` prepares, on `db`'s one connection.
+async fn plan_of(db: &sea_orm::DatabaseConnection, prepare: &str, explain: &str) -> String {
+    use sea_orm::ConnectionTrait;
+    db.execute_unprepared(prepare).await.expect("prepare");
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            explain,
+        ))
+        .await
+        .expect("explain");
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).expect("a plan line"))
+        .collect();
+    lines.join("\n")
 }
