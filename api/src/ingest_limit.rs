@@ -130,11 +130,10 @@ impl IngestLimit {
         let before = state.limit;
         let queued = state.binding && state.fastest > target;
         if queued && state.was_queued {
-            // Answers per second times the fastest answer's time (or the target, if higher):
-            // by Little's law, the in-flight count at which every answer would have been as fast
-            // as the fastest. A lower bound would refuse what the api is answering that fast.
-            let budget = state.fastest.max(target);
-            let fits = state.answered as u128 * budget.as_nanos() / span.as_nanos().max(1);
+            // Answers per second times the fastest answer's time: by Little's law, the in-flight
+            // count at which every answer would have been as fast as the fastest. A lower bound
+            // would refuse what the api is answering that fast.
+            let fits = state.answered as u128 * state.fastest.as_nanos() / span.as_nanos().max(1);
             state.limit = usize::try_from(fits)
                 .unwrap_or(usize::MAX)
                 .clamp(self.min, state.limit);
