@@ -203,6 +203,8 @@ where
     }
 }
 
+/// On paused time a sleep ends only once every task is idle, so the order of flushes, arrivals and
+/// ends these tests check follows from the code, not from how busy the machine is.
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -210,7 +212,7 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn each_caller_gets_the_output_of_its_own_item() {
         let batcher = Batcher::spawn(8, 1, |items: Vec<u32>| async move {
             Ok(items.into_iter().map(|i| i * 10).collect())
@@ -224,7 +226,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn items_queued_during_a_flush_go_together_into_the_next_one() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
@@ -252,7 +254,7 @@ mod tests {
         assert_eq!(sizes, vec![1, 20]);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_batch_never_exceeds_its_maximum() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
@@ -318,7 +320,7 @@ mod tests {
         assert!(matches!(first.await, Ok(Ok(0))));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_small_batch_waits_for_the_running_flush_instead_of_overlapping_it() {
         let (batcher, log) = logged_overlapping(5);
         one_then_many(&batcher, 3).await;
@@ -329,7 +331,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_full_enough_batch_overlaps_the_running_flush() {
         let (batcher, log) = logged_overlapping(5);
         one_then_many(&batcher, 6).await;
@@ -340,7 +342,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_flush_that_panics_still_lets_the_waiting_batch_go() {
         let batcher = Batcher::spawn_overlapping(100, 2, 5, |items: Vec<u32>| async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -363,7 +365,7 @@ mod tests {
         assert!(matches!(first.await, Ok(Err(BatchError::Stopped))));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_failed_flush_fails_every_item_of_its_batch() {
         let batcher = Batcher::spawn(8, 1, |_: Vec<u32>| async move {
             Err::<Vec<u32>, _>(sea_orm::DbErr::Custom("boom".into()))
