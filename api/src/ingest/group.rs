@@ -120,23 +120,39 @@ pub async fn record_batch(
         .await
 }
 
-/// Runs the statements a batch runs, for no event, on as many connections at once as batches
-/// run at once, and rolls them back. A fresh connection plans a statement and loads the
-/// history's partitions and indexes into its caches the first time: without this the first
-/// provider requests after a start answer slowly, and the ingest bound takes them for a
-/// standing queue and refuses the requests behind them (`bench/PROFILE.md`).
+/// Connections [`warm_up`] prepares: a batch takes one from the pool to read the configurations
+/// and another for its statement, and the pool hands out its idle connections in turn, so under
+/// load each of the connections the batches keep open runs both statements.
+pub const WARM_CONNECTIONS: usize = PARALLEL_BATCHES * 2;
+
+/// Runs of a statement before PostgreSQL reuses a plan: it plans a prepared statement anew for
+/// each of its first five runs, then weighs its generic plan (`choose_custom_plan`), which the
+/// sixth run builds and later runs reuse.
+const RUNS_UNTIL_PLANNED: usize = 6;
+
+/// Runs the statements a batch runs, for no event, [`RUNS_UNTIL_PLANNED`] times on each of
+/// [`WARM_CONNECTIONS`] connections at once, and rolls them back.
+///
+/// A fresh connection loads the history's partitions and indexes into its caches on first use,
+/// and plans the group commit's statement on each of its first six runs, about 18 ms of CPU
+/// each on the partitioned history. Left to the first requests, that is about a second of CPU
+/// in the first second of traffic: the answers slow down, the ingest bound takes them for a
+/// standing queue, and at 1,500 requests a second it refused 400–800 of the first second's
+/// (`bench/PROFILE.md`).
 pub async fn warm_up(db: &DatabaseConnection) -> Result<(), DbErr> {
     // Each transaction holds its connection until the rollback: distinct connections.
-    let mut held = Vec::with_capacity(PARALLEL_BATCHES);
-    for _ in 0..PARALLEL_BATCHES {
+    let mut held = Vec::with_capacity(WARM_CONNECTIONS);
+    for _ in 0..WARM_CONNECTIONS {
         held.push(db.begin().await?);
     }
     let types = BTreeSet::from([entity::EventType::CallCompleted.as_str()]);
     for tx in &held {
-        subscribed_configs(tx, &types).await?;
-        for ordered in [false, true] {
-            tx.query_all_raw(fan_out::statement("[]".into(), "[]".into(), 0, ordered))
-                .await?;
+        for _ in 0..RUNS_UNTIL_PLANNED {
+            subscribed_configs(tx, &types).await?;
+            for ordered in [false, true] {
+                tx.query_all_raw(fan_out::statement("[]".into(), "[]".into(), 0, ordered))
+                    .await?;
+            }
         }
     }
     for tx in held {

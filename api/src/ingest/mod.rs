@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 mod group;
 
-pub use group::{IngestError, Ingestor, record_batch, warm_up};
+pub use group::{IngestError, Ingestor, WARM_CONNECTIONS, record_batch, warm_up};
 
 /// The most of a rejected request's body that is kept for the audit.
 pub const REJECTED_BODY_LIMIT: usize = 4 * 1024;

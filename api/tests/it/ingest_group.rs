@@ -249,3 +249,40 @@ async fn an_inactive_configuration_gets_no_delivery() {
     assert!(deliveries_of(&app, recorded.event.id).await.is_empty());
     assert!(stored_jobs(&app).await.is_empty());
 }
+
+#[tokio::test]
+async fn the_warm_up_leaves_the_group_commit_planned_on_every_connection_it_warms() {
+    use sea_orm::TransactionTrait;
+    use wirehook_api::ingest::{WARM_CONNECTIONS, warm_up};
+    use wirehook_core::queue::fan_out;
+
+    let app = TestApp::spawn().await;
+    let pool = u32::try_from(WARM_CONNECTIONS).expect("a few connections");
+    // A pool of exactly as many connections as the warm-up takes, so each is one it warmed.
+    let db = wirehook_core::process::connect(app.database_url(), pool)
+        .await
+        .expect("connect like the api");
+    warm_up(&db).await.expect("warm up");
+
+    let mut held = Vec::new();
+    for _ in 0..WARM_CONNECTIONS {
+        held.push(db.begin().await.expect("a connection of the pool"));
+    }
+    for ordered in [false, true] {
+        let sql = fan_out::statement("[]".into(), "[]".into(), 0, ordered).sql;
+        for tx in &held {
+            let row = tx
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT generic_plans FROM pg_prepared_statements WHERE statement = $1",
+                    [sql.clone().into()],
+                ))
+                .await
+                .expect("read the connection's prepared statements")
+                .expect("the group commit's statement is prepared on this connection");
+            let generic: i64 = row.try_get("", "generic_plans").expect("generic_plans");
+            // Planned for good: later runs reuse the generic plan instead of planning again.
+            assert!(generic >= 1, "ordered: {ordered}, generic plans: {generic}");
+        }
+    }
+}
