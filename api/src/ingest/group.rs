@@ -135,8 +135,8 @@ const RUNS_UNTIL_PLANNED: usize = 6;
 ///
 /// A fresh connection loads the history's partitions and indexes into its caches on first use,
 /// and plans the group commit's statement on each of its first six runs, about 18 ms of CPU
-/// each on the partitioned history. Left to the first requests, that is about a second of CPU
-/// in the first second of traffic: the answers slow down, the ingest bound takes them for a
+/// each on the partitioned history. Left to the first requests, that is about half a second of
+/// CPU in the first second of traffic: the answers slow down, the ingest bound takes them for a
 /// standing queue, and at 1,500 requests a second it refused 400–800 of the first second's
 /// (`bench/PROFILE.md`).
 pub async fn warm_up(db: &DatabaseConnection) -> Result<(), DbErr> {
