@@ -15,9 +15,10 @@
 //!   the arrival and the arrival's connection was that worker's (it closed within
 //!   [`KILL_WINDOW`] after the kill; connections are pooled, so it need not be the last request
 //!   on it), or, for a reset the receiver itself caused (so the connection's owner cannot be
-//!   seen), a kill came at most [`RESET_WINDOW`] after it; for a hang, a kill came at most
-//!   [`RESET_WINDOW`] after the worker timed out and closed the connection; or it arrived while PostgreSQL was
-//!   down or within [`OUTAGE_MARGIN`] of that;
+//!   seen), a kill came at most [`RESET_WINDOW`] after it; on a connection that ended before
+//!   the kill without one (its last arrival was reset, dropped, or hung until the worker timed
+//!   out and closed it), a kill came at most [`RESET_WINDOW`] after it closed; or it arrived
+//!   while PostgreSQL was down or within [`OUTAGE_MARGIN`] of that;
 //! - **duplicates** are the 2xx answers beyond the one a delivered event needs. They can only
 //!   come from unrecorded attempts (explained above) or from a job run twice after its worker
 //!   died between recording and acknowledging (two attempt rows with one number, **raced**),
@@ -255,11 +256,20 @@ pub fn check(
             }
         }
     }
+    // A connection whose last arrival was reset, dropped or left hanging was closed by that
+    // arrival (by the receiver, or by its sender's timeout), not necessarily by a kill.
+    let ended_unowned = |connection: u64| -> bool {
+        last_on_connection.get(&connection).is_some_and(|&i| {
+            matches!(
+                journal.arrivals[i].reply,
+                Reply::Reset | Reply::Drop | Reply::Hang(_)
+            )
+        })
+    };
     let explained = |i: usize| -> bool {
         let a = &journal.arrivals[i];
         let closed = journal.closed.get(&a.connection).copied();
         let reset_here = matches!(a.reply, Reply::Reset | Reply::Drop);
-        let hang_here = matches!(a.reply, Reply::Hang(_));
         let by_kill = faults.kills.iter().any(|&k| {
             // The body may be read just after the sender died.
             let before = a.at <= k + Duration::from_millis(500);
@@ -267,14 +277,15 @@ pub fn check(
                 before && a.at + RESET_WINDOW >= k
             } else {
                 let killed_its_connection = closed.is_some_and(|c| k <= c && c <= k + KILL_WINDOW);
-                // A hang's outcome (a timeout) is known when the worker gives up and closes the
-                // connection; a kill right after that, before the record, loses it. The owner
-                // of a connection the worker closed itself cannot be seen: timing only.
-                let killed_after_its_timeout =
-                    hang_here && closed.is_some_and(|c| c <= k && k <= c + RESET_WINDOW);
+                // A connection that ended before the kill, on a reset or drop by the receiver or
+                // on the worker's own timeout, cannot show whose it was: timing only. Its
+                // answers may still be waiting to be recorded (a hang's outcome is known only
+                // at the timeout), so a kill right after the close can lose them.
+                let killed_after_it_ended = ended_unowned(a.connection)
+                    && closed.is_some_and(|c| c <= k && k <= c + RESET_WINDOW);
                 before
                     && a.at + RECORD_WINDOW >= k
-                    && (killed_its_connection || killed_after_its_timeout)
+                    && (killed_its_connection || killed_after_it_ended)
             }
         });
         let by_outage = faults
@@ -358,9 +369,14 @@ pub fn check(
                         .closed
                         .get(&a.connection)
                         .map_or("open".to_owned(), |&c| format!("closed {:.2}", since(c)));
-                    let last = last_on_connection.get(&a.connection) == Some(&i);
+                    let last = last_on_connection.get(&a.connection).copied();
+                    let ended_on = match last {
+                        Some(l) if l == i => "this".to_owned(),
+                        Some(l) => format!("{:?}", reply_kind(&journal.arrivals[l].reply)),
+                        None => "?".to_owned(),
+                    };
                     format!(
-                        "{:?} at {:.2} on connection {} ({closed}, last: {last})",
+                        "{:?} at {:.2} on connection {} ({closed}, its last arrival: {ended_on})",
                         reply_kind(&a.reply),
                         since(a.at),
                         a.connection
@@ -734,6 +750,38 @@ mod tests {
         );
         run.faults.kills.push(run.at(1010));
         assert!(run.check().passed());
+    }
+
+    #[test]
+    fn an_unrecorded_answer_on_a_connection_reset_before_the_kill_is_explained_by_timing() {
+        let mut run = Run::new("delivered", 1);
+        // A 200 and then a reset on one connection: the receiver closed it, not the kill.
+        run.arrive(0, Reply::Status(200), 7)
+            .arrive(50, Reply::Reset, 7)
+            .arrive(3000, Reply::Status(200), 8);
+        run.record(1, Some(200), None);
+        run.journal.closed.insert(7, run.at(50));
+        run.faults.kills.push(run.at(3000));
+        assert_eq!(
+            run.check().unexplained,
+            2,
+            "a kill 3 s after the close explains neither the 200 nor the reset"
+        );
+        run.faults.kills.push(run.at(60));
+        assert!(run.check().passed());
+    }
+
+    #[test]
+    fn an_unrecorded_answer_on_a_connection_that_ended_on_a_200_needs_its_own_kill() {
+        let mut run = Run::new("delivered", 1);
+        // The connection closed before the kill after a plain 200: nothing of the receiver's
+        // or of a timeout closed it, so the kill right after is someone else's.
+        run.arrive(0, Reply::Status(200), 7)
+            .arrive(3000, Reply::Status(200), 8);
+        run.record(1, Some(200), None);
+        run.journal.closed.insert(7, run.at(50));
+        run.faults.kills.push(run.at(60));
+        assert_eq!(run.check().unexplained, 1);
     }
 
     #[test]
