@@ -126,7 +126,9 @@ impl Default for Limits {
     /// The defaults of the README's settings table (tuned by `bench --only overload`).
     fn default() -> Self {
         Self {
-            max_connections: 1024,
+            // 1,024 held 94-100 MiB and answered p99 85-117 ms under 4,096 keep-alive
+            // connections; 512: 76-82 MiB and 74-76 ms (`bench/PROFILE.md`).
+            max_connections: 512,
             ingest_in_flight: 96,
             ingest_latency_target: Some(Duration::from_millis(10)),
             api_in_flight: 64,

@@ -100,7 +100,7 @@ const METHOD: &str = "\
   each query sequentially over HTTP (3 warm-up requests); the baseline is the same SQL run \
   directly over one connection. Plans are `EXPLAIN (ANALYZE, BUFFERS)`.
 - Overload: 2 workers delivering; phase one offers 3× the ingest capacity measured in the same \
-  run (open loop on 512 keep-alive connections opened beforehand: request i is due at i/rate and \
+  run (open loop on 384 keep-alive connections opened beforehand: request i is due at i/rate and \
   written on the first free connection), phase two keeps 4,096 keep-alive connections busy \
   (closed loop, the loops started over 1 s, each waiting the `Retry-After` plus up to as much \
   again of jitter after a 503), 30 s each, the api at its default limits. Latency runs from the \
