@@ -126,8 +126,8 @@ impl Default for Limits {
     /// The defaults of the README's settings table (tuned by `bench --only overload`).
     fn default() -> Self {
         Self {
-            // 1,024 held 94-100 MiB and answered p99 85-117 ms under 4,096 keep-alive
-            // connections; 512: 76-82 MiB and 74-76 ms (`bench/PROFILE.md`).
+            // Against 1,024 under 4,096 keep-alive connections: a fifth less memory at the
+            // peak and faster accepted answers (`bench/PROFILE.md`, `MAX_CONNECTIONS` 512).
             max_connections: 512,
             ingest_in_flight: 96,
             ingest_latency_target: Some(Duration::from_millis(10)),
