@@ -13,7 +13,7 @@ use sea_orm::sea_query::extension::postgres::PgFunc;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    Statement, TransactionTrait,
+    SelectTwo, Statement, TransactionTrait,
 };
 use serde_json::{Value, json};
 
@@ -26,25 +26,36 @@ pub type Loaded = (webhook_events::Model, Option<webhook_configs::Model>);
 ///
 /// The ids go in as one array (`id = ANY($1)`), not as `IN ($1, …, $n)`: one statement text for
 /// every batch size, so each pooled connection prepares it once instead of re-preparing (and
-/// caching, client and server side) a statement per size.
+/// caching, client and server side) a statement per size. The [`IdSpan`] beside it prunes the
+/// day partitions.
 pub async fn load_batch(
     db: &DatabaseConnection,
     ids: Vec<EventId>,
 ) -> Result<Vec<Option<Loaded>>, DbErr> {
-    let id_column = Expr::col((webhook_events::Entity, webhook_events::Column::Id));
-    let rows = webhook_events::Entity::find()
-        .find_also_related(webhook_configs::Entity)
-        .filter(ExprTrait::eq(
-            id_column,
-            PgFunc::any(Expr::val(ids.clone())),
-        ))
-        .all(db)
-        .await?;
+    let Some(span) = IdSpan::of(ids.iter().copied()) else {
+        return Ok(Vec::new());
+    };
+    let rows = load_query(&ids, span).all(db).await?;
     let by_id: HashMap<EventId, Loaded> = rows
         .into_iter()
         .map(|row| (EventId(row.0.id), row))
         .collect();
     Ok(ids.iter().map(|id| by_id.get(id).cloned()).collect())
+}
+
+/// The query [`load_batch`] runs: the events `ids` (within `span`) with their configurations.
+pub fn load_query(
+    ids: &[EventId],
+    span: IdSpan,
+) -> SelectTwo<webhook_events::Entity, webhook_configs::Entity> {
+    let id_column = || Expr::col((webhook_events::Entity, webhook_events::Column::Id));
+    webhook_events::Entity::find()
+        .find_also_related(webhook_configs::Entity)
+        .filter(ExprTrait::eq(
+            id_column(),
+            PgFunc::any(Expr::val(ids.to_vec())),
+        ))
+        .filter(id_column().between(span.first.0, span.last.0))
 }
 
 /// When a failing endpoint is disabled: after failing continuously for `after`, with at least
@@ -175,6 +186,32 @@ async fn insert_attempts<'a>(
     Ok(())
 }
 
+/// The guarded update of a batch's events: `$1` the new states (JSON), `$2` their ids, `$3`..`$5`
+/// the texts of `pending`, `delivered` and `failed`, `$6`/`$7` the ids' [`IdSpan`].
+///
+/// Failures apply only to the attempt count they were made at; a delivery applies to any
+/// pending state, since a racing job may have counted a failure meanwhile, and to a failed one:
+/// after a worker died between recording and acknowledging, the job's second run can still get
+/// a 2xx while the first run's last failure already failed the event for good. The receiver's
+/// 2xx is the truth.
+///
+/// `id = ANY($2)` keeps the plan on the primary key: with only the recordset to go by, the
+/// generic plan hash-joins a sequential scan of all events. The span prunes the day partitions,
+/// and the status tests are a `CASE`, which no index can serve (see [`IdSpan`]).
+pub const RECORD_EVENTS: &str = "UPDATE webhook_events AS e \
+     SET attempts = GREATEST(e.attempts, r.attempts), status = r.status, \
+         response_data = r.response_data, \
+         next_attempt_at = r.next_attempt_at, last_error = r.last_error, \
+         updated_at = r.updated_at \
+     FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, prior integer, attempts integer, \
+         status text, response_data jsonb, next_attempt_at timestamptz, last_error text, \
+         updated_at timestamptz) \
+     WHERE e.id = ANY($2) AND e.id BETWEEN $6 AND $7 AND e.id = r.id \
+       AND CASE e.status WHEN $3 THEN e.attempts = r.prior OR r.status = $4 \
+                         WHEN $5 THEN r.status = $4 \
+                         ELSE false END \
+     RETURNING e.id";
+
 /// Whether a record's update applied (`true`), or the event had already moved on (`false`).
 pub type Won = bool;
 
@@ -231,35 +268,21 @@ async fn record_together(
             })
         })
         .collect();
-    // `id = ANY($2)` keeps the plan on the primary key: with only the recordset to go by, the
-    // generic plan of this prepared statement hash-joins a sequential scan of all events.
     let ids: Vec<EventId> = records.iter().map(|r| r.event_id).collect();
+    let span = IdSpan::of(ids.iter().copied())
+        .ok_or_else(|| DbErr::Custom("a non-empty batch of records has no event ids".to_owned()))?;
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            // Failures apply only to the attempt count they were made at; a delivery applies to
-            // any pending state, since a racing job may have counted a failure meanwhile, and to
-            // a failed one: after a worker died between recording and acknowledging, the job's
-            // second run can still get a 2xx while the first run's last failure already failed
-            // the event for good. The receiver's 2xx is the truth.
-            "UPDATE webhook_events AS e \
-             SET attempts = GREATEST(e.attempts, r.attempts), status = r.status, \
-                 response_data = r.response_data, \
-                 next_attempt_at = r.next_attempt_at, last_error = r.last_error, \
-                 updated_at = r.updated_at \
-             FROM jsonb_to_recordset($1::jsonb) AS r(id bigint, prior integer, attempts integer, \
-                 status text, response_data jsonb, next_attempt_at timestamptz, last_error text, \
-                 updated_at timestamptz) \
-             WHERE e.id = ANY($2) AND e.id = r.id \
-               AND ((e.status = $3 AND (e.attempts = r.prior OR r.status = $4)) \
-                    OR (e.status = $5 AND r.status = $4)) \
-             RETURNING e.id",
+            RECORD_EVENTS,
             [
                 Value::Array(updates).into(),
                 ids.into(),
                 EventStatus::Pending.as_str().into(),
                 EventStatus::Delivered.as_str().into(),
                 EventStatus::Failed.as_str().into(),
+                span.first.0.into(),
+                span.last.0.into(),
             ],
         ))
         .await?;
@@ -424,14 +447,57 @@ async fn lock_in_order(txn: &impl ConnectionTrait, records: &[AttemptRecord]) ->
         .await?;
     }
     let events: BTreeSet<EventId> = records.iter().map(|r| r.event_id).collect();
+    let Some(span) = IdSpan::of(events.iter().copied()) else {
+        return Ok(());
+    };
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT id FROM webhook_events WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
-        [Vec::from_iter(events).into()],
+        LOCK_EVENTS,
+        [
+            Vec::from_iter(events).into(),
+            span.first.0.into(),
+            span.last.0.into(),
+        ],
     ))
     .await?;
     Ok(())
 }
+
+/// The smallest and largest of a batch's event ids, bound beside its `id = ANY($n)`.
+///
+/// The worker plans each statement once per connection (generic plans), and PostgreSQL prunes
+/// partitions by an array parameter only at planning: `id = ANY($n)` alone reads every day
+/// partition (today, the days ahead, every retained day), and the planner may probe a day by an
+/// index that leads with `status`, rereading that status' entries once per id. A range of
+/// scalar parameters is pruned when the statement starts, to the days the batch spans (one,
+/// almost always).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdSpan {
+    pub first: EventId,
+    pub last: EventId,
+}
+
+impl IdSpan {
+    /// The span of `ids`; `None` when there are none.
+    pub fn of(ids: impl IntoIterator<Item = EventId>) -> Option<Self> {
+        ids.into_iter().fold(None, |span, id| {
+            Some(match span {
+                None => Self {
+                    first: id,
+                    last: id,
+                },
+                Some(Self { first, last }) => Self {
+                    first: Ord::min(first, id),
+                    last: Ord::max(last, id),
+                },
+            })
+        })
+    }
+}
+
+/// Locks a batch's events (`$1`) in id order; `$2`/`$3` their [`IdSpan`].
+pub const LOCK_EVENTS: &str = "SELECT id FROM webhook_events \
+    WHERE id = ANY($1) AND id BETWEEN $2 AND $3 ORDER BY id FOR NO KEY UPDATE";
 
 /// For each event in `records`, the index of the record that updates it: its first record,
 /// or the first delivered one when there is one.
@@ -615,5 +681,22 @@ mod tests {
         assert_eq!(fmt_hours(Duration::from_secs(120 * 3600)), "120");
         assert_eq!(fmt_hours(Duration::from_secs(1800)), "0.5");
         assert_eq!(fmt_hours(Duration::from_secs_f64(1.8)), "0.0005");
+    }
+
+    #[test]
+    fn an_id_span_runs_from_the_smallest_id_to_the_largest_in_any_order() {
+        let span = IdSpan::of([EventId(7), EventId(3), EventId(9), EventId(5)]);
+        assert_eq!(
+            span,
+            Some(IdSpan {
+                first: EventId(3),
+                last: EventId(9)
+            })
+        );
+    }
+
+    #[test]
+    fn no_ids_have_no_span() {
+        assert_eq!(IdSpan::of([]), None);
     }
 }

@@ -665,6 +665,144 @@ async fn the_workers_results_find_their_jobs_by_id_not_among_all_the_replicas_jo
     );
 }
 
+/// Fills today's partition with delivered events and a few pending ones, as a replica's
+/// connection finds it mid-day, and returns the pending ids and today's partition name.
+async fn a_day_of_events(app: &TestApp, db: &sea_orm::DatabaseConnection) -> (Vec<i64>, String) {
+    use sea_orm::ConnectionTrait;
+    let config = app
+        .create_config(json!({"url": "http://127.0.0.1:9/hooks"}))
+        .await;
+    let config_id = config["id"].as_i64().expect("id");
+    db.execute_unprepared(&format!(
+        "INSERT INTO webhook_events \
+           (message_id, direction, source, event_type, payload, status, attempts, attempt_base, \
+            webhook_config_id, next_attempt_at) \
+         SELECT 'm-' || n, 'outbound', 'platform', 'call.completed', '{{}}', \
+                CASE WHEN n % 500 = 0 THEN 'pending' ELSE 'delivered' END, 0, 0, {config_id}, \
+                now() \
+         FROM generate_series(1, 20000) AS n; \
+         ANALYZE webhook_events"
+    ))
+    .await
+    .expect("fill today's partition");
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT id, 'webhook_events_p' || to_char((now() AT TIME ZONE 'UTC')::date, 'YYYYMMDD') \
+               AS today \
+             FROM webhook_events WHERE status = 'pending' ORDER BY id LIMIT 8",
+        ))
+        .await
+        .expect("read pending ids");
+    let today: String = rows[0].try_get("", "today").expect("today");
+    let ids = rows
+        .iter()
+        .map(|row| row.try_get::<i64>("", "id").expect("id"))
+        .collect();
+    (ids, today)
+}
+
+/// The day partitions `plan` reads (scans), by name.
+fn partitions_read(plan: &str) -> Vec<String> {
+    plan.lines()
+        .filter(|line| line.contains("Scan") && !line.contains("Function Scan"))
+        .filter_map(|line| {
+            let at = line.find(" on webhook_events_p")? + " on ".len();
+            let name = line[at..].split_whitespace().next()?;
+            Some(name.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_workers_record_update_reads_only_its_days_partition_by_primary_key() {
+    let app = TestApp::spawn().await;
+    let db = wirehook_core::process::connect_worker(app.database_url(), 1)
+        .await
+        .expect("connect like the worker");
+    let (ids, today) = a_day_of_events(&app, &db).await;
+    let states: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            json!({"id": id, "prior": 0, "attempts": 1, "status": "delivered",
+                   "response_data": {"status": 200}, "next_attempt_at": null,
+                   "last_error": null, "updated_at": "2026-12-07T12:00:00Z"})
+        })
+        .collect();
+    let list = |ids: &[i64]| {
+        ids.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let plan = plan_of(
+        &db,
+        &format!(
+            "PREPARE record(jsonb, bigint[], text, text, text, bigint, bigint) AS {}",
+            wirehook_core::store::RECORD_EVENTS
+        ),
+        &format!(
+            "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE record('{}', '{{{}}}', 'pending', 'delivered', \
+             'failed', {}, {})",
+            Value::Array(states),
+            list(&ids),
+            ids[0],
+            ids[ids.len() - 1]
+        ),
+    )
+    .await;
+    assert_eq!(partitions_read(&plan), vec![today.clone()], "{plan}");
+    assert!(
+        plan.contains(&format!(
+            "webhook_events_pkey_{}",
+            &today["webhook_events_".len()..]
+        )),
+        "the update should find its events by primary key:\n{plan}"
+    );
+    assert!(!plan.contains("Bitmap"), "{plan}");
+    assert!(plan.contains(&format!("rows={}", ids.len())), "{plan}");
+}
+
+#[tokio::test]
+async fn the_workers_event_lock_and_load_read_only_their_days_partition() {
+    use sea_orm::QueryTrait;
+    let app = TestApp::spawn().await;
+    let db = wirehook_core::process::connect_worker(app.database_url(), 1)
+        .await
+        .expect("connect like the worker");
+    let (ids, today) = a_day_of_events(&app, &db).await;
+    let (first, last) = (ids[0], ids[ids.len() - 1]);
+    let array = format!(
+        "'{{{}}}'",
+        ids.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let lock = plan_of(
+        &db,
+        &format!(
+            "PREPARE lock(bigint[], bigint, bigint) AS {}",
+            wirehook_core::store::LOCK_EVENTS
+        ),
+        &format!("EXPLAIN EXECUTE lock({array}, {first}, {last})"),
+    )
+    .await;
+    assert_eq!(partitions_read(&lock), vec![today.clone()], "{lock}");
+
+    let event_ids: Vec<entity::EventId> = ids.iter().map(|&id| entity::EventId(id)).collect();
+    let span = wirehook_core::store::IdSpan::of(event_ids.iter().copied()).expect("ids");
+    let load =
+        wirehook_core::store::load_query(&event_ids, span).build(sea_orm::DbBackend::Postgres);
+    let load = plan_of(
+        &db,
+        &format!("PREPARE load(bigint[], bigint, bigint) AS {}", load.sql),
+        &format!("EXPLAIN EXECUTE load({array}, {first}, {last})"),
+    )
+    .await;
+    assert_eq!(partitions_read(&load), vec![today], "{load}");
+}
+
 /// The plan `explain` prints for the statement `prepare` prepares, on `db`'s one connection.
 async fn plan_of(db: &sea_orm::DatabaseConnection, prepare: &str, explain: &str) -> String {
     use sea_orm::ConnectionTrait;
