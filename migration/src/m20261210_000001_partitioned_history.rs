@@ -5,8 +5,9 @@
 //! (`webhook_event_id(created_at)`, the column default with `now()`), where `day` is the UTC day
 //! number of its `created_at`; a day's partition holds exactly the ids of that day, and a CHECK
 //! on each day partition holds `created_at` to that day. The delivery path finds events by id
-//! (`id = ANY($1)`), which therefore prunes to the partitions of those ids instead of probing
-//! every day, and the primary key stays `(id)`. Attempts are partitioned by `event_id` with the
+//! (`id = ANY($1)` and, for generic plans, which prune only scalar parameters, the batch's
+//! smallest and largest id: `wirehook_core::store::IdSpan`), which therefore prunes to the
+//! partitions of those ids instead of probing every day, and the primary key stays `(id)`. Attempts are partitioned by `event_id` with the
 //! same bounds, so an event's attempts live and die with its day. Ids stay below 2^53 (safe in
 //! JavaScript) until day 131,071 (year 2328); one day holds up to 2^36 events, and within a day
 //! ids grow with the sequence (it wraps once per 2^36 events).
