@@ -702,6 +702,12 @@ async fn a_day_of_events(app: &TestApp, db: &sea_orm::DatabaseConnection) -> (Ve
     (ids, today)
 }
 
+/// `ids` as an SQL array literal: `'{1,2,3}'`.
+fn array_literal(ids: &[i64]) -> String {
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    format!("'{{{}}}'", ids.join(","))
+}
+
 /// The day partitions `plan` reads (scans), by name.
 fn partitions_read(plan: &str) -> Vec<String> {
     plan.lines()
@@ -729,12 +735,6 @@ async fn the_workers_record_update_reads_only_its_days_partition_by_primary_key(
                    "last_error": null, "updated_at": "2026-12-07T12:00:00Z"})
         })
         .collect();
-    let list = |ids: &[i64]| {
-        ids.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
     let plan = plan_of(
         &db,
         &format!(
@@ -742,10 +742,10 @@ async fn the_workers_record_update_reads_only_its_days_partition_by_primary_key(
             wirehook_core::store::RECORD_EVENTS
         ),
         &format!(
-            "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE record('{}', '{{{}}}', 'pending', 'delivered', \
+            "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE record('{}', {}, 'pending', 'delivered', \
              'failed', {}, {})",
             Value::Array(states),
-            list(&ids),
+            array_literal(&ids),
             ids[0],
             ids[ids.len() - 1]
         ),
@@ -772,13 +772,7 @@ async fn the_workers_event_lock_and_load_read_only_their_days_partition() {
         .expect("connect like the worker");
     let (ids, today) = a_day_of_events(&app, &db).await;
     let (first, last) = (ids[0], ids[ids.len() - 1]);
-    let array = format!(
-        "'{{{}}}'",
-        ids.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let array = array_literal(&ids);
     let lock = plan_of(
         &db,
         &format!(
