@@ -240,13 +240,13 @@ async fn record_together(
     policy: Option<AutoDisable>,
     records: &[AttemptRecord],
 ) -> Result<Vec<Won>, DbErr> {
-    if records.is_empty() {
+    let Some(span) = IdSpan::of(records.iter().map(|r| r.event_id)) else {
         return Ok(Vec::new());
-    }
+    };
     // The worker's pool commits asynchronously (`process::connect_worker`): safe under
     // at-least-once, a lost commit only means the attempt runs again.
     let txn = db.begin().await?;
-    lock_in_order(&txn, records).await?;
+    lock_in_order(&txn, records, span).await?;
     insert_attempts(&txn, records.iter().map(|r| &r.row)).await?;
 
     // One record per event updates it: the first, unless a later one of the same event was
@@ -269,8 +269,6 @@ async fn record_together(
         })
         .collect();
     let ids: Vec<EventId> = records.iter().map(|r| r.event_id).collect();
-    let span = IdSpan::of(ids.iter().copied())
-        .ok_or_else(|| DbErr::Custom("a non-empty batch of records has no event ids".to_owned()))?;
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -432,7 +430,11 @@ pub async fn record_test(
 ///
 /// The api deactivates a configuration by locking its row, then its pending events by id; a
 /// batch that locked an event first and then waited for that configuration would deadlock it.
-async fn lock_in_order(txn: &impl ConnectionTrait, records: &[AttemptRecord]) -> Result<(), DbErr> {
+async fn lock_in_order(
+    txn: &impl ConnectionTrait,
+    records: &[AttemptRecord],
+    span: IdSpan,
+) -> Result<(), DbErr> {
     let configs: BTreeSet<ConfigId> = records
         .iter()
         .filter(|r| r.gone || matches!(r.health, Health::Recovered | Health::Failed { .. }))
@@ -447,9 +449,6 @@ async fn lock_in_order(txn: &impl ConnectionTrait, records: &[AttemptRecord]) ->
         .await?;
     }
     let events: BTreeSet<EventId> = records.iter().map(|r| r.event_id).collect();
-    let Some(span) = IdSpan::of(events.iter().copied()) else {
-        return Ok(());
-    };
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         LOCK_EVENTS,

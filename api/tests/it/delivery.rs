@@ -665,10 +665,13 @@ async fn the_workers_results_find_their_jobs_by_id_not_among_all_the_replicas_jo
     );
 }
 
-/// Fills today's partition with delivered events and a few pending ones, as a replica's
-/// connection finds it mid-day, and returns the pending ids and today's partition name.
-async fn a_day_of_events(app: &TestApp, db: &sea_orm::DatabaseConnection) -> (Vec<i64>, String) {
+/// A connection like a replica's (generic plans), with today's partition full of delivered
+/// events and a few pending ones, as mid-day; the pending ids and today's partition name.
+async fn a_day_of_events(app: &TestApp) -> (sea_orm::DatabaseConnection, Vec<i64>, String) {
     use sea_orm::ConnectionTrait;
+    let db = wirehook_core::process::connect_worker(app.database_url(), 1)
+        .await
+        .expect("connect like the worker");
     let config = app
         .create_config(json!({"url": "http://127.0.0.1:9/hooks"}))
         .await;
@@ -699,7 +702,7 @@ async fn a_day_of_events(app: &TestApp, db: &sea_orm::DatabaseConnection) -> (Ve
         .iter()
         .map(|row| row.try_get::<i64>("", "id").expect("id"))
         .collect();
-    (ids, today)
+    (db, ids, today)
 }
 
 /// `ids` as an SQL array literal: `'{1,2,3}'`.
@@ -723,10 +726,7 @@ fn partitions_read(plan: &str) -> Vec<String> {
 #[tokio::test]
 async fn the_workers_record_update_reads_only_its_days_partition_by_primary_key() {
     let app = TestApp::spawn().await;
-    let db = wirehook_core::process::connect_worker(app.database_url(), 1)
-        .await
-        .expect("connect like the worker");
-    let (ids, today) = a_day_of_events(&app, &db).await;
+    let (db, ids, today) = a_day_of_events(&app).await;
     let states: Vec<Value> = ids
         .iter()
         .map(|id| {
@@ -767,10 +767,7 @@ async fn the_workers_record_update_reads_only_its_days_partition_by_primary_key(
 async fn the_workers_event_lock_and_load_read_only_their_days_partition() {
     use sea_orm::QueryTrait;
     let app = TestApp::spawn().await;
-    let db = wirehook_core::process::connect_worker(app.database_url(), 1)
-        .await
-        .expect("connect like the worker");
-    let (ids, today) = a_day_of_events(&app, &db).await;
+    let (db, ids, today) = a_day_of_events(&app).await;
     let (first, last) = (ids[0], ids[ids.len() - 1]);
     let array = array_literal(&ids);
     let lock = plan_of(
